@@ -1,0 +1,1 @@
+"""The codec (objects <-> sections): object graph, pandas tables, blobs, workspace files, allowlist."""

@@ -1,0 +1,145 @@
+"""Content-addressed blobs: large strings and bytes of the graph, Arrow tables, workspace files.
+
+Each distinct content is stored once, however many copies the trace and its folders hold. Small
+blobs are packed together into ``blobs`` sections (better compression, fewer sections); a blob of
+at least a pack's size gets a section of its own and is streamed. The ``index`` section maps every
+digest to (section, start, length) so the manifest stays small whatever the number of blobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from trace_ckpt.errors import CorruptCheckpointError
+from trace_ckpt.format.container import ContainerReader, ContainerWriter
+from trace_ckpt.format.manifest import SectionInfo
+
+PACK_BYTES = 8 * 1024 * 1024
+_CHUNK = 1 << 20
+
+
+def digest_bytes(data: bytes | memoryview) -> str:
+    """The content address of a blob: hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest_file(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _read_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            yield chunk
+
+
+class BlobPacker:
+    """Collects blobs by digest and writes them to a container in packs, then the index."""
+
+    def __init__(self, writer: ContainerWriter, *, pack_bytes: int = PACK_BYTES) -> None:
+        self._writer = writer
+        self._pack_bytes = pack_bytes
+        self._pending: list[tuple[str, bytes]] = []
+        self._pending_size = 0
+        self._sections = 0
+        self.index: dict[str, tuple[str, int, int]] = {}
+        self._queued: set[str] = set()
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.index or digest in self._queued
+
+    def __len__(self) -> int:
+        return len(self.index) + len(self._pending)
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` unless a blob with the same content is stored already; return its digest."""
+        digest = digest_bytes(data)
+        if digest in self:
+            return digest
+        if len(data) >= self._pack_bytes:
+            name = self._next_name()
+            self._writer.add_bytes(name, "blobs", data)
+            self.index[digest] = (name, 0, len(data))
+        else:
+            self._pending.append((digest, data))
+            self._queued.add(digest)
+            self._pending_size += len(data)
+            if self._pending_size >= self._pack_bytes:
+                self.flush()
+        return digest
+
+    def put_file(self, path: Path, size: int) -> str:
+        """Store a regular file's content; a file of at least a pack's size is streamed, not loaded."""
+        if size < self._pack_bytes:
+            return self.put(path.read_bytes())
+        digest = digest_file(path)
+        if digest not in self:
+            name = self._next_name()
+            info = self._writer.add_stream(name, "blobs", _read_chunks(path))
+            self.index[digest] = (name, 0, info.raw_length)
+        return digest
+
+    def _next_name(self) -> str:
+        self._sections += 1
+        return f"blobs/{self._sections - 1}"
+
+    def flush(self) -> None:
+        """Write the pending small blobs as one pack section."""
+        if not self._pending:
+            return
+        name, pos = self._next_name(), 0
+        for digest, data in self._pending:
+            self.index[digest] = (name, pos, len(data))
+            pos += len(data)
+        self._writer.add_bytes(name, "blobs", b"".join(d for _, d in self._pending))
+        self._pending, self._pending_size, self._queued = [], 0, set()
+
+    def finish(self) -> None:
+        """Flush the last pack and write the ``index`` section."""
+        self.flush()
+        doc = {d: [n, s, ln] for d, (n, s, ln) in self.index.items()}
+        self._writer.add_bytes("index", "index", json.dumps(doc, separators=(",", ":")).encode())
+
+
+class BlobSource:
+    """Reads blobs back by digest, decompressing each section at most once while it is in use."""
+
+    def __init__(self, reader: ContainerReader) -> None:
+        self._reader = reader
+        self._sections = {s.name: s for s in reader.manifest.sections if s.kind == "blobs"}
+        self.index: dict[str, tuple[SectionInfo, int, int]] = {}
+        try:
+            doc = json.loads(reader.read_section(reader.manifest.section("index")))
+            for digest, (name, start, length) in doc.items():
+                section = self._sections[name]
+                if not (isinstance(start, int) and isinstance(length, int)) or start < 0 or start + length > section.raw_length:
+                    raise ValueError(f"blob {digest[:12]} lies outside section {name}")
+                self.index[digest] = (section, start, length)
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
+            raise CorruptCheckpointError(f"{reader.source}: the blob index is not valid ({e})") from None
+        self._cache_name: str | None = None
+        self._cache: bytes = b""
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self.index
+
+    def get(self, digest: str) -> bytes:
+        """The bytes of one blob; KeyError when the checkpoint has no such blob."""
+        section, start, length = self.index[digest]
+        if self._cache_name != section.name:
+            self._cache = self._reader.read_section(section)
+            self._cache_name = section.name
+        return self._cache[start : start + length]
+
+    def by_section(self, digests: set[str]) -> Iterator[tuple[str, bytes]]:
+        """Yield (digest, bytes) for ``digests`` in file order, so each section is decompressed once."""
+        for d in sorted(digests, key=lambda d: (self.index[d][0].offset, self.index[d][1])):
+            yield d, self.get(d)

@@ -1,0 +1,182 @@
+"""Workspace folders on disk <-> a ``files`` section plus content-addressed blobs.
+
+Regular files are stored once per distinct content; symlinks are stored as links (data such as
+``daily_pv.h5`` linked into every workspace is never copied); files over ``max_file_bytes`` are
+listed but not stored. Restoring writes into new roots and refuses to clobber different files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from trace_ckpt.codec.blobs import BlobPacker, BlobSource, digest_file
+from trace_ckpt.errors import CorruptCheckpointError, SaveError, WorkspaceConflictError
+from trace_ckpt.format.manifest import WorkspaceStats
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class FilesIndex:
+    """The ``files`` section: per workspace folder (keyed by its original path), its entries."""
+
+    workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"workspaces": self.workspaces}, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> FilesIndex:
+        try:
+            doc = json.loads(data)
+            ws = doc["workspaces"]
+            if not isinstance(ws, dict):
+                raise TypeError("workspaces is not an object")
+        except (ValueError, KeyError, TypeError) as e:
+            raise CorruptCheckpointError(f"{source}: the files index is not valid ({e})") from None
+        return cls(ws)
+
+
+def capture_workspaces(
+    paths: Iterable[str],
+    packer: BlobPacker,
+    *,
+    max_file_bytes: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[FilesIndex, WorkspaceStats]:
+    """Walk every workspace folder and store its files in ``packer``; return the index and counts."""
+    index = FilesIndex()
+    stats = WorkspaceStats(max_file_bytes=max_file_bytes)
+    for key in paths:
+        if key in index.workspaces:
+            continue
+        root = Path(key).absolute()
+        stats.workspaces += 1
+        if not root.is_dir():
+            stats.missing += 1
+            index.workspaces[key] = {"exists": False, "entries": []}
+            continue
+        entries: list[dict[str, Any]] = []
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            here = Path(dirpath)
+            rel_dir = here.relative_to(root)
+            for name in sorted(dirnames + filenames):
+                full = here / name
+                rel = (rel_dir / name).as_posix()
+                try:
+                    st = full.lstat()
+                except OSError as e:
+                    raise SaveError(f"cannot read workspace file {full}: {e.strerror}") from None
+                if stat.S_ISLNK(st.st_mode):
+                    entries.append({"path": rel, "type": "symlink", "target": os.readlink(full)})
+                    stats.symlinks += 1
+                elif stat.S_ISDIR(st.st_mode):
+                    entries.append({"path": rel, "type": "dir", "mode": stat.S_IMODE(st.st_mode)})
+                elif stat.S_ISREG(st.st_mode):
+                    stats.files += 1
+                    mode = stat.S_IMODE(st.st_mode)
+                    if max_file_bytes is not None and st.st_size > max_file_bytes:
+                        entries.append({"path": rel, "type": "skipped", "size": st.st_size, "reason": "max_file_bytes"})
+                        stats.skipped += 1
+                        continue
+                    before = len(packer)
+                    try:
+                        digest = packer.put_file(full, st.st_size)
+                    except OSError as e:
+                        raise SaveError(f"cannot read workspace file {full}: {e.strerror}") from None
+                    if len(packer) > before:
+                        stats.unique_files += 1
+                    stats.file_bytes += st.st_size
+                    entries.append({"path": rel, "type": "file", "digest": digest, "size": st.st_size, "mode": mode})
+                    if progress is not None:
+                        progress(st.st_size)
+            # do not descend into symlinked folders (os.walk lists them in dirnames)
+            dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+        index.workspaces[key] = {"exists": True, "entries": entries}
+    return index, stats
+
+
+def _safe_rel(rel: str, source: str) -> PurePosixPath:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or not p.parts or any(part in ("..", "") for part in p.parts):
+        raise CorruptCheckpointError(f"{source}: workspace entry {rel!r} escapes its folder")
+    return p
+
+
+def materialize(
+    index: FilesIndex,
+    mapping: Mapping[str, Path],
+    blobs: BlobSource,
+    *,
+    overwrite: bool = False,
+    source: str = "checkpoint",
+) -> int:
+    """Write every captured workspace into its new folder (``mapping``: original key -> new path).
+
+    A first pass checks every target and raises WorkspaceConflictError before anything is written
+    when an existing, different file is in the way. Returns the number of files written.
+    """
+    plan: list[tuple[Path, dict[str, Any], Path]] = []
+    for key, ws in index.workspaces.items():
+        if not ws.get("exists", False) or key not in mapping:
+            continue
+        new_root = Path(mapping[key])
+        links = {e["path"] for e in ws["entries"] if e.get("type") == "symlink"}
+        for e in ws["entries"]:
+            rel = _safe_rel(str(e.get("path", "")), source)
+            if any(str(parent) in links for parent in rel.parents if str(parent) != "."):
+                raise CorruptCheckpointError(f"{source}: workspace entry {rel} lies under a symlink")
+            plan.append((new_root, e, new_root.joinpath(*rel.parts)))
+
+    for _, e, target in plan:  # conflict check before any write
+        if not (target.exists() or target.is_symlink()):
+            continue
+        kind = e.get("type")
+        if kind == "file":
+            same = target.is_file() and not target.is_symlink() and target.stat().st_size == e["size"] and digest_file(target) == e["digest"]
+        elif kind == "symlink":
+            same = target.is_symlink() and os.readlink(target) == e["target"]
+        elif kind == "dir":
+            same = target.is_dir() and not target.is_symlink()
+        else:
+            same = True
+        if not same and not overwrite:
+            raise WorkspaceConflictError(
+                f"{target} exists with other content; restore into an empty workspace_root or pass overwrite=True"
+            )
+
+    wanted: dict[str, list[tuple[Path, int]]] = {}
+    for root, e, target in plan:
+        root.mkdir(parents=True, exist_ok=True)
+        kind = e.get("type")
+        if kind == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+        elif kind == "file":
+            digest = e.get("digest")
+            if digest not in blobs:
+                raise CorruptCheckpointError(f"{source}: file {target.name} refers to a missing blob")
+            wanted.setdefault(digest, []).append((target, int(e.get("mode", 0o644))))
+    written = 0
+    for digest, data in blobs.by_section(set(wanted)):
+        for target, mode in wanted[digest]:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink():
+                target.unlink()
+            target.write_bytes(data)
+            os.chmod(target, mode & 0o7777)
+            written += 1
+    for _, e, target in plan:
+        if e.get("type") == "symlink":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink() or target.exists():
+                if target.is_symlink() and os.readlink(target) == e["target"]:
+                    continue
+                target.unlink()
+            os.symlink(e["target"], target)
+    return written

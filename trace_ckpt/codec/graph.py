@@ -1,0 +1,162 @@
+"""The object graph <-> a ``graph`` section, with identity preserved.
+
+One pickle holds the whole graph, so an object referenced from many places (an experiment in many
+``based_experiments``) is one object after loading. Large strings and bytes become content-addressed
+blobs (stored once however many copies the graph holds), pandas objects become Arrow ``table``
+sections. Plain pickle is used; dill only for a graph plain pickle cannot handle.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from trace_ckpt.codec.allowlist import Allowlist
+from trace_ckpt.codec.blobs import BlobPacker, BlobSource
+from trace_ckpt.codec import tables
+from trace_ckpt.errors import CorruptCheckpointError, SaveError, UntrustedContentError
+from trace_ckpt.format.container import ContainerReader, ContainerWriter
+
+PROTOCOL = 5
+MIN_BLOB = 256
+
+
+@dataclass
+class GraphStats:
+    """What the graph encoder did, for the manifest."""
+
+    pickler: str = "pickle"
+    tables: int = 0
+    pandas_pickled: int = 0
+
+
+@dataclass
+class _Encoder:
+    writer: ContainerWriter
+    packer: BlobPacker
+    min_blob: int
+    stats: GraphStats = field(default_factory=GraphStats)
+    # id(obj) -> persistent id; the object is kept alive so ids stay unique during the dump
+    _tables: dict[int, tuple[Any, tuple]] = field(default_factory=dict)
+    _no_arrow: set[int] = field(default_factory=set)
+
+    def persistent_id(self, obj: Any) -> tuple | None:
+        t = type(obj)
+        if t is str:
+            if len(obj) >= self.min_blob:
+                return ("s", self.packer.put(obj.encode("utf-8", "surrogatepass")))
+            return None
+        if t is bytes:
+            if len(obj) >= self.min_blob:
+                return ("b", self.packer.put(obj))
+            return None
+        if t is pd.DataFrame or t is pd.Series:
+            key = id(obj)
+            hit = self._tables.get(key)
+            if hit is not None:
+                return hit[1]
+            if key in self._no_arrow:
+                return None
+            encoded = tables.to_arrow(obj)
+            if encoded is None:
+                self._no_arrow.add(key)
+                self.stats.pandas_pickled += 1
+                return None
+            data, labels = encoded
+            # the serial keeps two equal but distinct frames distinct after loading
+            pid = ("t", len(self._tables), self.packer.put(data), labels)
+            self._tables[key] = (obj, pid)
+            self.stats.tables += 1
+            return pid
+        return None
+
+
+def _pickler_class(base: type) -> type:
+    class _GraphPickler(base):  # type: ignore[misc, valid-type]
+        def __init__(self, file: io.BytesIO, encoder: _Encoder) -> None:
+            super().__init__(file, protocol=PROTOCOL)
+            self._encoder = encoder
+
+        def persistent_id(self, obj: Any) -> tuple | None:
+            return self._encoder.persistent_id(obj)
+
+    return _GraphPickler
+
+
+def encode_graph(
+    root: Any, writer: ContainerWriter, packer: BlobPacker, *, min_blob: int = MIN_BLOB
+) -> GraphStats:
+    """Pickle ``root`` into a ``graph`` section; its blobs and tables go to ``packer``/``writer``."""
+    enc = _Encoder(writer, packer, min_blob)
+    buf = io.BytesIO()
+    try:
+        _pickler_class(pickle.Pickler)(buf, enc).dump(root)
+    except (pickle.PicklingError, TypeError, AttributeError) as plain_error:
+        try:
+            import dill
+        except ImportError:  # pragma: no cover - dill is a dependency
+            raise SaveError(f"the trace cannot be pickled: {plain_error}") from None
+        enc.stats.pickler = "dill"
+        buf = io.BytesIO()
+        try:
+            _pickler_class(dill.Pickler)(buf, enc).dump(root)
+        except Exception as e:
+            raise SaveError(f"the trace cannot be pickled, not even with dill: {e}") from None
+    data = buf.getbuffer()
+    writer.add_bytes("graph", "graph", data, meta={"pickler": enc.stats.pickler, "protocol": PROTOCOL})
+    return enc.stats
+
+
+class _GraphUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, blobs: BlobSource, reader: ContainerReader, allow: Allowlist) -> None:
+        super().__init__(file)
+        self._blobs = blobs
+        self._reader = reader
+        self._allow = allow
+        self._strings: dict[str, str] = {}
+        self._tables: dict[int, Any] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        return self._allow.resolve(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not isinstance(pid, tuple) or not pid:
+            raise CorruptCheckpointError(f"{self._reader.source}: bad reference in the graph")
+        tag = pid[0]
+        try:
+            if tag == "s":
+                s = self._strings.get(pid[1])
+                if s is None:
+                    s = self._strings[pid[1]] = self._blobs.get(pid[1]).decode("utf-8", "surrogatepass")
+                return s
+            if tag == "b":
+                return self._blobs.get(pid[1])
+            if tag == "t":
+                serial, digest, labels = pid[1], pid[2], pid[3]
+                if serial not in self._tables:
+                    self._tables[serial] = tables.from_arrow(self._blobs.get(digest), labels)
+                return self._tables[serial]
+        except (KeyError, IndexError, TypeError) as e:
+            raise CorruptCheckpointError(f"{self._reader.source}: the graph refers to a missing blob or table ({e})") from None
+        raise CorruptCheckpointError(f"{self._reader.source}: unknown reference kind {tag!r} in the graph")
+
+
+def decode_graph(reader: ContainerReader, blobs: BlobSource, allow: Allowlist) -> Any:
+    """Load the ``graph`` section with the restricted unpickler (sections must be verified first)."""
+    try:
+        section = reader.manifest.section("graph")
+    except KeyError:
+        raise CorruptCheckpointError(f"{reader.source}: no graph section") from None
+    data = reader.read_section(section)
+    try:
+        return _GraphUnpickler(io.BytesIO(data), blobs, reader, allow).load()
+    except (UntrustedContentError, CorruptCheckpointError):
+        raise
+    except RecursionError:
+        raise CorruptCheckpointError(f"{reader.source}: the graph nests too deeply to load") from None
+    except Exception as e:  # any unpickling failure of a checksum-valid file is a damaged/foreign graph
+        raise CorruptCheckpointError(f"{reader.source}: the graph does not load ({type(e).__name__}: {e})") from None

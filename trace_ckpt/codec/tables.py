@@ -1,0 +1,73 @@
+"""pandas Series/DataFrames <-> Arrow IPC sections.
+
+pandas pickles break across pandas major versions, and the model phase may run with another pandas,
+so frames and series in the trace are stored as Arrow. Column labels, the Series name and the column
+index names travel in the pickle as plain Python values (Arrow field names must be strings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from pandas.api.types import infer_dtype
+
+_ARROW_SAFE_OBJECT = {"string", "empty", "bytes"}
+
+
+def _arrow_safe(values: pd.Index | pd.Series) -> bool:
+    """Object columns survive Arrow only when they hold strings or bytes (no mixed Python objects)."""
+    if values.dtype == object:
+        return infer_dtype(values, skipna=True) in _ARROW_SAFE_OBJECT
+    return True
+
+
+def to_arrow(obj: pd.DataFrame | pd.Series) -> tuple[bytes, dict[str, Any]] | None:
+    """Arrow IPC bytes plus the labels to rebuild ``obj``; None when Arrow cannot hold it faithfully."""
+    if isinstance(obj, pd.Series):
+        frame = obj.to_frame(name="c0")
+        labels: dict[str, Any] = {"type": "series", "name": obj.name}
+    else:
+        frame = obj.copy(deep=False)
+        cols = obj.columns
+        labels = {
+            "type": "frame",
+            "columns": list(cols),
+            "column_names": list(cols.names),
+            "multi": isinstance(cols, pd.MultiIndex),
+            "columns_dtype": str(cols.dtype) if not isinstance(cols, pd.MultiIndex) else None,
+        }
+        frame.columns = [f"c{i}" for i in range(len(cols))]
+    if obj.attrs:
+        return None
+    index = frame.index
+    levels = [index.get_level_values(i) for i in range(index.nlevels)]
+    if not all(_arrow_safe(lv) for lv in levels) or not all(_arrow_safe(frame[c]) for c in frame.columns):
+        return None
+    if any(n is not None and not isinstance(n, str) for n in index.names):
+        return None
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes(), labels
+
+
+def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:
+    """Rebuild the Series/DataFrame written by :func:`to_arrow`."""
+    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    frame = table.to_pandas()
+    if labels["type"] == "series":
+        s = frame["c0"]
+        s.name = labels["name"]
+        return s
+    if labels["multi"]:
+        frame.columns = pd.MultiIndex.from_tuples(labels["columns"], names=labels["column_names"])
+    else:
+        dtype = labels.get("columns_dtype")
+        frame.columns = pd.Index(labels["columns"], name=labels["column_names"][0], dtype=dtype)
+    return frame

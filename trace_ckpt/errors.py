@@ -1,0 +1,55 @@
+"""One exception hierarchy for trace-ckpt.
+
+Every error carries a one-line message that says what happened and what to do next, and an
+``exit_code`` the CLI returns (the table is in docs/cli.md).
+"""
+
+from __future__ import annotations
+
+
+class CheckpointError(Exception):
+    """Base of every error trace-ckpt raises on purpose."""
+
+    exit_code: int = 1
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint (or another input path) does not exist."""
+
+    exit_code = 3
+
+
+class NotACheckpointError(CheckpointError):
+    """The file is not a trace-ckpt checkpoint (wrong magic)."""
+
+    exit_code = 4
+
+
+class CorruptCheckpointError(CheckpointError):
+    """The file is a checkpoint but truncated, damaged or inconsistent."""
+
+    exit_code = 4
+
+
+class UnsupportedVersionError(CheckpointError):
+    """The checkpoint was written by a newer format version than this reader knows."""
+
+    exit_code = 5
+
+
+class UntrustedContentError(CheckpointError):
+    """Loading would need a class or function that is not on the allowlist."""
+
+    exit_code = 6
+
+
+class SaveError(CheckpointError):
+    """A checkpoint could not be written; the previous file at the target is untouched."""
+
+    exit_code = 7
+
+
+class WorkspaceConflictError(CheckpointError):
+    """Restoring would overwrite a different existing file in a workspace folder."""
+
+    exit_code = 8

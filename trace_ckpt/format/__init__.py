@@ -1,0 +1,1 @@
+"""The on-disk format (bytes): container layout and manifest schema. Spec: docs/format.md."""

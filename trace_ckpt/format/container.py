@@ -1,0 +1,250 @@
+"""The on-disk container: header, sections, manifest, footer (format v1, see docs/format.md).
+
+    [16-byte header][section bytes ...][manifest JSON][56-byte footer]
+
+The manifest sits at the end so a save streams in one pass; a reader finds it through the fixed
+footer. Every section is checked against its SHA-256 before a byte of it is decompressed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import zstandard
+from pydantic import ValidationError
+
+from trace_ckpt.errors import (
+    CorruptCheckpointError,
+    NotACheckpointError,
+    UnsupportedVersionError,
+)
+from trace_ckpt.format.manifest import Manifest, SectionInfo
+
+MAGIC = b"TRACECKP"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<8sII")  # magic, format_version, flags (0)
+FOOTER = struct.Struct("<QQ32s8s")  # manifest offset, manifest length, sha256(manifest), magic
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+_CHUNK = 1 << 20
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only stream that hashes and counts what passes through to ``out``."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        mv = memoryview(b)
+        self.sha.update(mv)
+        self.out.write(mv)
+        self.count += mv.nbytes
+        return mv.nbytes
+
+
+class ContainerWriter:
+    """Appends sections to an open binary file, then writes the manifest and footer."""
+
+    def __init__(self, out: IO[bytes], *, level: int = 3, threads: int = 0) -> None:
+        self._out = out
+        self._level = level
+        self._threads = threads
+        self._pos = 0
+        self.sections: list[SectionInfo] = []
+        self._write(HEADER.pack(MAGIC, FORMAT_VERSION, 0))
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._out.write(data)
+        self._pos += len(data)
+
+    def _cctx(self) -> zstandard.ZstdCompressor:
+        return zstandard.ZstdCompressor(level=self._level, threads=self._threads, write_content_size=True)
+
+    def add_bytes(
+        self,
+        name: str,
+        kind: str,
+        raw: bytes | bytearray | memoryview,
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> SectionInfo:
+        """Compress ``raw`` into one zstd frame and append it as a section."""
+        stored = self._cctx().compress(raw)
+        info = SectionInfo(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            offset=self._pos,
+            length=len(stored),
+            raw_length=len(raw),
+            sha256=hashlib.sha256(stored).hexdigest(),
+            meta=meta or {},
+        )
+        self._write(stored)
+        self.sections.append(info)
+        return info
+
+    def add_stream(
+        self,
+        name: str,
+        kind: str,
+        chunks: Iterable[bytes],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> SectionInfo:
+        """Compress an iterable of chunks into one frame without holding it in memory."""
+        offset = self._pos
+        hw = _HashingWriter(self._out)
+        raw_length = 0
+        with self._cctx().stream_writer(hw, closefd=False) as zw:
+            for chunk in chunks:
+                raw_length += len(chunk)
+                zw.write(chunk)
+        self._pos += hw.count
+        info = SectionInfo(
+            name=name,
+            kind=kind,  # type: ignore[arg-type]
+            offset=offset,
+            length=hw.count,
+            raw_length=raw_length,
+            sha256=hw.sha.hexdigest(),
+            meta=meta or {},
+        )
+        self.sections.append(info)
+        return info
+
+    def finish(self, manifest: Manifest) -> Manifest:
+        """Write ``manifest`` (its sections and sizes filled in here) and the footer."""
+        manifest.sections = self.sections
+        manifest.sizes.raw = sum(s.raw_length for s in self.sections)
+        manifest.sizes.stored = sum(s.length for s in self.sections)
+        body = manifest.model_dump_json().encode("utf-8")
+        offset = self._pos
+        self._write(body)
+        self._write(FOOTER.pack(offset, len(body), hashlib.sha256(body).digest(), MAGIC))
+        return manifest
+
+
+def _upgrade(doc: dict[str, Any], version: int) -> dict[str, Any]:
+    """The one place where manifests of older format versions are migrated to the current one.
+
+    Format v1 is the first version, so there is nothing to migrate yet; a v2 reader adds
+    ``if version == 1: doc = _v1_to_v2(doc)`` here and keeps every other reader path unchanged.
+    """
+    return doc
+
+
+class ContainerReader:
+    """Reads the manifest of a checkpoint and, on request, its verified sections."""
+
+    def __init__(self, f: IO[bytes], *, source: str = "checkpoint") -> None:
+        self._f = f
+        self.source = source
+        f.seek(0, io.SEEK_END)
+        self.size = f.tell()
+        f.seek(0)
+        head = f.read(HEADER.size)
+        if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
+            raise NotACheckpointError(f"{source} is not a trace-ckpt checkpoint (no TRACECKP magic at the start)")
+        if len(head) < HEADER.size or self.size < HEADER.size + FOOTER.size:
+            raise CorruptCheckpointError(f"{source} is truncated ({self.size} bytes): save it again or use a good copy")
+        _, version, _flags = HEADER.unpack(head)
+        if version > FORMAT_VERSION:
+            raise UnsupportedVersionError(
+                f"{source} uses checkpoint format v{version}; this trace-ckpt reads up to v{FORMAT_VERSION}: "
+                "upgrade trace-ckpt to read it"
+            )
+        if version < 1:
+            raise CorruptCheckpointError(f"{source} claims format version {version}, which never existed")
+        self.format_version = version
+        f.seek(self.size - FOOTER.size)
+        m_off, m_len, m_sha, tail = FOOTER.unpack(f.read(FOOTER.size))
+        if tail != MAGIC:
+            raise CorruptCheckpointError(
+                f"{source} is truncated or damaged (no footer): the save did not finish; use a good copy"
+            )
+        if m_len > MAX_MANIFEST_BYTES or m_off < HEADER.size or m_off + m_len != self.size - FOOTER.size:
+            raise CorruptCheckpointError(f"{source} has a damaged footer (manifest range out of bounds)")
+        f.seek(m_off)
+        body = f.read(m_len)
+        if hashlib.sha256(body).digest() != m_sha:
+            raise CorruptCheckpointError(f"{source}: manifest checksum mismatch; the file is damaged")
+        try:
+            doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise ValueError("manifest is not a JSON object")
+            self.manifest = Manifest.model_validate(_upgrade(doc, version))
+        except (ValueError, ValidationError) as e:
+            first = str(e).splitlines()[0]
+            raise CorruptCheckpointError(f"{source}: manifest is not valid ({first})") from None
+        self._data_end = m_off
+        for s in self.manifest.sections:
+            if s.offset < HEADER.size or s.length < 0 or s.raw_length < 0 or s.offset + s.length > m_off:
+                raise CorruptCheckpointError(f"{source}: section {s.name!r} lies outside the data area")
+
+    def read_stored(self, s: SectionInfo) -> bytes:
+        """The stored bytes of a section, checked against its SHA-256."""
+        self._f.seek(s.offset)
+        stored = self._f.read(s.length)
+        if len(stored) != s.length or hashlib.sha256(stored).hexdigest() != s.sha256:
+            raise CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
+        return stored
+
+    def verify(self) -> list[str]:
+        """Names of sections whose checksum fails (empty when every section holds). Streams."""
+        bad = []
+        for s in self.manifest.sections:
+            self._f.seek(s.offset)
+            sha = hashlib.sha256()
+            left = s.length
+            while left > 0:
+                chunk = self._f.read(min(_CHUNK, left))
+                if not chunk:
+                    break
+                sha.update(chunk)
+                left -= len(chunk)
+            if left or sha.hexdigest() != s.sha256:
+                bad.append(s.name)
+        return bad
+
+    def read_section(self, s: SectionInfo) -> bytes:
+        """Verified and decompressed bytes of a section, never more than its declared raw length."""
+        stored = self.read_stored(s)
+        return b"".join(self._decompress(s, stored))
+
+    def iter_section(self, s: SectionInfo) -> Iterator[bytes]:
+        """Verified, decompressed chunks of a section."""
+        return self._decompress(s, self.read_stored(s))
+
+    def _decompress(self, s: SectionInfo, stored: bytes) -> Iterator[bytes]:
+        if s.codec == "none":
+            if len(stored) != s.raw_length:
+                raise CorruptCheckpointError(f"{self.source}: section {s.name!r} has the wrong length")
+            yield stored
+            return
+        total = 0
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(stored, read_across_frames=False)
+            while True:
+                chunk = reader.read(min(_CHUNK, s.raw_length - total + 1))
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > s.raw_length:
+                    break
+                yield chunk
+        except zstandard.ZstdError as e:
+            raise CorruptCheckpointError(f"{self.source}: section {s.name!r} does not decompress ({e})") from None
+        if total != s.raw_length:
+            raise CorruptCheckpointError(
+                f"{self.source}: section {s.name!r} decompresses to the wrong size (declared {s.raw_length})"
+            )

@@ -1,0 +1,119 @@
+"""The manifest: the JSON document that says what a checkpoint holds.
+
+It is readable without unpickling anything and without importing rdagent (``trace-ckpt inspect``
+reads only this). ``docs/format.md`` is the contract; this module is its pydantic form.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SectionKind = Literal["graph", "blobs", "index", "files"]
+
+
+class _Model(BaseModel):
+    # Unknown keys are kept, so a reader passes on what a newer minor writer added.
+    model_config = ConfigDict(extra="allow")
+
+
+class SectionInfo(_Model):
+    """One byte range of the file: a zstd frame (or raw bytes) with its checksum."""
+
+    name: str
+    kind: SectionKind
+    codec: Literal["zstd", "none"] = "zstd"
+    offset: int = Field(description="absolute byte offset of the stored bytes in the file")
+    length: int = Field(description="stored (compressed) length in bytes")
+    raw_length: int = Field(description="length after decompression")
+    sha256: str = Field(description="hex SHA-256 of the stored bytes")
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class Producer(_Model):
+    """Versions of what wrote the file; a restore on another machine can compare them."""
+
+    trace_ckpt: str
+    rdagent: str | None = None
+    python: str
+    pandas: str | None = None
+    pyarrow: str | None = None
+    zstandard: str | None = None
+    platform: str | None = None
+
+
+class NodeSummary(_Model):
+    """One node of ``trace.hist``, summarised for people and tools that cannot unpickle."""
+
+    index: int
+    loop_id: int | None = None
+    parents: list[int] = Field(default_factory=list)
+    kind: Literal["factor", "model", "other"] = "other"
+    action: str | None = None
+    experiment_class: str
+    hypothesis: str | None = None
+    decision: bool | None = None
+    factors: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class TraceCounts(_Model):
+    """Counts over ``trace.hist``."""
+
+    hist: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    factor_experiments: int = 0
+    model_experiments: int = 0
+    roots: int = 0
+
+
+class WorkspaceStats(_Model):
+    """What was captured from the workspace folders on disk."""
+
+    workspaces: int = 0
+    missing: int = 0
+    files: int = 0
+    unique_files: int = 0
+    symlinks: int = 0
+    skipped: int = 0
+    file_bytes: int = 0
+    max_file_bytes: int | None = None
+
+
+class Sizes(_Model):
+    """Byte counts of the whole checkpoint."""
+
+    raw: int = 0
+    stored: int = 0
+
+
+class Manifest(_Model):
+    """Top-level manifest of a checkpoint file (format v1)."""
+
+    format: Literal["trace-ckpt"] = "trace-ckpt"
+    format_version: int
+    created_at: datetime
+    producer: Producer
+    trace_class: str
+    scenario_class: str | None = None
+    counts: TraceCounts = Field(default_factory=TraceCounts)
+    sota_index: int | None = Field(default=None, description="index of the last accepted node")
+    nodes: list[NodeSummary] = Field(default_factory=list)
+    workspace_stats: WorkspaceStats = Field(default_factory=WorkspaceStats)
+    sizes: Sizes = Field(default_factory=Sizes)
+    pickler: Literal["pickle", "dill"] = "pickle"
+    tables: int = Field(default=0, description="pandas objects stored as Arrow")
+    pandas_pickled: int = Field(default=0, description="pandas objects kept in the pickle (not Arrow)")
+    blobs: int = Field(default=0, description="distinct content-addressed blobs")
+    sections: list[SectionInfo] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, producer-defined")
+
+    def section(self, name: str) -> SectionInfo:
+        """Return the section called ``name``; KeyError when absent."""
+        for s in self.sections:
+            if s.name == name:
+                return s
+        raise KeyError(name)

@@ -1,0 +1,121 @@
+"""save_trace / restore_trace: a whole RD-Agent Trace, workspaces included, to and from one file.
+
+    from trace_ckpt import save_trace, restore_trace
+    save_trace(trace, "run1.tckpt")                      # after the factor run
+    trace = restore_trace("run1.tckpt", workspace_root="ws/")   # in the model run
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from trace_ckpt.checkpoint import PathLike, open_checkpoint, write_checkpoint
+from trace_ckpt.codec.files import Progress
+from trace_ckpt.errors import CheckpointError, CorruptCheckpointError
+from trace_ckpt.format.container import FORMAT_VERSION
+from trace_ckpt.format.manifest import Manifest, Producer
+from trace_ckpt.rdagent.trace import class_path, iter_workspaces, relocation, summarize, workspace_key
+from trace_ckpt.settings import get_settings
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def producer() -> Producer:
+    """Versions of the packages that shape a checkpoint's content, for the manifest."""
+    return Producer(
+        trace_ckpt=_version("trace-ckpt") or "0+unknown",
+        rdagent=_version("rdagent"),
+        python=platform.python_version(),
+        pandas=_version("pandas"),
+        pyarrow=_version("pyarrow"),
+        zstandard=_version("zstandard"),
+        platform=sys.platform,
+    )
+
+
+def save_trace(
+    trace: Any,
+    path: PathLike,
+    *,
+    level: int | None = None,
+    max_file_bytes: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Write ``trace`` (hist, DAG, experiments, workspace files on disk) atomically to ``path``.
+
+    Returns the manifest written; ``level``/``max_file_bytes`` default to the TRACE_CKPT_ settings.
+    """
+    if not (hasattr(trace, "hist") and hasattr(trace, "dag_parent")):
+        raise CheckpointError(f"save_trace needs an RD-Agent Trace, got {type(trace).__name__}")
+    settings = get_settings()
+    nodes, counts, sota = summarize(trace)
+    scen = getattr(trace, "scen", None)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        created_at=datetime.now(timezone.utc),
+        producer=producer(),
+        trace_class=class_path(trace),
+        scenario_class=None if scen is None else class_path(scen),
+        counts=counts,
+        sota_index=sota,
+        nodes=nodes,
+        metadata=dict(metadata or {}),
+    )
+    keys = list(dict.fromkeys(workspace_key(ws) for ws in iter_workspaces(trace)))
+    return write_checkpoint(
+        path,
+        trace,
+        manifest,
+        keys,
+        level=settings.level if level is None else level,
+        threads=settings.threads,
+        max_file_bytes=settings.max_file_bytes if max_file_bytes is None else max_file_bytes,
+        min_blob=settings.min_blob_bytes,
+        progress=progress,
+    )
+
+
+def default_workspace_root() -> Path:
+    """RD-Agent's current ``RD_AGENT_SETTINGS.workspace_path`` (set WORKSPACE_PATH before importing rdagent)."""
+    from rdagent.core.conf import RD_AGENT_SETTINGS
+
+    return Path(RD_AGENT_SETTINGS.workspace_path)
+
+
+def restore_trace(
+    path: PathLike,
+    *,
+    workspace_root: PathLike | None = None,
+    overwrite: bool = False,
+    allow_modules: Iterable[str] = (),
+) -> Any:
+    """Load the Trace saved at ``path`` and re-create its workspace folders under ``workspace_root``.
+
+    Every ``workspace_path`` is rewritten to ``workspace_root/<folder name>``; existing different
+    files are never overwritten unless ``overwrite=True``.
+    """
+    root = Path(workspace_root) if workspace_root is not None else default_workspace_root()
+    allow = [*get_settings().allow_modules, *allow_modules]
+    with open_checkpoint(path, allow_modules=allow) as ck:
+        trace = ck.root
+        if not hasattr(trace, "hist"):
+            raise CorruptCheckpointError(f"{path}: the checkpoint does not hold a Trace")
+        mapping = relocation(list(ck.files.workspaces), root.absolute())
+        ck.materialize(mapping, overwrite=overwrite)
+        for ws in iter_workspaces(trace):
+            new = mapping.get(workspace_key(ws))
+            if new is not None:
+                ws.workspace_path = new
+    return trace

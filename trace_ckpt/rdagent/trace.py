@@ -1,0 +1,163 @@
+"""What trace-ckpt knows about RD-Agent's object model: experiments, workspaces, node summaries.
+
+Only this package imports rdagent. Classes are recognised by name along the MRO so that summarising
+a trace never has to import a scenario module (and its settings) that the trace did not use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trace_ckpt.format.manifest import NodeSummary, TraceCounts
+
+# Result keys worth a column in `inspect`; every numeric entry of a small result is kept too.
+KEY_METRICS = (
+    "IC",
+    "ICIR",
+    "Rank IC",
+    "Rank ICIR",
+    "1day.excess_return_with_cost.annualized_return",
+    "1day.excess_return_with_cost.information_ratio",
+    "1day.excess_return_with_cost.max_drawdown",
+)
+_MAX_METRICS = 64
+
+
+def _mro_names(obj: Any) -> set[str]:
+    return {c.__name__ for c in type(obj).__mro__}
+
+
+def class_path(obj: Any) -> str:
+    """``module.QualName`` of an object's class."""
+    t = type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def iter_experiments(trace: Any) -> Iterator[Any]:
+    """Every experiment reachable from ``trace.hist``, including nested ``based_experiments``, once each."""
+    seen: set[int] = set()
+    stack = [exp for exp, _ in reversed(trace.hist)]
+    while stack:
+        exp = stack.pop()
+        if exp is None or id(exp) in seen:
+            continue
+        seen.add(id(exp))
+        yield exp
+        stack.extend(reversed(list(getattr(exp, "based_experiments", None) or [])))
+
+
+def iter_workspaces(trace: Any) -> Iterator[Any]:
+    """Every file-based workspace of every reachable experiment, once each."""
+    seen: set[int] = set()
+    for exp in iter_experiments(trace):
+        candidates = [getattr(exp, "experiment_workspace", None), *(getattr(exp, "sub_workspace_list", None) or [])]
+        for ws in candidates:
+            if ws is not None and hasattr(ws, "workspace_path") and id(ws) not in seen:
+                seen.add(id(ws))
+                yield ws
+
+
+def experiment_kind(exp: Any) -> str:
+    """'factor' or 'model' by experiment class (or its tasks), else 'other'."""
+    names = _mro_names(exp)
+    if "QlibFactorExperiment" in names:
+        return "factor"
+    if "QlibModelExperiment" in names:
+        return "model"
+    task_names: set[str] = set()
+    for t in getattr(exp, "sub_tasks", None) or []:
+        task_names |= _mro_names(t)
+    if "FactorTask" in task_names:
+        return "factor"
+    if "ModelTask" in task_names:
+        return "model"
+    return "other"
+
+
+def _metrics(result: Any) -> dict[str, float]:
+    if not isinstance(result, pd.Series) or len(result) > _MAX_METRICS:
+        if isinstance(result, pd.Series):
+            result = result[[k for k in KEY_METRICS if k in result.index]]
+        else:
+            return {}
+    out: dict[str, float] = {}
+    for k, v in result.items():
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            out[str(k)] = f
+    return out
+
+
+def _first_line(text: Any, limit: int = 200) -> str | None:
+    if text is None:
+        return None
+    for line in str(text).strip().splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
+
+
+def summarize(trace: Any) -> tuple[list[NodeSummary], TraceCounts, int | None]:
+    """Per-node summaries, counts, and the index of the SOTA node (the last accepted one)."""
+    nodes: list[NodeSummary] = []
+    counts = TraceCounts(hist=len(trace.hist))
+    sota = None
+    for i, (exp, fb) in enumerate(trace.hist):
+        decision = None if fb is None else bool(getattr(fb, "decision", False))
+        kind = experiment_kind(exp)
+        hyp = getattr(exp, "hypothesis", None)
+        parents = list(trace.dag_parent[i]) if i < len(trace.dag_parent) else []
+        factors = [
+            str(getattr(t, "factor_name", None) or getattr(t, "name", ""))
+            for t in (getattr(exp, "sub_tasks", None) or [])
+        ]
+        nodes.append(
+            NodeSummary(
+                index=i,
+                loop_id=trace.idx2loop_id.get(i),
+                parents=parents,
+                kind=kind,  # type: ignore[arg-type]
+                action=getattr(hyp, "action", None),
+                experiment_class=class_path(exp),
+                hypothesis=_first_line(getattr(hyp, "hypothesis", None)),
+                decision=decision,
+                factors=factors,
+                metrics=_metrics(getattr(getattr(exp, "running_info", None), "result", None)),
+            )
+        )
+        counts.accepted += decision is True
+        counts.rejected += decision is False
+        counts.factor_experiments += kind == "factor"
+        counts.model_experiments += kind == "model"
+        counts.roots += not parents
+        if decision:
+            sota = i
+    return nodes, counts, sota
+
+
+def workspace_key(ws: Any) -> str:
+    """The key a workspace's folder is stored under: its ``workspace_path`` exactly as the trace holds it."""
+    return str(ws.workspace_path)
+
+
+def relocation(keys: list[str], new_root: Path) -> dict[str, Path]:
+    """Map each original workspace folder to ``new_root/<its folder name>`` (name clashes get a suffix)."""
+    mapping: dict[str, Path] = {}
+    used: set[str] = set()
+    for key in keys:
+        name = Path(key).name or "workspace"
+        candidate, n = name, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{name}-{n}"
+        used.add(candidate)
+        mapping[key] = new_root / candidate
+    return mapping

@@ -1,0 +1,27 @@
+"""trace-ckpt settings, in RD-Agent's style: a pydantic-settings class with the ``TRACE_CKPT_`` prefix."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TraceCkptSettings(BaseSettings):
+    """Defaults for saves and loads; every field can be set as ``TRACE_CKPT_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRACE_CKPT_", extra="ignore")
+
+    level: int = 3
+    """zstd compression level (1-22)."""
+    threads: int = 0
+    """zstd worker threads; 0 compresses in the calling thread, -1 uses every core."""
+    max_file_bytes: int | None = None
+    """Workspace files larger than this are listed but not stored (None keeps everything)."""
+    min_blob_bytes: int = 256
+    """Strings and bytes at least this long are stored once, by content, outside the pickle."""
+    allow_modules: list[str] = []
+    """Extra modules whose classes a checkpoint may load (your own scenario classes)."""
+
+
+def get_settings() -> TraceCkptSettings:
+    """Settings read from the environment now (not cached, so tests and CLIs can change them)."""
+    return TraceCkptSettings()
