@@ -1,0 +1,140 @@
+"""A restored Trace equals the original on every field, shared objects stay shared, and every
+workspace file comes back byte for byte under the new root."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from rdagent.core.conf import RD_AGENT_SETTINGS
+
+from tests.builders import ALLOW, build_trace, data_folder
+from tests.compare import assert_same_graph, snapshot_folder
+from trace_ckpt import WorkspaceConflictError, read_manifest, restore_trace, save_trace
+from trace_ckpt.rdagent.trace import iter_workspaces
+
+# two roots (0 and 3), a branch at node 1 (children 2 and 5), loop ids out of hist order
+PARENTS = [(), (0,), (1,), (), (3,), (1,)]
+DECISIONS = [True, False, True, True, False, True]
+LOOP_IDS = [0, 2, 1, 3, 5, 4]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return data_folder(tmp_path_factory.mktemp("data"))
+
+
+def _workspaces(trace) -> dict[str, dict]:
+    return {str(ws.workspace_path): snapshot_folder(ws.workspace_path) for ws in iter_workspaces(trace)}
+
+
+@pytest.mark.parametrize("quant", [False, True], ids=["Trace", "QuantTrace"])
+def test_roundtrip_every_field_identity_and_files(tmp_path: Path, data: Path, quant: bool) -> None:
+    trace = build_trace(PARENTS, DECISIONS, data, quant=quant, loop_ids=LOOP_IDS)
+    before = _workspaces(trace)
+    assert sum(len(v) for v in before.values()) > 50  # real folders with files, links and sub-folders
+    save_trace(trace, tmp_path / "run.tckpt")
+    for path in before:  # the originals are gone: everything must come from the checkpoint
+        shutil.rmtree(path, ignore_errors=True)
+
+    restored = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "new", allow_modules=ALLOW)
+
+    path_map = {old: str((tmp_path / "new" / Path(old).name).absolute()) for old in before}
+    compared = assert_same_graph(trace, restored, path_map=path_map)
+    assert compared > 500  # the walk went deep, not just the top level
+    assert restored.dag_parent == PARENTS
+    assert restored.idx2loop_id == dict(enumerate(LOOP_IDS))
+    # the same experiment object is referenced from hist and from several based_experiments
+    last = restored.hist[5][0]
+    assert last.based_experiments[1] is restored.hist[0][0]
+    assert last.based_experiments[0] is restored.hist[1][0].based_experiments[0]
+    if quant:
+        for arm in ("factor", "model"):
+            assert (restored.controller.bandit.precision[arm] == trace.controller.bandit.precision[arm]).all()
+        fresh = type(trace.controller)()
+        assert not (restored.controller.bandit.precision["factor"] == fresh.bandit.precision["factor"]).all()
+    for old, snap in before.items():
+        assert snapshot_folder(path_map[old]) == snap, old
+    # data files are linked, never copied
+    ws = restored.hist[0][0].sub_workspace_list[0].workspace_path
+    assert (ws / "daily_pv.h5").is_symlink()
+    assert Path(ws / "daily_pv.h5").resolve() == (data / "daily_pv.h5").resolve()
+
+
+def test_restore_defaults_to_rdagent_workspace_path(tmp_path: Path, data: Path) -> None:
+    trace = build_trace([(), (0,)], [True, True], data)
+    save_trace(trace, tmp_path / "run.tckpt")
+    restored = restore_trace(tmp_path / "run.tckpt", allow_modules=ALLOW)
+    for ws in iter_workspaces(restored):
+        assert Path(ws.workspace_path).parent == Path(RD_AGENT_SETTINGS.workspace_path).absolute()
+
+
+def test_restore_never_overwrites_a_different_file(tmp_path: Path, data: Path) -> None:
+    trace = build_trace([(), (0,)], [True, False], data)
+    save_trace(trace, tmp_path / "run.tckpt")
+    first = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
+    # restoring again over identical files is fine
+    restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
+    edited = first.hist[1][0].sub_workspace_list[0].workspace_path / "factor.py"
+    edited.write_text("my local edit")
+    with pytest.raises(WorkspaceConflictError, match="factor.py"):
+        restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
+    assert edited.read_text() == "my local edit"
+    again = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", overwrite=True, allow_modules=ALLOW)
+    assert (again.hist[1][0].sub_workspace_list[0].workspace_path / "factor.py").read_text() == (
+        trace.hist[1][0].sub_workspace_list[0].file_dict["factor.py"]
+    )
+
+
+def test_repeated_text_is_stored_once(tmp_path: Path, data: Path) -> None:
+    small = build_trace([()] * 2, [True] * 2, data, write_outputs=False)
+    large = build_trace([()] * 12, [True] * 12, data, write_outputs=False)
+    m_small = save_trace(small, tmp_path / "small.tckpt")
+    m_large = save_trace(large, tmp_path / "large.tckpt")
+    ws = large.hist[0][0].experiment_workspace
+    template_bytes = sum(len(v.encode()) for v in ws.file_dict.values())
+    # 10 more nodes bring 10 x (template files + factor code + texts); stored once, they add little
+    growth = m_large.sizes.raw - m_small.sizes.raw
+    assert growth < 10 * template_bytes / 2, (growth, template_bytes)
+    assert m_large.workspace_stats.files > 5 * m_large.workspace_stats.unique_files
+
+
+def test_max_file_bytes_lists_but_does_not_store_large_files(tmp_path: Path, data: Path) -> None:
+    trace = build_trace([()], [True], data)
+    ws = trace.hist[0][0].experiment_workspace.workspace_path
+    (ws / "big.bin").write_bytes(b"x" * 100_000)
+    m = save_trace(trace, tmp_path / "run.tckpt", max_file_bytes=50_000)
+    assert m.workspace_stats.skipped >= 1 and m.workspace_stats.max_file_bytes == 50_000
+    restored = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
+    new = restored.hist[0][0].experiment_workspace.workspace_path
+    assert not (new / "big.bin").exists()
+    assert (new / "conf_baseline.yaml").exists()
+
+
+def test_pandas_objects_are_arrow_not_pickled(tmp_path: Path, data: Path) -> None:
+    trace = build_trace([(), (0,)], [True, False], data)
+    m = save_trace(trace, tmp_path / "run.tckpt")
+    assert m.tables >= 2 and m.pandas_pickled == 0
+    from trace_ckpt.format.container import ContainerReader
+
+    with open(tmp_path / "run.tckpt", "rb") as f:
+        reader = ContainerReader(f)
+        graph = reader.read_section(reader.manifest.section("graph"))
+    assert b"pandas.core" not in graph and b"pandas._libs" not in graph
+
+
+def test_manifest_summarises_nodes(tmp_path: Path, data: Path) -> None:
+    trace = build_trace(PARENTS, DECISIONS, data, quant=True, loop_ids=LOOP_IDS)
+    save_trace(trace, tmp_path / "run.tckpt")
+    m = read_manifest(tmp_path / "run.tckpt")
+    assert m.counts.hist == 6 and m.counts.accepted == 4 and m.counts.rejected == 2 and m.counts.roots == 2
+    assert m.counts.factor_experiments == 6 and m.counts.model_experiments == 0
+    assert m.sota_index == 5
+    node = m.nodes[1]
+    assert (node.loop_id, node.parents, node.action, node.decision) == (2, [0], "factor", False)
+    assert node.hypothesis == "Momentum of 2 days predicts returns (node 1)"
+    assert node.metrics["IC"] == pytest.approx(float(trace.hist[1][0].result["IC"]))
+    assert node.factors == ["factor_1"]
+    assert m.producer.rdagent == "1.0.0" and m.producer.pandas
+    assert m.trace_class.endswith("QuantTrace") and m.scenario_class == "tests.builders.TinyScenario"

@@ -1,0 +1,124 @@
+"""Loading never runs code the file chose: only allowlisted classes and known reconstructors resolve."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.builders import ALLOW, build_trace, data_folder
+from trace_ckpt import UntrustedContentError, restore_trace, save_trace
+from trace_ckpt.codec.allowlist import Allowlist
+from trace_ckpt.codec.blobs import BlobPacker
+from trace_ckpt.codec.files import FilesIndex
+from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
+from trace_ckpt.format.manifest import Manifest, Producer
+
+
+class _Call:
+    """Pickles as ``func(*args)``: what an attacker puts in a pickle."""
+
+    def __init__(self, func, *args) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _forge(path: Path, graph_bytes: bytes) -> None:
+    """A checkpoint whose every checksum is valid but whose graph is hostile."""
+    with open(path, "wb") as f:
+        w = ContainerWriter(f)
+        BlobPacker(w).finish()
+        w.add_bytes("graph", "graph", graph_bytes)
+        w.add_bytes("files", "files", FilesIndex().to_bytes())
+        w.finish(
+            Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
+                     producer=Producer(trace_ckpt="0", python="3"), trace_class="x")
+        )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda marker: _Call(os.system, f"touch {marker}"),
+        lambda marker: _Call(eval, f"open({str(marker)!r}, 'w').write('x')"),
+        lambda marker: _Call(exec, f"open({str(marker)!r}, 'w').write('x')"),
+        lambda marker: _Call(__import__("subprocess").Popen, ["touch", str(marker)]),
+    ],
+    ids=["os.system", "eval", "exec", "subprocess.Popen"],
+)
+def test_hostile_pickle_is_refused_and_never_runs(tmp_path: Path, payload) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.tckpt"
+    _forge(path, pickle.dumps(payload(marker), protocol=5))
+    with pytest.raises(UntrustedContentError, match="not on the allowlist"):
+        restore_trace(path, workspace_root=tmp_path / "ws")
+    assert not marker.exists()
+
+
+def _global_pickle(module: str, name: str) -> bytes:
+    """A pickle that only resolves ``module.name`` (protocol 0 GLOBAL opcode) and returns it."""
+    return f"c{module}\n{name}\n.".encode()
+
+
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("pathlib", "os.system"),  # a function reached through an allowed module
+        ("rdagent.utils.env", "subprocess.Popen"),  # a dangerous class re-exported by an allowed module
+        ("rdagent.core.proposal", "Trace.__init__.__globals__"),  # dunder traversal
+        ("builtins", "getattr"),
+        ("builtins", "__import__"),
+        ("numpy.testing._private.utils", "runstring"),
+        ("pandas", "eval"),
+        ("rdagent.utils.env", "LocalEnv.run"),
+    ],
+)
+def test_refused_names(tmp_path: Path, module: str, name: str) -> None:
+    path = tmp_path / "evil.tckpt"
+    _forge(path, _global_pickle(module, name))
+    with pytest.raises(UntrustedContentError) as e:
+        restore_trace(path, workspace_root=tmp_path / "ws")
+    assert module in str(e.value)
+
+
+def test_allowlist_resolves_what_traces_need() -> None:
+    allow = Allowlist()
+    from rdagent.core.proposal import Trace
+
+    assert allow.resolve("rdagent.core.proposal", "Trace") is Trace
+    assert allow.resolve("pathlib", "PosixPath") is type(Path("/"))
+    assert allow.resolve("builtins", "ValueError") is ValueError
+    assert callable(allow.resolve("copyreg", "_reconstructor"))
+
+
+def test_own_modules_need_allow_modules(tmp_path: Path) -> None:
+    trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
+    save_trace(trace, tmp_path / "run.tckpt")
+    with pytest.raises(UntrustedContentError, match=r"tests\.builders\.TinyScenario.*--allow-module tests"):
+        restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws")
+    restored = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
+    assert len(restored.hist) == 1
+
+
+def test_allow_modules_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
+    save_trace(trace, tmp_path / "run.tckpt")
+    monkeypatch.setenv("TRACE_CKPT_ALLOW_MODULES", '["tests"]')
+    assert len(restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws").hist) == 1
+
+
+def test_pandas_kept_in_the_pickle_still_loads_under_the_allowlist(tmp_path: Path) -> None:
+    trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
+    odd = pd.Series([{"nested": 1}, [2, 3], "text"], index=["a", "b", "c"])
+    trace.hist[0][0].running_info.result = odd
+    m = save_trace(trace, tmp_path / "run.tckpt")
+    assert m.pandas_pickled == 1
+    restored = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
+    pd.testing.assert_series_equal(restored.hist[0][0].result, odd)

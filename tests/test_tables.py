@@ -1,0 +1,64 @@
+"""pandas objects through Arrow: what comes back is what went in, labels and dtypes included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.compare import assert_same_graph
+from trace_ckpt.codec.tables import from_arrow, to_arrow
+
+
+def roundtrip(obj):
+    encoded = to_arrow(obj)
+    assert encoded is not None
+    return from_arrow(*encoded)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pd.Series([0.1, -0.2], index=["IC", "1day.excess_return_with_cost.annualized_return"], name="0"),
+        pd.Series([1.0, 2.0], name=0),
+        pd.Series([1, 2, 3], dtype="int32", name=None),
+        pd.Series(["a", None, "c"], name=("x", 1)),
+        pd.DataFrame({0: [1.0, 2.0], "a": ["x", "y"]}),
+        pd.DataFrame(np.arange(6.0).reshape(3, 2), columns=pd.MultiIndex.from_tuples([("f", 1), ("g", 2)], names=["n", "w"])),
+        pd.DataFrame({"f": [1.5, np.nan]}, index=pd.Index(["a", "b"], name="id")),
+        pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2020-01-02"]), "c": pd.Categorical(["u", "v"])}),
+        pd.DataFrame(),
+    ],
+    ids=["qlib-result", "int-name", "int32", "strings", "mixed-labels", "multi-columns", "named-index", "dt-cat", "empty"],
+)
+def test_roundtrip(obj) -> None:
+    assert_same_graph(obj, roundtrip(obj))
+
+
+def test_factor_panel_with_datetime_instrument_index() -> None:
+    idx = pd.MultiIndex.from_product(
+        [pd.date_range("2021-01-04", periods=50, freq="B"), ["SH600000", "SZ000001"]], names=["datetime", "instrument"]
+    )
+    df = pd.DataFrame({"Mom5": np.random.default_rng(0).standard_normal(100)}, index=idx)
+    back = roundtrip(df)
+    assert_same_graph(df, back)
+    assert back.index.names == ["datetime", "instrument"]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pd.DataFrame({"m": [1, "x"]}),
+        pd.Series([{"a": 1}, [2]]),
+        pd.DataFrame({"a": [1]}, index=pd.Index([0], name=5)),
+    ],
+    ids=["mixed-object-column", "python-objects", "non-string-index-name"],
+)
+def test_what_arrow_cannot_hold_is_left_to_the_pickle(obj) -> None:
+    assert to_arrow(obj) is None
+
+
+def test_attrs_are_not_dropped_silently() -> None:
+    s = pd.Series([1.0])
+    s.attrs["unit"] = "bp"
+    assert to_arrow(s) is None
