@@ -102,7 +102,15 @@ def result_series(i: int) -> pd.Series:
     return pd.Series(rng.normal(0.02, 0.01, len(RESULT_KEYS)), index=RESULT_KEYS, name="0")
 
 
-def factor_experiment(i: int, based: list, data: Path, *, action: str | None = None, write_outputs: bool = True) -> QlibFactorExperiment:
+def factor_experiment(
+    i: int,
+    based: list,
+    data: Path,
+    *,
+    action: str | None = None,
+    write_outputs: bool = True,
+    panel_shape: tuple[int, int] = (30, 5),
+) -> QlibFactorExperiment:
     """One factor experiment as the factor loop leaves it: coded, run, with files on disk."""
     name = f"factor_{i}"
     task = FactorTask(name, f"Momentum over {i % 7 + 1} days", f"close_t / close_(t-{i % 7 + 1}) - 1",
@@ -124,9 +132,12 @@ def factor_experiment(i: int, based: list, data: Path, *, action: str | None = N
     ew = exp.experiment_workspace
     ew.prepare()
     if write_outputs:
-        values = panel(seed=i)["$close"].pct_change().rename(name).to_frame()
+        close = panel(*panel_shape, seed=i)["$close"]
+        values = close.groupby(level="instrument").pct_change(i % 7 + 1).rename(name).to_frame()
         values.to_hdf(ws.workspace_path / "result.h5", key="data")
-        values.to_parquet(ew.workspace_path / "combined_factors_df.parquet")
+        # like QlibFactorRunner: the SOTA factors so far plus the new one, in one frame
+        sota = [pd.read_hdf(e.sub_workspace_list[0].workspace_path / "result.h5", key="data") for e in based if e.sub_workspace_list]
+        pd.concat([*sota, values], axis=1).to_parquet(ew.workspace_path / "combined_factors_df.parquet")
         exp.result.to_csv(ew.workspace_path / "qlib_res.csv")
         (ew.workspace_path / "mlruns" / "1").mkdir(parents=True, exist_ok=True)
         (ew.workspace_path / "mlruns" / "1" / "meta.yaml").write_text(f"run: {i}\n")
@@ -153,6 +164,7 @@ def build_trace(
     quant: bool = False,
     loop_ids: list[int] | None = None,
     write_outputs: bool = True,
+    panel_shape: tuple[int, int] = (30, 5),
 ) -> Trace:
     """A trace with the given DAG; every node's based_experiments are one shared empty baseline plus
     the accepted nodes before it (as RD-Agent's factor proposal builds them)."""
@@ -162,7 +174,7 @@ def build_trace(
     accepted: list = []
     for i, (parent, decision) in enumerate(zip(parents, decisions)):
         exp = factor_experiment(i, [baseline, *accepted], data, action="factor" if quant else None,
-                                write_outputs=write_outputs)
+                                write_outputs=write_outputs, panel_shape=panel_shape)
         exp.local_selection = parent
         trace.sync_dag_parent_and_hist((exp, feedback(i, decision)), loop_ids[i] if loop_ids else i)
         if decision:

@@ -62,3 +62,19 @@ def test_attrs_are_not_dropped_silently() -> None:
     s = pd.Series([1.0])
     s.attrs["unit"] = "bp"
     assert to_arrow(s) is None
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pd.Series(np.arange(4, dtype="float32"), index=pd.RangeIndex(2, 10, 2, name="r")),
+        pd.Series([True, False], index=pd.Index([3, 7], dtype="int64", name="k"), name="flag"),
+        pd.DataFrame({"a": np.array([1, 2], dtype="uint16"), "b": [np.nan, 1.0]}, index=["x", "y"]),
+        pd.Series([], dtype="float64", index=pd.Index([], dtype=object), name="0"),
+    ],
+    ids=["range-float32", "int-index-bool", "uint-nan", "empty-result"],
+)
+def test_fast_layout_keeps_index_types_and_dtypes(obj) -> None:
+    back = roundtrip(obj)
+    assert_same_graph(obj, back)
+    assert type(back.index) is type(obj.index) and back.index.dtype == obj.index.dtype

@@ -122,61 +122,91 @@ def materialize(
     A first pass checks every target and raises WorkspaceConflictError before anything is written
     when an existing, different file is in the way. Returns the number of files written.
     """
-    plan: list[tuple[Path, dict[str, Any], Path]] = []
+    plan: list[tuple[dict[str, Any], Path]] = []
+    fresh: set[Path] = set()  # folders that do not exist yet cannot hold a conflicting file
     for key, ws in index.workspaces.items():
         if not ws.get("exists", False) or key not in mapping:
             continue
         new_root = Path(mapping[key])
+        if not (new_root.exists() or new_root.is_symlink()):
+            fresh.add(new_root)
         links = {e["path"] for e in ws["entries"] if e.get("type") == "symlink"}
+        plan.append(({"type": "dir", "mode": None}, new_root))
         for e in ws["entries"]:
             rel = _safe_rel(str(e.get("path", "")), source)
             if any(str(parent) in links for parent in rel.parents if str(parent) != "."):
                 raise CorruptCheckpointError(f"{source}: workspace entry {rel} lies under a symlink")
-            plan.append((new_root, e, new_root.joinpath(*rel.parts)))
+            plan.append((e, new_root.joinpath(*rel.parts)))
+            if e.get("type") == "file" and e.get("digest") not in blobs:
+                raise CorruptCheckpointError(f"{source}: file {rel} refers to a missing blob")
 
-    for _, e, target in plan:  # conflict check before any write
-        if not (target.exists() or target.is_symlink()):
-            continue
-        kind = e.get("type")
-        if kind == "file":
-            same = target.is_file() and not target.is_symlink() and target.stat().st_size == e["size"] and digest_file(target) == e["digest"]
-        elif kind == "symlink":
-            same = target.is_symlink() and os.readlink(target) == e["target"]
-        elif kind == "dir":
-            same = target.is_dir() and not target.is_symlink()
-        else:
-            same = True
-        if not same and not overwrite:
+    if not overwrite:  # conflict check before any write
+        for e, target in plan:
+            if target in fresh or any(p in fresh for p in target.parents):
+                continue
+            if not (target.exists() or target.is_symlink()) or _same(e, target):
+                continue
             raise WorkspaceConflictError(
                 f"{target} exists with other content; restore into an empty workspace_root or pass overwrite=True"
             )
 
+    made: set[Path] = set()
+
+    def mkdir(d: Path) -> None:
+        if d not in made:
+            d.mkdir(parents=True, exist_ok=True)
+            made.add(d)
+
     wanted: dict[str, list[tuple[Path, int]]] = {}
-    for root, e, target in plan:
-        root.mkdir(parents=True, exist_ok=True)
+    for e, target in plan:
         kind = e.get("type")
         if kind == "dir":
-            target.mkdir(parents=True, exist_ok=True)
+            mkdir(target)
         elif kind == "file":
-            digest = e.get("digest")
-            if digest not in blobs:
-                raise CorruptCheckpointError(f"{source}: file {target.name} refers to a missing blob")
-            wanted.setdefault(digest, []).append((target, int(e.get("mode", 0o644))))
+            mkdir(target.parent)
+            wanted.setdefault(e["digest"], []).append((target, int(e.get("mode", 0o644)) & 0o7777))
     written = 0
     for digest, data in blobs.by_section(set(wanted)):
         for target, mode in wanted[digest]:
-            target.parent.mkdir(parents=True, exist_ok=True)
             if target.is_symlink():
                 target.unlink()
-            target.write_bytes(data)
-            os.chmod(target, mode & 0o7777)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, data)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
             written += 1
-    for _, e, target in plan:
+    for e, target in plan:
         if e.get("type") == "symlink":
-            target.parent.mkdir(parents=True, exist_ok=True)
+            mkdir(target.parent)
             if target.is_symlink() or target.exists():
                 if target.is_symlink() and os.readlink(target) == e["target"]:
                     continue
                 target.unlink()
             os.symlink(e["target"], target)
     return written
+
+
+def _same(e: dict[str, Any], target: Path) -> bool:
+    """Whether ``target`` on disk already holds what entry ``e`` describes."""
+    kind = e.get("type")
+    if kind == "file":
+        return (
+            target.is_file()
+            and not target.is_symlink()
+            and target.stat().st_size == e["size"]
+            and digest_file(target) == e["digest"]
+        )
+    if kind == "symlink":
+        return target.is_symlink() and os.readlink(target) == e["target"]
+    if kind == "dir":
+        return target.is_dir() and not target.is_symlink()
+    return True
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]

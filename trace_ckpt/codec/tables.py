@@ -14,6 +14,7 @@ import pyarrow as pa
 from pandas.api.types import infer_dtype
 
 _ARROW_SAFE_OBJECT = {"string", "empty", "bytes"}
+_PLAIN_KINDS = "fiub"  # numpy float, signed/unsigned int, bool: these columns round-trip as plain arrays
 
 
 def _arrow_safe(values: pd.Index | pd.Series) -> bool:
@@ -48,7 +49,9 @@ def to_arrow(obj: pd.DataFrame | pd.Series) -> tuple[bytes, dict[str, Any]] | No
     if any(n is not None and not isinstance(n, str) for n in index.names):
         return None
     try:
-        table = pa.Table.from_pandas(frame, preserve_index=True)
+        table = _plain_table(frame, labels)
+        if table is None:
+            table = pa.Table.from_pandas(frame, preserve_index=True)
     except (pa.ArrowException, TypeError, ValueError):
         return None
     sink = pa.BufferOutputStream()
@@ -57,10 +60,43 @@ def to_arrow(obj: pd.DataFrame | pd.Series) -> tuple[bytes, dict[str, Any]] | No
     return sink.getvalue().to_pybytes(), labels
 
 
+def _plain_table(frame: pd.DataFrame, labels: dict[str, Any]) -> pa.Table | None:
+    """The fast layout for the common small case (a Qlib result Series): numeric columns and a
+    string, integer or range index, stored as bare arrays without pandas metadata."""
+    if any(dt.kind not in _PLAIN_KINDS for dt in frame.dtypes):
+        return None
+    index = frame.index
+    columns: dict[str, Any] = {}
+    if isinstance(index, pd.RangeIndex):
+        labels["index"] = {"kind": "range", "start": index.start, "stop": index.stop, "step": index.step, "name": index.name}
+    elif type(index) is pd.Index and index.dtype == object and infer_dtype(index, skipna=False) in ("string", "empty"):
+        labels["index"] = {"kind": "str", "name": index.name}
+        columns["__index__"] = pa.array(index.to_numpy(), type=pa.string())
+    elif type(index) is pd.Index and index.dtype.kind in "iu":
+        labels["index"] = {"kind": "int", "name": index.name}
+        columns["__index__"] = pa.array(index.to_numpy())
+    else:
+        return None
+    for c in frame.columns:
+        columns[c] = pa.array(frame[c].to_numpy())
+    return pa.table(columns)
+
+
+def _from_plain(table: pa.Table, spec: dict[str, Any]) -> pd.DataFrame:
+    if spec["kind"] == "range":
+        index: pd.Index = pd.RangeIndex(spec["start"], spec["stop"], spec["step"], name=spec["name"])
+    elif spec["kind"] == "str":
+        index = pd.Index(table.column("__index__").to_numpy(zero_copy_only=False), dtype=object, name=spec["name"])
+    else:
+        index = pd.Index(table.column("__index__").to_numpy(), name=spec["name"])
+    cols = [n for n in table.column_names if n != "__index__"]
+    return pd.DataFrame({n: table.column(n).to_numpy() for n in cols}, index=index, columns=cols)
+
+
 def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:
     """Rebuild the Series/DataFrame written by :func:`to_arrow`."""
     table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    frame = table.to_pandas()
+    frame = _from_plain(table, labels["index"]) if "index" in labels else table.to_pandas()
     if labels["type"] == "series":
         s = frame["c0"]
         s.name = labels["name"]

@@ -1,0 +1,148 @@
+"""Benchmark: trace-ckpt against doing it by hand and against generic serializers, in one run.
+
+Builds a 60-loop and a 500-loop trace from RD-Agent's real classes with their workspace folders on
+disk, then prints sizes and times as ratios against baselines measured in the same process:
+
+  by hand   pickle.dumps(trace) + copying every workspace folder (links kept as links);
+            back: pickle.loads + copying the folders back
+  pickle+zstd-3, joblib(compress=3), dill+gzip   the trace object only (no workspace files)
+
+Run: make bench   (or .venv/bin/python benchmarks/bench_codec.py [--loops 60 500])
+Imports are excluded from every timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import io
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+_TMP = Path(tempfile.mkdtemp(prefix="tckpt-bench-"))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ["WORKSPACE_PATH"] = str(_TMP / "RD-Agent_workspace")
+os.environ["PICKLE_CACHE_FOLDER_PATH_STR"] = str(_TMP / "pickle_cache")
+os.environ["LOG_TRACE_PATH"] = str(_TMP / "log")
+
+import dill  # noqa: E402
+import joblib  # noqa: E402
+import zstandard  # noqa: E402
+
+from tests.builders import ALLOW, build_trace, data_folder  # noqa: E402
+from trace_ckpt import restore_trace, save_trace  # noqa: E402
+from trace_ckpt.rdagent.trace import iter_workspaces  # noqa: E402
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, object]:
+    """Best of ``repeat`` wall-clock runs (after a collection), and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def folder_bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        for dirpath, _, files in os.walk(p):
+            for f in files:
+                fp = Path(dirpath) / f
+                if not fp.is_symlink():
+                    total += fp.stat().st_size
+    return total
+
+
+def bench(loops: int, work: Path) -> list[tuple[str, float, float, float]]:
+    data = data_folder(work / "data")
+    parents = [()] + [(i - 1,) if i % 10 else () for i in range(1, loops)]
+    decisions = [(i * 7) % 3 != 0 for i in range(loops)]
+    trace = build_trace(parents, decisions, data, quant=True, panel_shape=(60, 20))
+    ws_paths = [Path(ws.workspace_path) for ws in iter_workspaces(trace) if Path(ws.workspace_path).exists()]
+    rows = []
+
+    # by hand: pickle + copy folders
+    def hand_save() -> bytes:
+        dest = work / "hand"
+        shutil.rmtree(dest, ignore_errors=True)
+        for p in ws_paths:
+            shutil.copytree(p, dest / p.name, symlinks=True)
+        return pickle.dumps(trace, protocol=5)
+
+    t_hand_save, raw = timed(hand_save)
+    hand_size = len(raw) + folder_bytes([work / "hand"])
+
+    def hand_restore() -> object:
+        dest = work / "hand-back"
+        shutil.rmtree(dest, ignore_errors=True)
+        for p in ws_paths:
+            shutil.copytree(work / "hand" / p.name, dest / p.name, symlinks=True)
+        return pickle.loads(raw)
+
+    t_hand_restore, _ = timed(hand_restore)
+
+    ck = work / "run.tckpt"
+    t_save, manifest = timed(lambda: save_trace(trace, ck))
+
+    def ours_restore() -> object:
+        shutil.rmtree(work / "ours-back", ignore_errors=True)
+        return restore_trace(ck, workspace_root=work / "ours-back", allow_modules=ALLOW)
+
+    t_restore, _ = timed(ours_restore)
+    size = ck.stat().st_size
+    rows.append(("trace-ckpt (trace + workspaces)", size, t_save, t_restore))
+    rows.append(("by hand: pickle + copy folders", hand_size, t_hand_save, t_hand_restore))
+
+    # generic serializers, trace object only
+    cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+    t_s, blob = timed(lambda: cctx.compress(pickle.dumps(trace, protocol=5)))
+    t_r, _ = timed(lambda: pickle.loads(dctx.decompress(blob)))
+    rows.append(("pickle+zstd-3 (object only)", len(blob), t_s, t_r))
+
+    def jl_save() -> int:
+        joblib.dump(trace, work / "t.joblib", compress=3)
+        return (work / "t.joblib").stat().st_size
+
+    t_s, jl_size = timed(jl_save)
+    t_r, _ = timed(lambda: joblib.load(work / "t.joblib"))
+    rows.append(("joblib compress=3 (object only)", jl_size, t_s, t_r))
+
+    t_s, dz = timed(lambda: gzip.compress(dill.dumps(trace), compresslevel=6))
+    t_r, _ = timed(lambda: dill.loads(gzip.decompress(dz)))
+    rows.append(("dill+gzip (object only)", len(dz), t_s, t_r))
+
+    print(f"\n{loops}-loop trace: {len(ws_paths)} workspace folders, {manifest.workspace_stats.files} files "
+          f"({manifest.workspace_stats.file_bytes / 1e6:.1f} MB), pickle alone {len(raw) / 1e6:.2f} MB")
+    print(f"{'method':34} {'size MB':>9} {'save s':>8} {'restore s':>10}   {'ours: smaller':>13} {'save':>6} {'restore':>8}")
+    for name, sz, ts, tr in rows:
+        print(f"{name:34} {sz / 1e6:9.2f} {ts:8.3f} {tr:10.3f}   {sz / size:12.1f}x {t_save / ts:5.2f}x {t_restore / tr:7.2f}x")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loops", type=int, nargs="+", default=[60, 500])
+    args = ap.parse_args()
+    print("ratios: 'smaller' = other size / trace-ckpt size (higher is better for us); 'save'/'restore' ="
+          " trace-ckpt time / other time (lower is better; targets vs by hand: save <= 1.5x, restore <= 1.2x)")
+    for n in args.loops:
+        work = _TMP / f"bench-{n}"
+        work.mkdir()
+        bench(n, work)
+        shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
