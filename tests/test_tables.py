@@ -78,3 +78,18 @@ def test_fast_layout_keeps_index_types_and_dtypes(obj) -> None:
     back = roundtrip(obj)
     assert_same_graph(obj, back)
     assert type(back.index) is type(obj.index) and back.index.dtype == obj.index.dtype
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pd.Series([1.0, 2.0], index=["IC", "ICIR"], name="0"),
+        pd.DataFrame({"a": [1.0, 2.0]}, index=pd.date_range("2020-01-01", periods=2)),
+        pd.DataFrame({"a": [1, 2]}),
+    ],
+    ids=["result", "datetime-index", "range-index"],
+)
+def test_restored_values_can_be_edited_in_place(obj) -> None:
+    back = roundtrip(obj)
+    back.iloc[0] = 5  # RD-Agent code edits results in place; Arrow's read-only views would refuse
+    assert (back.iloc[0] == 5).all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pandas.api.types import infer_dtype
@@ -82,21 +83,30 @@ def _plain_table(frame: pd.DataFrame, labels: dict[str, Any]) -> pa.Table | None
     return pa.table(columns)
 
 
-def _from_plain(table: pa.Table, spec: dict[str, Any]) -> pd.DataFrame:
+def _column(table: pa.Table, name: str) -> Any:
+    # Arrow hands out read-only views; RD-Agent code may edit results in place, so copy.
+    return np.array(table.column(name).to_numpy(), copy=True)
+
+
+def _plain_index(table: pa.Table, spec: dict[str, Any]) -> pd.Index:
     if spec["kind"] == "range":
-        index: pd.Index = pd.RangeIndex(spec["start"], spec["stop"], spec["step"], name=spec["name"])
-    elif spec["kind"] == "str":
-        index = pd.Index(table.column("__index__").to_numpy(zero_copy_only=False), dtype=object, name=spec["name"])
-    else:
-        index = pd.Index(table.column("__index__").to_numpy(), name=spec["name"])
-    cols = [n for n in table.column_names if n != "__index__"]
-    return pd.DataFrame({n: table.column(n).to_numpy() for n in cols}, index=index, columns=cols)
+        return pd.RangeIndex(spec["start"], spec["stop"], spec["step"], name=spec["name"])
+    if spec["kind"] == "str":
+        return pd.Index(table.column("__index__").to_numpy(zero_copy_only=False), dtype=object, name=spec["name"])
+    return pd.Index(_column(table, "__index__"), name=spec["name"])
 
 
 def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:
     """Rebuild the Series/DataFrame written by :func:`to_arrow`."""
     table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    frame = _from_plain(table, labels["index"]) if "index" in labels else table.to_pandas()
+    if "index" in labels:
+        index = _plain_index(table, labels["index"])
+        cols = [n for n in table.column_names if n != "__index__"]
+        if labels["type"] == "series":
+            return pd.Series(_column(table, "c0"), index=index, name=labels["name"])
+        frame = pd.DataFrame({n: _column(table, n) for n in cols}, index=index, columns=cols)
+    else:
+        frame = table.to_pandas()
     if labels["type"] == "series":
         s = frame["c0"]
         s.name = labels["name"]
