@@ -53,3 +53,15 @@ class WorkspaceConflictError(CheckpointError):
     """Restoring would overwrite a different existing file in a workspace folder."""
 
     exit_code = 8
+
+
+class MissingClassError(CheckpointError):
+    """A class the file needs is not importable here (a custom component not on PYTHONPATH)."""
+
+    exit_code = 9
+
+
+class NothingToExportError(CheckpointError):
+    """The checkpoint holds nothing of what was asked for (e.g. no SOTA factor values)."""
+
+    exit_code = 10

@@ -11,7 +11,7 @@ import builtins
 import importlib
 from collections.abc import Iterable
 
-from trace_ckpt.errors import UntrustedContentError
+from trace_ckpt.errors import MissingClassError, UntrustedContentError
 
 DEFAULT_MODULES: tuple[str, ...] = (
     "rdagent",
@@ -91,7 +91,7 @@ class Allowlist:
             raise self._refused(where, module)
         obj = self._lookup(module, name)
         if obj is None:
-            raise UntrustedContentError(
+            raise MissingClassError(
                 f"checkpoint refers to {where}, which cannot be imported here: install the package that "
                 f"provides {module} or put it on PYTHONPATH"
             )

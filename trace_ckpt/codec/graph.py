@@ -18,7 +18,7 @@ import pandas as pd
 from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec import tables
-from trace_ckpt.errors import CorruptCheckpointError, SaveError, UntrustedContentError
+from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 
 PROTOCOL = 5
@@ -154,7 +154,7 @@ def decode_graph(reader: ContainerReader, blobs: BlobSource, allow: Allowlist) -
     data = reader.read_section(section)
     try:
         return _GraphUnpickler(io.BytesIO(data), blobs, reader, allow).load()
-    except (UntrustedContentError, CorruptCheckpointError):
+    except CheckpointError:
         raise
     except RecursionError:
         raise CorruptCheckpointError(f"{reader.source}: the graph nests too deeply to load") from None

@@ -57,6 +57,8 @@ class NodeSummary(_Model):
     decision: bool | None = None
     factors: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    experiment_workspace: str | None = Field(default=None, description="key of the experiment's folder in `files`")
+    sub_workspaces: list[str | None] = Field(default_factory=list, description="keys of the sub-task folders")
 
 
 class TraceCounts(_Model):

@@ -131,6 +131,8 @@ def summarize(trace: Any) -> tuple[list[NodeSummary], TraceCounts, int | None]:
                 decision=decision,
                 factors=factors,
                 metrics=_metrics(getattr(getattr(exp, "running_info", None), "result", None)),
+                experiment_workspace=_ws_key(getattr(exp, "experiment_workspace", None)),
+                sub_workspaces=[_ws_key(ws) for ws in (getattr(exp, "sub_workspace_list", None) or [])],
             )
         )
         counts.accepted += decision is True
@@ -141,6 +143,10 @@ def summarize(trace: Any) -> tuple[list[NodeSummary], TraceCounts, int | None]:
         if decision:
             sota = i
     return nodes, counts, sota
+
+
+def _ws_key(ws: Any) -> str | None:
+    return workspace_key(ws) if ws is not None and hasattr(ws, "workspace_path") else None
 
 
 def workspace_key(ws: Any) -> str:

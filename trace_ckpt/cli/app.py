@@ -1,0 +1,239 @@
+"""Commands of ``trace-ckpt``. Each is a thin layer over the Python API.
+
+Errors end in one line on stderr (``trace-ckpt: error: ...``) and the exit code of EXIT_CODES;
+``inspect`` and ``verify`` never unpickle and never import rdagent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trace_ckpt.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    MissingClassError,
+    NothingToExportError,
+    SaveError,
+    UnsupportedVersionError,
+    UntrustedContentError,
+    WorkspaceConflictError,
+)
+from trace_ckpt.format.manifest import Manifest
+
+EXIT_CODES: dict[int, str] = {
+    0: "ok",
+    1: "other error",
+    2: "usage: a bad command, option or value",
+    CheckpointNotFoundError.exit_code: "not found: the input path does not exist, or holds no session dump",
+    CorruptCheckpointError.exit_code: "corrupt: not a checkpoint, truncated, or a checksum does not hold",
+    UnsupportedVersionError.exit_code: "unsupported version: written by a newer trace-ckpt",
+    UntrustedContentError.exit_code: "untrusted: a class off the allowlist, a bad signature, an unsigned legacy dump",
+    SaveError.exit_code: "save failed: the output could not be written (the previous file is untouched)",
+    WorkspaceConflictError.exit_code: "conflict: restoring would overwrite a different existing file",
+    MissingClassError.exit_code: "missing class: a module the file needs is not importable here",
+    NothingToExportError.exit_code: "nothing to export: the checkpoint holds no such data",
+    130: "interrupted (Ctrl-C)",
+}
+
+app = typer.Typer(
+    name="trace-ckpt",
+    help="Checkpoint and restore RD-Agent's Trace: save a factor run, inspect it, resume a model phase on it.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+KEY_IC = "IC"
+KEY_ARR = "1day.excess_return_with_cost.annualized_return"
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def _clip(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: room - 1] + "…"
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.4f}"
+
+
+@app.command()
+def save(
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="RD-Agent log folder of the run (log/<run>), its __session__ folder, or one session file")],
+    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="checkpoint file to write (replaced atomically)")],
+    loop: Annotated[Optional[int], typer.Option("--loop", help="take the end of loop N instead of the latest step")] = None,
+    level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
+    max_file_bytes: Annotated[Optional[int], typer.Option("--max-file-bytes", min=0, help="list but do not store workspace files larger than this")] = None,
+    trust_legacy: Annotated[bool, typer.Option("--trust-legacy", help="accept unsigned pre-1.0 RD-Agent dumps")] = False,
+) -> None:
+    """Turn an RD-Agent run folder into one checkpoint file."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from trace_ckpt.rdagent import save_trace
+    from trace_ckpt.rdagent.sessions import load_session, loop_metadata
+
+    if not out_path.parent.is_dir():
+        raise SaveError(f"cannot save to {out_path}: folder {out_path.parent} does not exist")
+    loop_obj, dump = load_session(source, loop=loop, trust_legacy=trust_legacy)
+    trace = getattr(loop_obj, "trace", None)
+    if trace is None or not hasattr(trace, "hist"):
+        raise CorruptCheckpointError(f"{dump.path} holds a {type(loop_obj).__name__} without a trace")
+    with Progress(
+        TextColumn("workspace files"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("files", total=None)
+        manifest = save_trace(
+            trace, out_path, level=level, max_file_bytes=max_file_bytes,
+            metadata=loop_metadata(loop_obj, dump), progress=lambda n: bar.advance(task, n),
+        )
+    size = out_path.stat().st_size
+    ws = manifest.workspace_stats
+    c = manifest.counts
+    out.print(
+        f"saved {out_path} ({_human(size)}; {c.hist} nodes, {c.accepted} accepted; "
+        f"{ws.files} workspace files, {_human(ws.file_bytes)} on disk; from loop {dump.loop} step {dump.name})"
+    )
+
+
+@app.command()
+def inspect(
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as one JSON object (nodes under 'nodes')")] = False,
+) -> None:
+    """Show what a checkpoint holds, from its manifest only (nothing is unpickled)."""
+    from trace_ckpt.checkpoint import read_manifest
+
+    m = read_manifest(ckpt)
+    if as_json:
+        sys.stdout.write(m.model_dump_json(indent=None) + "\n")
+        return
+    _print_manifest(ckpt, m)
+
+
+def _print_manifest(ckpt: Path, m: Manifest) -> None:
+    p, c, ws = m.producer, m.counts, m.workspace_stats
+    out.print(f"[bold]{ckpt}[/bold]  format v{m.format_version}, saved {m.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    out.print(
+        f"producer: trace-ckpt {p.trace_ckpt}, rdagent {p.rdagent}, python {p.python}, pandas {p.pandas}"
+    )
+    out.print(f"trace: {m.trace_class}" + (f"  scenario: {m.scenario_class}" if m.scenario_class else ""))
+    out.print(
+        f"nodes: {c.hist} ({c.accepted} accepted, {c.rejected} rejected; {c.factor_experiments} factor, "
+        f"{c.model_experiments} model; {c.roots} root{'s' if c.roots != 1 else ''})"
+    )
+    ratio = (m.sizes.raw / m.sizes.stored) if m.sizes.stored else 0
+    out.print(
+        f"size: {_human(m.sizes.stored)} stored, {_human(m.sizes.raw)} raw ({ratio:.1f}x); workspaces: "
+        f"{ws.workspaces} folders, {ws.files} files ({ws.unique_files} distinct), {ws.symlinks} links, "
+        f"{ws.skipped} skipped"
+    )
+    source = m.metadata.get("source") if isinstance(m.metadata, dict) else None
+    if isinstance(source, dict):
+        out.print(f"source: {source.get('path')} (loop {source.get('loop')}, step {source.get('step_name')})")
+    plan = m.metadata.get("plan") if isinstance(m.metadata, dict) else None
+    if isinstance(plan, dict) and plan.get("features") is not None:
+        out.print(f"base features: {len(plan['features'])}" + (
+            f", feature code files: {len(plan['feature_codes'])}" if plan.get("feature_codes") else ""))
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    for col, just in (("#", "right"), ("loop", "right"), ("parent", "right"), ("kind", "left"),
+                      ("decision", "left"), ("IC", "right"), ("ann. return", "right")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("hypothesis", no_wrap=True)
+    room = max(16, out.width - 62)  # the other columns take about 60 characters
+    for n in m.nodes:
+        mark = " *SOTA*" if n.index == m.sota_index else ""
+        kind = n.action or n.kind
+        decision = "accepted" if n.decision else ("rejected" if n.decision is False else "")
+        table.add_row(
+            str(n.index), "" if n.loop_id is None else str(n.loop_id),
+            ",".join(map(str, n.parents)) or "root", kind, decision + mark,
+            _fmt(n.metrics.get(KEY_IC)), _fmt(n.metrics.get(KEY_ARR)), _clip(n.hypothesis or "", room),
+        )
+    out.print(table)
+
+
+@app.command()
+def verify(ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")]) -> None:
+    """Check every section's checksum; exit 0 only when all hold."""
+    from trace_ckpt.checkpoint import verify_checkpoint
+
+    m, bad = verify_checkpoint(ckpt)
+    if bad:
+        raise CorruptCheckpointError(
+            f"{ckpt}: {len(bad)} of {len(m.sections)} sections fail their checksum ({', '.join(bad[:5])})"
+        )
+    out.print(f"ok: {ckpt}: {len(m.sections)} sections, every checksum holds (unsigned)")
+
+
+@app.command("export-factors")
+def export_factors_cmd(
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")],
+    out_path: Annotated[Path, typer.Argument(metavar="OUT.parquet", help="Parquet file to write")],
+) -> None:
+    """Write the SOTA factor values (one column per factor, index datetime x instrument) to Parquet."""
+    from trace_ckpt.export import export_factors
+
+    values, notes = export_factors(ckpt, out_path)
+    for note in notes:
+        err.print(f"trace-ckpt: note: {note}")
+    out.print(f"wrote {out_path}: {values.shape[1]} factors x {values.shape[0]} rows")
+
+
+class _OneLine(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"trace-ckpt: {record.levelname.lower()}: {record.getMessage()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run a command, turn every failure into one line and its exit code."""
+    logger = logging.getLogger("trace_ckpt")
+    if not logger.handlers:
+        logger.addHandler(_OneLine())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    code = 0
+    try:
+        rv = app(args=argv, prog_name="trace-ckpt", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except typer.Exit as e:
+        code = e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("trace-ckpt: interrupted")
+        code = 130
+    except typer.TyperException as e:  # usage errors of the command line parser
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            out.print(ctx.get_help())
+        else:
+            where = f"trace-ckpt {ctx.info_name}" if ctx is not None and ctx.parent is not None else "trace-ckpt"
+            err.print(f"trace-ckpt: usage error: {e.format_message()} (see '{where} --help')")
+        code = getattr(e, "exit_code", 2)
+    except CheckpointError as e:
+        err.print(f"trace-ckpt: error: {e}")
+        code = e.exit_code
+    except Exception as e:  # never a traceback for users; TRACE_CKPT_DEBUG=1 shows it
+        if os.environ.get("TRACE_CKPT_DEBUG"):
+            raise
+        err.print(f"trace-ckpt: error: unexpected {type(e).__name__}: {e} (rerun with TRACE_CKPT_DEBUG=1 for details)")
+        code = 1
+    sys.exit(code)

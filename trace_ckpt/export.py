@@ -1,0 +1,78 @@
+"""SOTA factor values out of a checkpoint, without unpickling anything and without rdagent.
+
+The manifest says which nodes were accepted factor experiments and which folders are their
+sub-workspaces; each sub-workspace holds the ``result.h5`` RD-Agent's factor execution wrote.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from trace_ckpt.checkpoint import PathLike
+from trace_ckpt.codec.blobs import BlobSource
+from trace_ckpt.codec.files import FilesIndex
+from trace_ckpt.errors import CorruptCheckpointError, NothingToExportError
+from trace_ckpt.format.container import ContainerReader
+from trace_ckpt.storage import atomic_write, open_read
+
+RESULT_FILE = "result.h5"
+
+
+def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """One column per SOTA factor, index (datetime, instrument); plus notes on renamed/missing factors."""
+    notes: list[str] = []
+    with open_read(path) as f:
+        reader = ContainerReader(f, source=str(path))
+        m = reader.manifest
+        nodes = [n for n in m.nodes if n.decision and n.kind == "factor"]
+        if not nodes:
+            raise NothingToExportError(f"{path} holds no accepted factor experiment, so no SOTA factor values")
+        files = FilesIndex.from_bytes(reader.read_section(m.section("files")), str(path))
+        blobs = BlobSource(reader)
+        frames: list[pd.DataFrame] = []
+        seen: set[str] = set()
+        with tempfile.TemporaryDirectory(prefix="tckpt-export-") as tmp:
+            for node in nodes:
+                for i, key in enumerate(node.sub_workspaces):
+                    entry = next(
+                        (e for e in files.workspaces.get(key or "", {}).get("entries", [])
+                         if e.get("path") == RESULT_FILE and e.get("type") == "file"),
+                        None,
+                    )
+                    name = node.factors[i] if i < len(node.factors) else f"factor_{node.index}_{i}"
+                    if entry is None:
+                        notes.append(f"node {node.index}: {name} has no captured {RESULT_FILE}")
+                        continue
+                    h5 = Path(tmp) / f"{node.index}_{i}.h5"
+                    h5.write_bytes(blobs.get(entry["digest"]))
+                    try:
+                        df = pd.read_hdf(h5)
+                    except Exception as e:  # a damaged or foreign HDF5 file inside a valid checkpoint
+                        raise CorruptCheckpointError(f"{path}: {RESULT_FILE} of node {node.index} is unreadable ({e})") from None
+                    if isinstance(df, pd.Series):
+                        df = df.to_frame(name)
+                    renamed = []
+                    for col in df.columns:
+                        new = str(col)
+                        if new in seen:
+                            new = f"{new}@node{node.index}"
+                            notes.append(f"node {node.index}: factor {col} exists already, exported as {new}")
+                        seen.add(new)
+                        renamed.append(new)
+                    df.columns = renamed
+                    frames.append(df)
+    if not frames:
+        raise NothingToExportError(f"{path}: the SOTA factor experiments have no captured {RESULT_FILE} files")
+    return pd.concat(frames, axis=1).sort_index(), notes
+
+
+def export_factors(path: PathLike, out: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Write :func:`sota_factor_values` to ``out`` as Parquet (atomically); return what was written."""
+    values, notes = sota_factor_values(path)
+    with atomic_write(out) as f:
+        values.to_parquet(f)
+    return values, notes
