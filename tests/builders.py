@@ -183,3 +183,25 @@ def build_trace(
             m = Metrics(ic=0.01 * i, arr=0.1, mdd=-0.05)
             trace.controller.record(m, "factor" if i % 2 else "model")
     return trace
+
+
+class RunHolder:
+    """Stands in for a loop object in hand-made session dumps (bad-input tests only; the real
+    session dumps come from RD-Agent's own loop in tests/test_offline_loop.py)."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.plan = {"features": {"RESI5": "Resi($close, 5)/$close"}, "feature_codes": {}}
+
+
+def write_session(run_dir: Path, trace: Trace, loops: int = 2, steps: tuple[str, ...] = ("direct_exp_gen", "coding", "running", "feedback", "record")) -> Path:
+    """A run folder with ``__session__/<loop>/<step>_<name>`` dumps signed by RD-Agent's serializer."""
+    from rdagent.core.serialization import dumps
+
+    data = dumps(RunHolder(trace))
+    for li in range(loops):
+        for si, name in enumerate(steps):
+            f = run_dir / "__session__" / str(li) / f"{si}_{name}"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(data)
+    return run_dir

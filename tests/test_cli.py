@@ -1,0 +1,213 @@
+"""The command line as a user meets it: output, one-line errors, and the documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.builders import RunHolder, build_trace, data_folder, write_session
+from trace_ckpt.cli import EXIT_CODES, main
+from trace_ckpt.errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    NothingToExportError,
+    SaveError,
+    UnsupportedVersionError,
+    UntrustedContentError,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return e.value.code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli")
+    trace = build_trace([(), (0,), (1,), (), (3,)], [True, False, True, True, False], data_folder(d / "data"),
+                        loop_ids=[0, 1, 2, 3, 4])
+    write_session(d / "run", trace)
+    return d
+
+
+@pytest.fixture(scope="module")
+def ckpt(work: Path) -> Path:
+    path = work / "run.tckpt"
+    with pytest.raises(SystemExit) as e:
+        main(["save", str(work / "run"), str(path)])
+    assert e.value.code == 0
+    return path
+
+
+def test_save_reports_what_it_wrote(ckpt: Path) -> None:
+    assert ckpt.exists()
+
+
+def test_inspect_table_marks_sota(capsys: pytest.CaptureFixture[str], ckpt: Path) -> None:
+    code, out, err = run(capsys, "inspect", ckpt)
+    assert code == 0 and err == ""
+    assert "5 (3 accepted, 2 rejected" in out
+    sota_line = next(line for line in out.splitlines() if "*SOTA*" in line)
+    assert sota_line.split()[0] == "3"  # the last accepted node
+    assert "rdagent 1.0.0" in out and "source:" in out and "base features: 1" in out
+
+
+def test_inspect_json_is_the_manifest(capsys: pytest.CaptureFixture[str], ckpt: Path) -> None:
+    code, out, _ = run(capsys, "inspect", ckpt, "--json")
+    doc = json.loads(out)
+    assert code == 0 and len(doc["nodes"]) == 5 and doc["counts"]["accepted"] == 3
+    assert doc["metadata"]["source"]["loop"] == 1 and doc["metadata"]["source"]["step_name"] == "record"
+    assert doc["metadata"]["plan"]["features"] == {"RESI5": "Resi($close, 5)/$close"}
+
+
+def test_inspect_never_imports_rdagent_or_unpickles(ckpt: Path) -> None:
+    probe = f"""
+import pickle, sys
+def refuse(*a, **k):
+    raise SystemExit("pickle or a section read was called")
+def audit(event, args):
+    if event == "pickle.find_class":
+        refuse()
+sys.addaudithook(audit)
+pickle.loads = pickle.load = refuse
+from trace_ckpt.format.container import ContainerReader
+ContainerReader.read_section = ContainerReader.iter_section = refuse  # only the manifest may be read
+from trace_ckpt.cli import main
+try:
+    main(["inspect", {str(ckpt)!r}])
+except SystemExit as e:
+    assert e.code == 0, e.code
+bad = sorted(m for m in sys.modules if m == "rdagent" or m.startswith("rdagent."))
+assert not bad, bad
+assert "dill" not in sys.modules
+print("clean")
+"""
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("clean"), r.stderr[-2000:]
+
+
+def test_verify_ok_and_damaged(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "verify", ckpt)
+    assert code == 0 and out.startswith("ok:")
+    data = bytearray(ckpt.read_bytes())
+    data[40] ^= 0xFF
+    bad = tmp_path / "bad.tckpt"
+    bad.write_bytes(bytes(data))
+    code, out, err = run(capsys, "verify", bad)
+    assert code == CorruptCheckpointError.exit_code and "fail their checksum" in err and err.count("\n") == 1
+
+
+def test_export_factors(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "sota.parquet"
+    code, out, _ = run(capsys, "export-factors", ckpt, out_file)
+    assert code == 0
+    values = pd.read_parquet(out_file)
+    assert list(values.columns) == ["factor_0", "factor_2", "factor_3"]
+    assert values.index.names == ["datetime", "instrument"]
+    assert values.notna().sum().min() > 0
+
+
+def test_export_factors_with_no_sota(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = build_trace([()], [False], data_folder(tmp_path / "data"))
+    write_session(tmp_path / "run", trace, loops=1)
+    run(capsys, "save", tmp_path / "run", tmp_path / "c.tckpt")
+    code, _, err = run(capsys, "export-factors", tmp_path / "c.tckpt", tmp_path / "o.parquet")
+    assert code == NothingToExportError.exit_code and "no accepted factor experiment" in err
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_save_takes_the_end_of_a_chosen_loop(capsys: pytest.CaptureFixture[str], work: Path, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "save", work / "run", tmp_path / "l0.tckpt", "--loop", "0")
+    assert code == 0 and "from loop 0 step record" in out
+    code, _, err = run(capsys, "save", work / "run", tmp_path / "l9.tckpt", "--loop", "9")
+    assert code == CheckpointNotFoundError.exit_code and "loop 9" in err
+
+
+# ---- bad input, as a new user would try it -------------------------------------------------------
+
+def test_folder_without_session(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "save", tmp_path, tmp_path / "x.tckpt")
+    assert code == CheckpointNotFoundError.exit_code and "no __session__" in err and err.count("\n") == 1
+
+
+def test_empty_session_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "__session__").mkdir()
+    code, _, err = run(capsys, "save", tmp_path, tmp_path / "x.tckpt")
+    assert code == CheckpointNotFoundError.exit_code and "empty __session__" in err
+
+
+def test_truncated_last_dump_falls_back_with_a_warning(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data"), write_outputs=False)
+    run_dir = write_session(tmp_path / "run", trace, loops=2)
+    last = run_dir / "__session__" / "1" / "4_record"
+    last.write_bytes(last.read_bytes()[: len(last.read_bytes()) // 2])  # crash mid-write
+    code, out, err = run(capsys, "save", run_dir, tmp_path / "x.tckpt")
+    assert code == 0 and "warning: skipped" in err and "3_feedback" in err and "step feedback" in out
+
+
+def test_truncated_single_session_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
+    run_dir = write_session(tmp_path / "run", trace, loops=1)
+    f = run_dir / "__session__" / "0" / "4_record"
+    f.write_bytes(f.read_bytes()[:200])
+    code, _, err = run(capsys, "save", f, tmp_path / "x.tckpt")
+    assert code == UntrustedContentError.exit_code and "signature check failed" in err and err.count("\n") == 1
+
+
+def test_unsigned_legacy_dump_needs_trust_legacy(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
+    f = tmp_path / "run" / "__session__" / "0" / "4_record"
+    f.parent.mkdir(parents=True)
+    f.write_bytes(pickle.dumps(RunHolder(trace)))
+    code, _, err = run(capsys, "save", tmp_path / "run", tmp_path / "x.tckpt")
+    assert code == UntrustedContentError.exit_code and "--trust-legacy" in err
+    code, _, _ = run(capsys, "save", tmp_path / "run", tmp_path / "x.tckpt", "--trust-legacy")
+    assert code == 0
+
+
+def test_out_folder_missing(capsys: pytest.CaptureFixture[str], work: Path, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "save", work / "run", tmp_path / "nope" / "x.tckpt")
+    assert code == SaveError.exit_code and "does not exist" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_checkpoint_commands_on_bad_files(capsys: pytest.CaptureFixture[str], tmp_path: Path, ckpt: Path, command: str) -> None:
+    code, _, err = run(capsys, command, tmp_path / "missing.tckpt")
+    assert code == CheckpointNotFoundError.exit_code and err.count("\n") == 1
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"PK\x03\x04 not a checkpoint")
+    code, _, err = run(capsys, command, junk)
+    assert code == CorruptCheckpointError.exit_code and "not a trace-ckpt checkpoint" in err
+    future = tmp_path / "future.tckpt"
+    data = bytearray(ckpt.read_bytes())
+    data[8] = 99
+    future.write_bytes(bytes(data))
+    code, _, err = run(capsys, command, future)
+    assert code == UnsupportedVersionError.exit_code and "v99" in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["frobnicate"], ["inspect"], ["save", "a", "b", "--level", "99"]):
+        code, _, err = run(capsys, *args)
+        assert code == 2 and err.startswith("trace-ckpt: usage error:") and err.count("\n") == 1, args
+
+
+def test_console_script_is_installed_and_exits_with_codes(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "trace-ckpt"
+    r = subprocess.run([str(exe), "verify", str(tmp_path / "none.tckpt")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == CheckpointNotFoundError.exit_code and "Traceback" not in r.stderr
+
+
+def test_exit_code_table_is_complete() -> None:
+    assert {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130} == set(EXIT_CODES)
