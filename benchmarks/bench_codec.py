@@ -68,7 +68,8 @@ def bench(loops: int, work: Path) -> list[tuple[str, float, float, float]]:
     data = data_folder(work / "data")
     parents = [()] + [(i - 1,) if i % 10 else () for i in range(1, loops)]
     decisions = [(i * 7) % 3 != 0 for i in range(loops)]
-    trace = build_trace(parents, decisions, data, quant=True, panel_shape=(60, 20))
+    # the combined SOTA frame of each node holds at most 30 factors, to keep 500 loops to a few GB
+    trace = build_trace(parents, decisions, data, quant=True, panel_shape=(60, 20), max_combined=30)
     ws_paths = [Path(ws.workspace_path) for ws in iter_workspaces(trace) if Path(ws.workspace_path).exists()]
     rows = []
 

@@ -110,6 +110,7 @@ def factor_experiment(
     action: str | None = None,
     write_outputs: bool = True,
     panel_shape: tuple[int, int] = (30, 5),
+    sota_values: list[pd.DataFrame] | None = None,
 ) -> QlibFactorExperiment:
     """One factor experiment as the factor loop leaves it: coded, run, with files on disk."""
     name = f"factor_{i}"
@@ -136,8 +137,8 @@ def factor_experiment(
         values = close.groupby(level="instrument").pct_change(i % 7 + 1).rename(name).to_frame()
         values.to_hdf(ws.workspace_path / "result.h5", key="data")
         # like QlibFactorRunner: the SOTA factors so far plus the new one, in one frame
-        sota = [pd.read_hdf(e.sub_workspace_list[0].workspace_path / "result.h5", key="data") for e in based if e.sub_workspace_list]
-        pd.concat([*sota, values], axis=1).to_parquet(ew.workspace_path / "combined_factors_df.parquet")
+        pd.concat([*(sota_values or []), values], axis=1).to_parquet(ew.workspace_path / "combined_factors_df.parquet")
+        exp.values_for_tests = values  # not an RD-Agent field: lets build_trace pass SOTA values on
         exp.result.to_csv(ew.workspace_path / "qlib_res.csv")
         (ew.workspace_path / "mlruns" / "1").mkdir(parents=True, exist_ok=True)
         (ew.workspace_path / "mlruns" / "1" / "meta.yaml").write_text(f"run: {i}\n")
@@ -165,6 +166,7 @@ def build_trace(
     loop_ids: list[int] | None = None,
     write_outputs: bool = True,
     panel_shape: tuple[int, int] = (30, 5),
+    max_combined: int = 1000,
 ) -> Trace:
     """A trace with the given DAG; every node's based_experiments are one shared empty baseline plus
     the accepted nodes before it (as RD-Agent's factor proposal builds them)."""
@@ -172,13 +174,19 @@ def build_trace(
     trace = QuantTrace(scen) if quant else Trace(scen)
     baseline = QlibFactorExperiment(sub_tasks=[])
     accepted: list = []
+    sota_values: list[pd.DataFrame] = []
     for i, (parent, decision) in enumerate(zip(parents, decisions)):
         exp = factor_experiment(i, [baseline, *accepted], data, action="factor" if quant else None,
-                                write_outputs=write_outputs, panel_shape=panel_shape)
+                                write_outputs=write_outputs, panel_shape=panel_shape,
+                                sota_values=sota_values[-max_combined:])
         exp.local_selection = parent
         trace.sync_dag_parent_and_hist((exp, feedback(i, decision)), loop_ids[i] if loop_ids else i)
         if decision:
             accepted.append(exp)
+            if write_outputs:
+                sota_values.append(exp.__dict__.pop("values_for_tests"))
+        else:
+            exp.__dict__.pop("values_for_tests", None)
         if quant:
             m = Metrics(ic=0.01 * i, arr=0.1, mdd=-0.05)
             trace.controller.record(m, "factor" if i % 2 else "model")

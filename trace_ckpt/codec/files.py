@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from trace_ckpt._os import current_umask
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource, digest_file
 from trace_ckpt.errors import CorruptCheckpointError, SaveError, WorkspaceConflictError
 from trace_ckpt.format.manifest import WorkspaceStats
@@ -142,7 +143,7 @@ def materialize(
 
     if not overwrite:  # conflict check before any write
         for e, target in plan:
-            if target in fresh or any(p in fresh for p in target.parents):
+            if _under(target, fresh):
                 continue
             if not (target.exists() or target.is_symlink()) or _same(e, target):
                 continue
@@ -165,15 +166,17 @@ def materialize(
         elif kind == "file":
             mkdir(target.parent)
             wanted.setdefault(e["digest"], []).append((target, int(e.get("mode", 0o644)) & 0o7777))
+    umask = current_umask()
     written = 0
     for digest, data in blobs.by_section(set(wanted)):
         for target, mode in wanted[digest]:
-            if target.is_symlink():
-                target.unlink()
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            if not _under(target, fresh) and target.is_symlink():
+                target.unlink()  # never write through a link
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
             try:
                 _write_all(fd, data)
-                os.fchmod(fd, mode)
+                if mode & umask:  # bits the umask took away at creation
+                    os.fchmod(fd, mode)
             finally:
                 os.close(fd)
             written += 1
@@ -186,6 +189,10 @@ def materialize(
                 target.unlink()
             os.symlink(e["target"], target)
     return written
+
+
+def _under(target: Path, roots: set[Path]) -> bool:
+    return bool(roots) and (target in roots or any(p in roots for p in target.parents))
 
 
 def _same(e: dict[str, Any], target: Path) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from trace_ckpt._os import current_umask
 from trace_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError, SaveError
 
 TMP_PREFIX = ".tckpt-tmp-"
@@ -72,7 +73,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
+        os.chmod(tmp, 0o644 & ~current_umask())
         os.replace(tmp, target)
         _fsync_dir(directory)
     except OSError as e:
@@ -81,9 +82,3 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
