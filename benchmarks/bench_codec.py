@@ -43,9 +43,11 @@ from trace_ckpt.rdagent.trace import iter_workspaces  # noqa: E402
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:
-    """Best of ``repeat`` wall-clock runs (after a collection), and the last result."""
+    """Best of ``repeat`` wall-clock runs, and the last result. Each run starts with the disk's dirty
+    pages written back and a collection, so no method pays for the writes of the one before."""
     best, out = float("inf"), None
     for _ in range(repeat):
+        os.sync()
         gc.collect()
         t = time.perf_counter()
         out = fn()

@@ -123,55 +123,51 @@ def materialize(
     A first pass checks every target and raises WorkspaceConflictError before anything is written
     when an existing, different file is in the way. Returns the number of files written.
     """
-    plan: list[tuple[dict[str, Any], Path]] = []
-    fresh: set[Path] = set()  # folders that do not exist yet cannot hold a conflicting file
+    # (entry, target path, whether its workspace folder is new: a new folder holds no conflicting file)
+    plan: list[tuple[dict[str, Any], str, bool]] = []
     for key, ws in index.workspaces.items():
         if not ws.get("exists", False) or key not in mapping:
             continue
-        new_root = Path(mapping[key])
-        if not (new_root.exists() or new_root.is_symlink()):
-            fresh.add(new_root)
+        root = os.fspath(mapping[key])
+        fresh = not os.path.lexists(root)
         links = {e["path"] for e in ws["entries"] if e.get("type") == "symlink"}
-        plan.append(({"type": "dir", "mode": None}, new_root))
+        plan.append(({"type": "dir"}, root, fresh))
         for e in ws["entries"]:
             rel = _safe_rel(str(e.get("path", "")), source)
-            if any(str(parent) in links for parent in rel.parents if str(parent) != "."):
+            if links and len(rel.parts) > 1 and any(str(p) in links for p in rel.parents):
                 raise CorruptCheckpointError(f"{source}: workspace entry {rel} lies under a symlink")
-            plan.append((e, new_root.joinpath(*rel.parts)))
+            plan.append((e, os.path.join(root, *rel.parts), fresh))
             if e.get("type") == "file" and e.get("digest") not in blobs:
                 raise CorruptCheckpointError(f"{source}: file {rel} refers to a missing blob")
 
     if not overwrite:  # conflict check before any write
-        for e, target in plan:
-            if _under(target, fresh):
-                continue
-            if not (target.exists() or target.is_symlink()) or _same(e, target):
-                continue
-            raise WorkspaceConflictError(
-                f"{target} exists with other content; restore into an empty workspace_root or pass overwrite=True"
-            )
+        for e, target, fresh in plan:
+            if not fresh and os.path.lexists(target) and not _same(e, Path(target)):
+                raise WorkspaceConflictError(
+                    f"{target} exists with other content; restore into an empty workspace_root or pass overwrite=True"
+                )
 
-    made: set[Path] = set()
+    made: set[str] = set()
 
-    def mkdir(d: Path) -> None:
+    def mkdir(d: str) -> None:
         if d not in made:
-            d.mkdir(parents=True, exist_ok=True)
+            os.makedirs(d, exist_ok=True)
             made.add(d)
 
-    wanted: dict[str, list[tuple[Path, int]]] = {}
-    for e, target in plan:
+    wanted: dict[str, list[tuple[str, int, bool]]] = {}
+    for e, target, fresh in plan:
         kind = e.get("type")
         if kind == "dir":
             mkdir(target)
         elif kind == "file":
-            mkdir(target.parent)
-            wanted.setdefault(e["digest"], []).append((target, int(e.get("mode", 0o644)) & 0o7777))
+            mkdir(os.path.dirname(target))
+            wanted.setdefault(e["digest"], []).append((target, int(e.get("mode", 0o644)) & 0o7777, fresh))
     umask = current_umask()
     written = 0
     for digest, data in blobs.by_section(set(wanted)):
-        for target, mode in wanted[digest]:
-            if not _under(target, fresh) and target.is_symlink():
-                target.unlink()  # never write through a link
+        for target, mode, fresh in wanted[digest]:
+            if not fresh and os.path.islink(target):
+                os.unlink(target)  # never write through a link
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
             try:
                 _write_all(fd, data)
@@ -180,19 +176,15 @@ def materialize(
             finally:
                 os.close(fd)
             written += 1
-    for e, target in plan:
+    for e, target, fresh in plan:
         if e.get("type") == "symlink":
-            mkdir(target.parent)
-            if target.is_symlink() or target.exists():
-                if target.is_symlink() and os.readlink(target) == e["target"]:
+            mkdir(os.path.dirname(target))
+            if not fresh and os.path.lexists(target):
+                if os.path.islink(target) and os.readlink(target) == e["target"]:
                     continue
-                target.unlink()
+                os.unlink(target)
             os.symlink(e["target"], target)
     return written
-
-
-def _under(target: Path, roots: set[Path]) -> bool:
-    return bool(roots) and (target in roots or any(p in roots for p in target.parents))
 
 
 def _same(e: dict[str, Any], target: Path) -> bool:
