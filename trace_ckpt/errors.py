@@ -6,11 +6,21 @@ Every error carries a one-line message that says what happened and what to do ne
 
 from __future__ import annotations
 
+import re
+
+_MAX_MESSAGE = 600
+
 
 class CheckpointError(Exception):
-    """Base of every error trace-ckpt raises on purpose."""
+    """Base of every error trace-ckpt raises on purpose. Its message is always one line."""
 
     exit_code: int = 1
+
+    def __init__(self, message: object = "") -> None:
+        text = re.sub(r"\s*[\r\n]+\s*", " ", str(message)).strip()
+        if len(text) > _MAX_MESSAGE:  # e.g. garbage bytes quoted from a damaged file
+            text = text[: _MAX_MESSAGE - 1] + "…"
+        super().__init__(text)
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):

@@ -165,6 +165,8 @@ class ContainerReader:
             )
         if version < 1:
             raise CorruptCheckpointError(f"{source} claims format version {version}, which never existed")
+        if _flags != 0:
+            raise CorruptCheckpointError(f"{source} sets header flags {_flags:#x}, which format v{version} does not define")
         self.format_version = version
         f.seek(self.size - FOOTER.size)
         m_off, m_len, m_sha, tail = FOOTER.unpack(f.read(FOOTER.size))

@@ -94,6 +94,32 @@ def default_workspace_root() -> Path:
     return Path(RD_AGENT_SETTINGS.workspace_path)
 
 
+def check_trace_shape(trace: Any, source: str) -> None:
+    """Refuse a loaded object that is not a Trace with the structure RD-Agent relies on."""
+    from rdagent.core.experiment import Experiment
+    from rdagent.core.proposal import Trace
+
+    problem = None
+    if not isinstance(trace, Trace):
+        problem = f"holds a {type(trace).__name__}, not a Trace"
+    elif not (isinstance(trace.hist, list) and isinstance(trace.dag_parent, list) and isinstance(trace.idx2loop_id, dict)):
+        problem = "has a damaged hist / dag_parent / idx2loop_id"
+    elif len(trace.dag_parent) != len(trace.hist):
+        problem = "has a dag_parent that does not match hist"
+    else:
+        for node in trace.hist:
+            if not (isinstance(node, tuple) and len(node) == 2 and isinstance(node[0], Experiment)):
+                problem = "has a hist entry that is not (experiment, feedback)"
+                break
+            based = getattr(node[0], "based_experiments", [])
+            subs = getattr(node[0], "sub_workspace_list", [])
+            if not isinstance(based, (list, tuple)) or not isinstance(subs, (list, tuple)):
+                problem = "has an experiment with damaged based_experiments / sub_workspace_list"
+                break
+    if problem:
+        raise CorruptCheckpointError(f"{source}: the checkpoint {problem}")
+
+
 def restore_trace(
     path: PathLike,
     *,
@@ -110,8 +136,7 @@ def restore_trace(
     allow = [*get_settings().allow_modules, *allow_modules]
     with open_checkpoint(path, allow_modules=allow) as ck:
         trace = ck.root
-        if not hasattr(trace, "hist"):
-            raise CorruptCheckpointError(f"{path}: the checkpoint does not hold a Trace")
+        check_trace_shape(trace, str(path))
         mapping = relocation(list(ck.files.workspaces), root.absolute())
         ck.materialize(mapping, overwrite=overwrite)
         for ws in iter_workspaces(trace):
