@@ -32,6 +32,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["WORKSPACE_PATH"] = str(_TMP / "RD-Agent_workspace")
 os.environ["PICKLE_CACHE_FOLDER_PATH_STR"] = str(_TMP / "pickle_cache")
 os.environ["LOG_TRACE_PATH"] = str(_TMP / "log")
+os.environ["TRACE_CKPT_ALLOW_MODULES"] = '["tests"]'  # the stand-in scenario of tests/builders.py
 
 import dill  # noqa: E402
 import joblib  # noqa: E402

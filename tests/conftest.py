@@ -12,3 +12,6 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["WORKSPACE_PATH"] = str(_SESSION_DIR / "RD-Agent_workspace")
 os.environ["PICKLE_CACHE_FOLDER_PATH_STR"] = str(_SESSION_DIR / "pickle_cache")
 os.environ["LOG_TRACE_PATH"] = str(_SESSION_DIR / "log")
+# The stand-in scenario of tests/builders.py is test code: trusted here the way a user trusts their own
+# scenario package. Tests of the allowlist itself remove this variable.
+os.environ["TRACE_CKPT_ALLOW_MODULES"] = '["tests"]'

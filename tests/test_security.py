@@ -98,9 +98,10 @@ def test_allowlist_resolves_what_traces_need() -> None:
     assert callable(allow.resolve("copyreg", "_reconstructor"))
 
 
-def test_own_modules_need_allow_modules(tmp_path: Path) -> None:
+def test_own_modules_need_allow_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
     save_trace(trace, tmp_path / "run.tckpt")
+    monkeypatch.delenv("TRACE_CKPT_ALLOW_MODULES")
     with pytest.raises(UntrustedContentError, match=r"tests\.builders\.TinyScenario.*--allow-module tests"):
         restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws")
     restored = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
@@ -110,6 +111,9 @@ def test_own_modules_need_allow_modules(tmp_path: Path) -> None:
 def test_allow_modules_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
     save_trace(trace, tmp_path / "run.tckpt")
+    monkeypatch.delenv("TRACE_CKPT_ALLOW_MODULES")
+    with pytest.raises(UntrustedContentError):
+        restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws0")
     monkeypatch.setenv("TRACE_CKPT_ALLOW_MODULES", '["tests"]')
     assert len(restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws").hist) == 1
 
@@ -122,3 +126,28 @@ def test_pandas_kept_in_the_pickle_still_loads_under_the_allowlist(tmp_path: Pat
     assert m.pandas_pickled == 1
     restored = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
     pd.testing.assert_series_equal(restored.hist[0][0].result, odd)
+
+
+class _Foreign:
+    """An object of a module (tests.test_security) the default allowlist does not know."""
+
+
+def test_save_refuses_what_a_load_would_refuse_and_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data"), write_outputs=False)
+    monkeypatch.setenv("TRACE_CKPT_ALLOW_MODULES", '["tests.builders"]')
+    trace.hist[1][0].sub_workspace_list[0].target_task.extra = _Foreign()
+    (tmp_path / "run.tckpt").write_bytes(b"previous")
+    with pytest.raises(UntrustedContentError) as e:
+        save_trace(trace, tmp_path / "run.tckpt")
+    msg = str(e.value)
+    assert "trace.hist[1][0].sub_tasks[0].extra" in msg  # the same task object, reached first
+    assert "tests.test_security._Foreign" in msg and "--allow-module tests" in msg
+    assert (tmp_path / "run.tckpt").read_bytes() == b"previous"
+    save_trace(trace, tmp_path / "run.tckpt", allow_modules=["tests.test_security"])  # the user vouches for it
+
+
+def test_save_refuses_a_function_value(tmp_path: Path) -> None:
+    trace = build_trace([()], [True], data_folder(tmp_path / "data"), write_outputs=False)
+    trace.hist[0][0].plan = {"hook": os.path.join}
+    with pytest.raises(UntrustedContentError, match="posixpath.join"):
+        save_trace(trace, tmp_path / "run.tckpt")

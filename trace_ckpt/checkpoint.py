@@ -36,12 +36,16 @@ def write_checkpoint(
     max_file_bytes: int | None = None,
     min_blob: int = 256,
     progress: Progress | None = None,
+    allow_modules: Iterable[str] = (),
 ) -> Manifest:
-    """Write ``root`` and the given workspace folders atomically to ``path``; return the final manifest."""
+    """Write ``root`` and the given workspace folders atomically to ``path``; return the final manifest.
+
+    The save fails before anything lands at ``path`` if a load with ``allow_modules`` would refuse it.
+    """
     with atomic_write(path) as f:
         writer = ContainerWriter(f, level=level, threads=threads)
         packer = BlobPacker(writer)
-        stats = encode_graph(root, writer, packer, min_blob=min_blob)
+        stats = encode_graph(root, writer, packer, min_blob=min_blob, allow=Allowlist(allow_modules))
         index, ws_stats = capture_workspaces(workspace_paths, packer, max_file_bytes=max_file_bytes, progress=progress)
         packer.finish()
         writer.add_bytes("files", "files", index.to_bytes())

@@ -84,6 +84,7 @@ def save(
     level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
     max_file_bytes: Annotated[Optional[int], typer.Option("--max-file-bytes", min=0, help="list but do not store workspace files larger than this")] = None,
     trust_legacy: Annotated[bool, typer.Option("--trust-legacy", help="accept unsigned pre-1.0 RD-Agent dumps")] = False,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes that loads of this checkpoint may use (repeatable)")] = None,
 ) -> None:
     """Turn an RD-Agent run folder into one checkpoint file."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -105,6 +106,7 @@ def save(
         manifest = save_trace(
             trace, out_path, level=level, max_file_bytes=max_file_bytes,
             metadata=loop_metadata(loop_obj, dump), progress=lambda n: bar.advance(task, n),
+            allow_modules=allow_module or (),
         )
     size = out_path.stat().st_size
     ws = manifest.workspace_stats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +19,16 @@ import pandas as pd
 from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec import tables
-from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError
+from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 
 PROTOCOL = 5
 MIN_BLOB = 256
+_FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+# types pickle writes with its own opcodes, naming no global
+_NATIVE = frozenset(
+    {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset, pickle.PickleBuffer}
+)
 
 
 @dataclass
@@ -43,6 +49,9 @@ class _Encoder:
     # id(obj) -> persistent id; the object is kept alive so ids stay unique during the dump
     _tables: dict[int, tuple[Any, tuple]] = field(default_factory=dict)
     _no_arrow: set[int] = field(default_factory=set)
+    # every type pickled, and every class or function pickled as a value: what a load will resolve
+    types: set[type] = field(default_factory=set)
+    globals: set[tuple[str, str]] = field(default_factory=set)
 
     def persistent_id(self, obj: Any) -> tuple | None:
         t = type(obj)
@@ -54,6 +63,10 @@ class _Encoder:
             if len(obj) >= self.min_blob:
                 return ("b", self.packer.put(obj))
             return None
+        if t not in self.types:
+            self.types.add(t)
+        if t in _FUNCTION_TYPES or issubclass(t, type):
+            self.globals.add((getattr(obj, "__module__", None) or "builtins", getattr(obj, "__qualname__", "?")))
         if t is pd.DataFrame or t is pd.Series:
             key = id(obj)
             hit = self._tables.get(key)
@@ -88,9 +101,18 @@ def _pickler_class(base: type) -> type:
 
 
 def encode_graph(
-    root: Any, writer: ContainerWriter, packer: BlobPacker, *, min_blob: int = MIN_BLOB
+    root: Any,
+    writer: ContainerWriter,
+    packer: BlobPacker,
+    *,
+    min_blob: int = MIN_BLOB,
+    allow: Allowlist | None = None,
 ) -> GraphStats:
-    """Pickle ``root`` into a ``graph`` section; its blobs and tables go to ``packer``/``writer``."""
+    """Pickle ``root`` into a ``graph`` section; its blobs and tables go to ``packer``/``writer``.
+
+    With ``allow``, refuse (before the graph is written) a graph that a load with that allowlist
+    would refuse, naming the object path of the first offending object.
+    """
     enc = _Encoder(writer, packer, min_blob)
     buf = io.BytesIO()
     try:
@@ -106,9 +128,60 @@ def encode_graph(
             _pickler_class(dill.Pickler)(buf, enc).dump(root)
         except Exception as e:
             raise SaveError(f"the trace cannot be pickled, not even with dill: {e}") from None
+    if allow is not None:
+        _check_loadable(root, enc, allow)
     data = buf.getbuffer()
     writer.add_bytes("graph", "graph", data, meta={"pickler": enc.stats.pickler, "protocol": PROTOCOL})
     return enc.stats
+
+
+def _check_loadable(root: Any, enc: _Encoder, allow: Allowlist) -> None:
+    refused: dict[type, str] = {}
+    for t in enc.types - _NATIVE:
+        if t in _FUNCTION_TYPES or issubclass(t, type):
+            continue  # classes and functions as values: checked by name below
+        try:
+            allow.resolve(t.__module__, t.__qualname__)
+        except CheckpointError as e:
+            refused[t] = str(e)
+    if refused:
+        where, t = find_path(root, tuple(refused))
+        top = t.__module__.split(".")[0]
+        raise UntrustedContentError(
+            f"save refused: {where} is a {t.__module__}.{t.__qualname__}, which a load with the current allowlist "
+            f"refuses; if it is your code, allow it with allow_modules=[{top!r}] (CLI: --allow-module {top})"
+        )
+    for module, name in sorted(enc.globals):
+        try:
+            allow.resolve(module, name)
+        except CheckpointError as e:
+            raise UntrustedContentError(f"save refused: the trace holds {module}.{name} as a value, which a load "
+                                        f"refuses ({e})") from None
+
+
+def find_path(root: Any, wanted: tuple[type, ...], name: str = "trace") -> tuple[str, type]:
+    """The attribute/index path of the first object (breadth first) whose type is in ``wanted``."""
+    seen: set[int] = set()
+    queue: list[tuple[Any, str]] = [(root, name)]
+    while queue:
+        nxt: list[tuple[Any, str]] = []
+        for obj, where in queue:
+            if id(obj) in seen or type(obj) in _NATIVE - {list, tuple, dict, set, frozenset}:
+                continue
+            seen.add(id(obj))
+            if type(obj) in wanted:
+                return where, type(obj)
+            if isinstance(obj, dict):
+                nxt.extend((v, f"{where}[{k!r}]") for k, v in obj.items())
+            elif isinstance(obj, (list, tuple)):
+                nxt.extend((v, f"{where}[{i}]") for i, v in enumerate(obj))
+            elif isinstance(obj, (set, frozenset)):
+                nxt.extend((v, f"{where}{{...}}") for v in obj)
+            if hasattr(obj, "__dict__") and not isinstance(obj, type):
+                nxt.extend((v, f"{where}.{k}") for k, v in vars(obj).items())
+        queue = nxt
+    t = wanted[0]
+    return "an object in the trace", t
 
 
 class _GraphUnpickler(pickle.Unpickler):

@@ -52,10 +52,12 @@ def save_trace(
     max_file_bytes: int | None = None,
     metadata: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    allow_modules: Iterable[str] = (),
 ) -> Manifest:
     """Write ``trace`` (hist, DAG, experiments, workspace files on disk) atomically to ``path``.
 
     Returns the manifest written; ``level``/``max_file_bytes`` default to the TRACE_CKPT_ settings.
+    A trace holding classes a load would refuse (see ``allow_modules``) is refused before writing.
     """
     if not (hasattr(trace, "hist") and hasattr(trace, "dag_parent")):
         raise CheckpointError(f"save_trace needs an RD-Agent Trace, got {type(trace).__name__}")
@@ -84,6 +86,7 @@ def save_trace(
         max_file_bytes=settings.max_file_bytes if max_file_bytes is None else max_file_bytes,
         min_blob=settings.min_blob_bytes,
         progress=progress,
+        allow_modules=[*settings.allow_modules, *allow_modules],
     )
 
 
