@@ -50,7 +50,7 @@ def test_write_error_keeps_the_previous_file(saved) -> None:
         signal.signal(signal.SIGXFSZ, old_handler)
     assert path.read_bytes() == before
     assert _leftovers(path.parent) == []
-    assert verify_checkpoint(path)[1] == []
+    assert verify_checkpoint(path).bad_sections == []
 
 
 def test_missing_folder_is_a_one_line_error(saved, tmp_path: Path) -> None:

@@ -52,12 +52,12 @@ def test_sections_tile_the_data_area(ckpt: Path) -> None:
         assert s.offset == pos
         pos += s.length
     size = ckpt.stat().st_size
-    m_off = struct.unpack("<Q", ckpt.read_bytes()[size - 56 : size - 48])[0]
+    m_off = struct.unpack("<Q", ckpt.read_bytes()[size - 88 : size - 80])[0]
     assert pos == m_off
 
 
 def test_verify_reports_no_bad_section(ckpt: Path) -> None:
-    _, bad = verify_checkpoint(ckpt)
+    bad = verify_checkpoint(ckpt).bad_sections
     assert bad == []
 
 
@@ -96,7 +96,7 @@ def test_flipped_byte_in_a_section(tmp_path: Path, ckpt: Path) -> None:
     p = tmp_path / "flipped.tckpt"
     p.write_bytes(bytes(data))
     read_manifest(p)  # the manifest itself is intact
-    assert verify_checkpoint(p)[1] == ["graph"]
+    assert verify_checkpoint(p).bad_sections == ["graph"]
     with pytest.raises(CorruptCheckpointError, match="checksum"):
         restore_trace(p, workspace_root=tmp_path / "ws", allow_modules=ALLOW)
     assert not (tmp_path / "ws").exists()  # nothing written from a damaged file
@@ -138,12 +138,12 @@ def test_section_range_outside_the_file_is_corrupt(tmp_path: Path, ckpt: Path) -
     import json
 
     data = ckpt.read_bytes()
-    m_off, m_len = struct.unpack("<QQ", data[-56:-40])
+    m_off, m_len = struct.unpack("<QQ", data[-88:-72])
     doc = json.loads(data[m_off : m_off + m_len])
     doc["sections"][0]["length"] = 10**12
     body = json.dumps(doc).encode()
     p = tmp_path / "bad.tckpt"
-    p.write_bytes(data[:m_off] + body + struct.pack("<QQ32s8s", m_off, len(body), hashlib.sha256(body).digest(), b"TRACECKP"))
+    p.write_bytes(data[:m_off] + body + struct.pack("<QQ32s32s8s", m_off, len(body), hashlib.sha256(body).digest(), bytes(32), b"TRACECKP"))
     with pytest.raises(CorruptCheckpointError, match="outside"):
         read_manifest(p)
 

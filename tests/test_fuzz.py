@@ -21,7 +21,7 @@ from tests.builders import ALLOW, build_trace, data_folder
 from trace_ckpt import CheckpointError, read_manifest, restore_trace, save_trace
 
 CASES = 10_000
-FOOTER = struct.Struct("<QQ32s8s")
+FOOTER = struct.Struct("<QQ32s32s8s")
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +36,13 @@ def seed_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 def _split(data: bytes) -> tuple[bytes, dict]:
-    m_off, m_len, _, _ = FOOTER.unpack(data[-FOOTER.size :])
+    m_off, m_len, _, _, _ = FOOTER.unpack(data[-FOOTER.size :])
     return data[:m_off], json.loads(data[m_off : m_off + m_len])
 
 
 def _seal(body: bytes, manifest: dict | bytes) -> bytes:
     m = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
-    return body + m + FOOTER.pack(len(body), len(m), hashlib.sha256(m).digest(), b"TRACECKP")
+    return body + m + FOOTER.pack(len(body), len(m), hashlib.sha256(m).digest(), bytes(32), b"TRACECKP")
 
 
 def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:

@@ -7,6 +7,7 @@ summaries, relocation); this module owns the order of sections and the integrity
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec.files import FilesIndex, Progress, capture_workspaces, materialize
 from trace_ckpt.codec.graph import decode_graph, encode_graph
-from trace_ckpt.errors import CorruptCheckpointError
+from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.signing import configured_key, key_id
 from trace_ckpt.storage import atomic_write, open_read
+
+log = logging.getLogger("trace_ckpt")
 
 PathLike = str | os.PathLike[str]
 
@@ -37,6 +41,7 @@ def write_checkpoint(
     min_blob: int = 256,
     progress: Progress | None = None,
     allow_modules: Iterable[str] = (),
+    key: bytes | None = None,
 ) -> Manifest:
     """Write ``root`` and the given workspace folders atomically to ``path``; return the final manifest.
 
@@ -54,7 +59,7 @@ def write_checkpoint(
         manifest.pandas_pickled = stats.pandas_pickled
         manifest.blobs = len(packer.index)
         manifest.workspace_stats = ws_stats
-        return writer.finish(manifest)
+        return writer.finish(manifest, key=key, key_id=key_id(key) if key else None)
 
 
 def read_manifest(path: PathLike) -> Manifest:
@@ -63,11 +68,52 @@ def read_manifest(path: PathLike) -> Manifest:
         return ContainerReader(f, source=str(path)).manifest
 
 
-def verify_checkpoint(path: PathLike) -> tuple[Manifest, list[str]]:
-    """Check every section's SHA-256; return the manifest and the names of the bad sections."""
+@dataclass
+class VerifyReport:
+    """What ``verify`` found: bad sections, and the signature status."""
+
+    manifest: Manifest
+    bad_sections: list[str]
+    signature: str  # "unsigned" | "ok" | "bad" | "unchecked" (signed, but no key configured)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad_sections and self.signature != "bad"
+
+
+def _signature_status(reader: ContainerReader, key: bytes | None) -> str:
+    if not reader.signed:
+        return "unsigned"
+    if key is None:
+        return "unchecked"
+    return "ok" if reader.signature_matches(key) else "bad"
+
+
+def verify_checkpoint(path: PathLike, *, key: bytes | None = None) -> VerifyReport:
+    """Check the manifest, every section's SHA-256 and, when a key is given or configured, the signature."""
+    key = key if key is not None else configured_key()
     with open_read(path) as f:
         reader = ContainerReader(f, source=str(path))
-        return reader.manifest, reader.verify()
+        return VerifyReport(reader.manifest, reader.verify(), _signature_status(reader, key))
+
+
+def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -> None:
+    """Refuse a file signed with another key, and (with ``require``) one whose signature cannot be checked."""
+    status = _signature_status(reader, key)
+    src = reader.source
+    if status == "bad":
+        theirs = reader.manifest.signature.key_id if reader.manifest.signature else "?"
+        raise UntrustedContentError(
+            f"{src} is signed with another key (key id {theirs}, yours {key_id(key) if key else '-'}): refused"
+        )
+    if require and status == "unsigned":
+        raise UntrustedContentError(f"{src} is unsigned and a signature is required")
+    if require and status == "unchecked":
+        raise UntrustedContentError(
+            f"{src} is signed but no key is configured to check it: set TRACE_CKPT_SIGNING_KEY or TRACE_CKPT_SIGNING_KEY_FILE"
+        )
+    if status == "unchecked":
+        log.warning("%s is signed but no key is configured, so the signature was not checked", src)
 
 
 @dataclass
@@ -86,13 +132,20 @@ class LoadedCheckpoint:
 
 
 @contextlib.contextmanager
-def open_checkpoint(path: PathLike, *, allow_modules: Iterable[str] = ()) -> Iterator[LoadedCheckpoint]:
-    """Verify every section's checksum, then decode the graph with the restricted unpickler.
+def open_checkpoint(
+    path: PathLike,
+    *,
+    allow_modules: Iterable[str] = (),
+    key: bytes | None = None,
+    require_signature: bool = False,
+) -> Iterator[LoadedCheckpoint]:
+    """Check the signature and every section's checksum, then decode the graph with the restricted unpickler.
 
     The file stays open inside the ``with`` block so the workspace files can be materialized.
     """
     with open_read(path) as f:
         reader = ContainerReader(f, source=str(path))
+        check_signature(reader, key, require_signature)
         bad = reader.verify()
         if bad:
             raise CorruptCheckpointError(

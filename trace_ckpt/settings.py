@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +23,14 @@ class TraceCkptSettings(BaseSettings):
     """Strings and bytes at least this long are stored once, by content, outside the pickle."""
     allow_modules: list[str] = []
     """Extra modules whose classes a checkpoint may load (your own scenario classes)."""
+    signing_key: SecretStr | None = None
+    """Sign saves and check loads with this key (at least 32 bytes)."""
+    signing_key_file: Path | None = None
+    """...or with the key in this file."""
+    use_rdagent_key: bool = False
+    """...or with RD-Agent's own artifact signing key."""
+    require_signature: bool = False
+    """Refuse to load checkpoints that are unsigned or whose signature cannot be checked."""
 
 
 def get_settings() -> TraceCkptSettings:

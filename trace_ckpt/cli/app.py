@@ -138,7 +138,8 @@ def _print_manifest(ckpt: Path, m: Manifest) -> None:
     out.print(
         f"producer: trace-ckpt {p.trace_ckpt}, rdagent {p.rdagent}, python {p.python}, pandas {p.pandas}"
     )
-    out.print(f"trace: {m.trace_class}" + (f"  scenario: {m.scenario_class}" if m.scenario_class else ""))
+    out.print(f"trace: {m.trace_class}" + (f"  scenario: {m.scenario_class}" if m.scenario_class else "")
+              + (f"  signed (key id {m.signature.key_id})" if m.signature else "  unsigned"))
     out.print(
         f"nodes: {c.hist} ({c.accepted} accepted, {c.rejected} rejected; {c.factor_experiments} factor, "
         f"{c.model_experiments} model; {c.roots} root{'s' if c.roots != 1 else ''})"
@@ -175,16 +176,29 @@ def _print_manifest(ckpt: Path, m: Manifest) -> None:
 
 
 @app.command()
-def verify(ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")]) -> None:
-    """Check every section's checksum; exit 0 only when all hold."""
+def verify(
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")],
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="fail unless the file is signed with your key")] = False,
+) -> None:
+    """Check every section's checksum and the signature; exit 0 only when all hold."""
     from trace_ckpt.checkpoint import verify_checkpoint
 
-    m, bad = verify_checkpoint(ckpt)
-    if bad:
+    report = verify_checkpoint(ckpt)
+    m = report.manifest
+    if report.bad_sections:
         raise CorruptCheckpointError(
-            f"{ckpt}: {len(bad)} of {len(m.sections)} sections fail their checksum ({', '.join(bad[:5])})"
+            f"{ckpt}: {len(report.bad_sections)} of {len(m.sections)} sections fail their checksum "
+            f"({', '.join(report.bad_sections[:5])})"
         )
-    out.print(f"ok: {ckpt}: {len(m.sections)} sections, every checksum holds (unsigned)")
+    key = m.signature.key_id if m.signature else ""
+    if report.signature == "bad":
+        raise UntrustedContentError(f"{ckpt}: bad signature: signed with another key (key id {key})")
+    if require_signature and report.signature != "ok":
+        what = "unsigned" if report.signature == "unsigned" else f"signed (key id {key}) but no key is configured to check it"
+        raise UntrustedContentError(f"{ckpt}: {what}, and --require-signature was given")
+    sig = {"unsigned": "unsigned", "ok": f"signed, signature ok (key id {key})",
+           "unchecked": f"signed (key id {key}), signature not checked: no key configured"}[report.signature]
+    out.print(f"ok: {ckpt}: {len(m.sections)} sections, every checksum holds; {sig}")
 
 
 @app.command("export-factors")

@@ -9,6 +9,7 @@ footer. Every section is checked against its SHA-256 before a byte of it is deco
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import struct
@@ -23,12 +24,14 @@ from trace_ckpt.errors import (
     NotACheckpointError,
     UnsupportedVersionError,
 )
-from trace_ckpt.format.manifest import Manifest, SectionInfo
+from trace_ckpt.format.manifest import Manifest, SectionInfo, SignatureInfo
 
 MAGIC = b"TRACECKP"
 FORMAT_VERSION = 1
 HEADER = struct.Struct("<8sII")  # magic, format_version, flags (0)
-FOOTER = struct.Struct("<QQ32s8s")  # manifest offset, manifest length, sha256(manifest), magic
+# manifest offset, manifest length, sha256(manifest), HMAC-SHA256(key, manifest) or 32 zero bytes, magic
+FOOTER = struct.Struct("<QQ32s32s8s")
+NO_SIGNATURE = bytes(32)
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _CHUNK = 1 << 20
 
@@ -122,15 +125,20 @@ class ContainerWriter:
         self.sections.append(info)
         return info
 
-    def finish(self, manifest: Manifest) -> Manifest:
-        """Write ``manifest`` (its sections and sizes filled in here) and the footer."""
+    def finish(self, manifest: Manifest, *, key: bytes | None = None, key_id: str | None = None) -> Manifest:
+        """Write ``manifest`` (its sections and sizes filled in here) and the footer, signed with ``key``.
+
+        The manifest holds every section's SHA-256, so an HMAC over the manifest covers the whole file.
+        """
         manifest.sections = self.sections
         manifest.sizes.raw = sum(s.raw_length for s in self.sections)
         manifest.sizes.stored = sum(s.length for s in self.sections)
+        manifest.signature = SignatureInfo(key_id=key_id or "") if key else None
         body = manifest.model_dump_json().encode("utf-8")
+        mac = hmac.digest(key, body, "sha256") if key else NO_SIGNATURE
         offset = self._pos
         self._write(body)
-        self._write(FOOTER.pack(offset, len(body), hashlib.sha256(body).digest(), MAGIC))
+        self._write(FOOTER.pack(offset, len(body), hashlib.sha256(body).digest(), mac, MAGIC))
         return manifest
 
 
@@ -169,7 +177,7 @@ class ContainerReader:
             raise CorruptCheckpointError(f"{source} sets header flags {_flags:#x}, which format v{version} does not define")
         self.format_version = version
         f.seek(self.size - FOOTER.size)
-        m_off, m_len, m_sha, tail = FOOTER.unpack(f.read(FOOTER.size))
+        m_off, m_len, m_sha, mac, tail = FOOTER.unpack(f.read(FOOTER.size))
         if tail != MAGIC:
             raise CorruptCheckpointError(
                 f"{source} is truncated or damaged (no footer): the save did not finish; use a good copy"
@@ -188,11 +196,23 @@ class ContainerReader:
         except (ValueError, ValidationError) as e:
             first = str(e).splitlines()[0]
             raise CorruptCheckpointError(f"{source}: manifest is not valid ({first})") from None
+        if (mac == NO_SIGNATURE) != (self.manifest.signature is None):
+            raise CorruptCheckpointError(f"{source}: the footer and the manifest disagree on whether the file is signed")
+        self._body, self._mac = body, mac
         self._data_end = m_off
         self._verified: set[tuple[int, int, str]] = set()
         for s in self.manifest.sections:
             if s.offset < HEADER.size or s.length < 0 or s.raw_length < 0 or s.offset + s.length > m_off:
                 raise CorruptCheckpointError(f"{source}: section {s.name!r} lies outside the data area")
+
+    @property
+    def signed(self) -> bool:
+        """Whether the writer signed the file (says nothing about whose key)."""
+        return self.manifest.signature is not None
+
+    def signature_matches(self, key: bytes) -> bool:
+        """Whether the file's HMAC was made with ``key``."""
+        return self.signed and hmac.compare_digest(hmac.digest(key, self._body, "sha256"), self._mac)
 
     def read_stored(self, s: SectionInfo) -> bytes:
         """The stored bytes of a section, checked against its SHA-256 (once: a verified section is not re-hashed)."""

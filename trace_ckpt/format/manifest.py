@@ -92,6 +92,13 @@ class Sizes(_Model):
     stored: int = 0
 
 
+class SignatureInfo(_Model):
+    """Present when the file is signed: the HMAC itself is in the footer, over the manifest bytes."""
+
+    algorithm: Literal["hmac-sha256"] = "hmac-sha256"
+    key_id: str = Field(default="", description="first 16 hex of SHA-256('trace-ckpt key id' + key): which key, not the key")
+
+
 class Manifest(_Model):
     """Top-level manifest of a checkpoint file (format v1)."""
 
@@ -111,6 +118,7 @@ class Manifest(_Model):
     pandas_pickled: int = Field(default=0, description="pandas objects kept in the pickle (not Arrow)")
     blobs: int = Field(default=0, description="distinct content-addressed blobs")
     sections: list[SectionInfo] = Field(default_factory=list)
+    signature: SignatureInfo | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, producer-defined")
 
     def section(self, name: str) -> SectionInfo:

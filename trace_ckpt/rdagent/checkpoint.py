@@ -22,6 +22,7 @@ from trace_ckpt.format.container import FORMAT_VERSION
 from trace_ckpt.format.manifest import Manifest, Producer
 from trace_ckpt.rdagent.trace import class_path, iter_workspaces, relocation, summarize, workspace_key
 from trace_ckpt.settings import get_settings
+from trace_ckpt.signing import configured_key
 
 
 def _version(dist: str) -> str | None:
@@ -87,6 +88,7 @@ def save_trace(
         min_blob=settings.min_blob_bytes,
         progress=progress,
         allow_modules=[*settings.allow_modules, *allow_modules],
+        key=configured_key(settings),
     )
 
 
@@ -129,15 +131,19 @@ def restore_trace(
     workspace_root: PathLike | None = None,
     overwrite: bool = False,
     allow_modules: Iterable[str] = (),
+    require_signature: bool | None = None,
 ) -> Any:
     """Load the Trace saved at ``path`` and re-create its workspace folders under ``workspace_root``.
 
     Every ``workspace_path`` is rewritten to ``workspace_root/<folder name>``; existing different
-    files are never overwritten unless ``overwrite=True``.
+    files are never overwritten unless ``overwrite=True``. A signed file is checked against the
+    configured key (TRACE_CKPT_SIGNING_KEY...); ``require_signature`` refuses unsigned files.
     """
+    settings = get_settings()
     root = Path(workspace_root) if workspace_root is not None else default_workspace_root()
-    allow = [*get_settings().allow_modules, *allow_modules]
-    with open_checkpoint(path, allow_modules=allow) as ck:
+    allow = [*settings.allow_modules, *allow_modules]
+    require = settings.require_signature if require_signature is None else require_signature
+    with open_checkpoint(path, allow_modules=allow, key=configured_key(settings), require_signature=require) as ck:
         trace = ck.root
         check_trace_shape(trace, str(path))
         mapping = relocation(list(ck.files.workspaces), root.absolute())
