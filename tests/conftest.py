@@ -3,11 +3,14 @@ they are pointed into a temporary folder here, before any test imports rdagent."
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="trace-ckpt-tests-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ["WORKSPACE_PATH"] = str(_SESSION_DIR / "RD-Agent_workspace")
 os.environ["PICKLE_CACHE_FOLDER_PATH_STR"] = str(_SESSION_DIR / "pickle_cache")

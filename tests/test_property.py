@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tests.builders import ALLOW, build_trace, data_folder
 from tests.compare import assert_same_graph
 from trace_ckpt import read_manifest, restore_trace, save_trace
 
-_DATA = data_folder(Path(tempfile.mkdtemp(prefix="prop-data-")))
+_DATA = data_folder(Path(os.environ["WORKSPACE_PATH"]).parent / "prop-data")  # inside the session's temp folder
 
 
 @st.composite

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -13,6 +15,7 @@ from trace_ckpt._os import current_umask
 from trace_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError, SaveError
 
 TMP_PREFIX = ".tckpt-tmp-"
+STALE_AFTER_S = 10.0  # a temp file this old and unlocked is a leftover of a killed save
 
 
 def _local_path(path: str | os.PathLike[str]) -> Path:
@@ -51,6 +54,33 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def clean_stale_temp_files(directory: Path) -> int:
+    """Remove temp files that killed saves left in ``directory``; a save in progress holds a lock on its own."""
+    removed = 0
+    now = time.time()
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(TMP_PREFIX) and p.name.endswith(".part")]
+    except OSError:
+        return 0
+    for p in candidates:
+        try:
+            if now - p.lstat().st_mtime < STALE_AFTER_S:
+                continue  # young: possibly a save that has not taken its lock yet
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # another save is writing it
+        else:
+            p.unlink(missing_ok=True)
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Yield a temp file beside ``path``; on success fsync it, rename it over ``path``, fsync the folder.
@@ -63,8 +93,10 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         raise SaveError(f"cannot save to {target}: folder {directory} does not exist")
     if target.is_dir():
         raise SaveError(f"cannot save to {target}: it is a folder")
+    clean_stale_temp_files(directory)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=directory)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until closed: marks the temp file as in use
     except OSError as e:
         raise SaveError(f"cannot save to {target}: {e.strerror or e}") from None
     tmp = Path(tmp_name)
@@ -73,8 +105,8 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~current_umask())
-        os.replace(tmp, target)
+            os.fchmod(f.fileno(), 0o644 & ~current_umask())
+            os.replace(tmp, target)  # still locked: a concurrent cleaner never sees it as stale
         _fsync_dir(directory)
     except OSError as e:
         tmp.unlink(missing_ok=True)
