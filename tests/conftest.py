@@ -18,3 +18,17 @@ os.environ["LOG_TRACE_PATH"] = str(_SESSION_DIR / "log")
 # The stand-in scenario of tests/builders.py is test code: trusted here the way a user trusts their own
 # scenario package. Tests of the allowlist itself remove this variable.
 os.environ["TRACE_CKPT_ALLOW_MODULES"] = '["tests"]'
+# RD-Agent signs session dumps with this key; without it RD-Agent creates ~/.rdagent/artifact_signing.key
+os.environ.setdefault("ARTIFACT_SIGNING_KEY", "trace-ckpt-tests-artifact-signing-key-0123456789")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def factor_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 4-loop RD-Agent factor run (offline stand-ins only for LLM, coder, Qlib backtest and
+    runtime probe), done once per test session: returns the run's log folder (holding __session__)."""
+    from examples.offline.run import run_factor_loop
+
+    return run_factor_loop(tmp_path_factory.mktemp("offline"), 4)
