@@ -80,8 +80,9 @@ class SimulatedQlibEnv:
         return f"[simulated qrun {config}]\nEpoch0: train -0.99, valid -0.98\nbest score: -0.97 @ 0 epoch\n"
 
 
-def install() -> None:
-    """Make RD-Agent's Qlib workspace use the simulated environment (call before the loop starts)."""
+def install(loop: Any = None) -> None:
+    """Make RD-Agent's Qlib workspace use the simulated environment (call before the loop starts;
+    usable as ``TRACE_CKPT_RESUME_SETUP=examples.offline.backtest:install``)."""
     from rdagent.scenarios.qlib.experiment import workspace
 
     workspace.QTDockerEnv = SimulatedQlibEnv  # type: ignore[misc]

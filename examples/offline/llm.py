@@ -57,9 +57,29 @@ def factor_recipe(r: int) -> tuple[str, str, str, str]:
     return f"{stem.format(w=w)}_r{r}", desc.format(w=w), form.format(w=w), expr.format(w=w)
 
 
+def _record(text: str, reply: str) -> None:
+    log = os.environ.get("TRACE_CKPT_OFFLINE_PROMPT_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({"prompt": text, "reply": reply}) + "\n")
+
+
 def answer(messages: list[dict[str, Any]]) -> str:
-    """The scripted answer to one RD-Agent prompt."""
+    """The scripted answer to one RD-Agent prompt (recorded to TRACE_CKPT_OFFLINE_PROMPT_LOG when set)."""
     text = "\n".join(str(m.get("content", "")) for m in messages)
+    reply = _answer(text)
+    _record(text, reply)
+    return reply
+
+
+def _answer(text: str) -> str:
+    if "Current Round Information" in text:  # model feedback (its system prompt may be the factor one)
+        r = _round(text, "model")
+        keep = r % 2 == 0
+        return json.dumps({
+            "Observations": f"[simulated] model round {r}", "Feedback for Hypothesis": "supported" if keep else "refuted",
+            "New Hypothesis": "tune the hidden size", "Reasoning": "simulated feedback", "Decision": keep,
+        })
     if "Replace Best Result" in text:  # factor feedback
         r = _round(text, "factor")
         keep = r % 3 != 1
@@ -69,13 +89,6 @@ def answer(messages: list[dict[str, Any]]) -> str:
             "New Hypothesis": "try another window",
             "Reasoning": "simulated feedback",
             "Replace Best Result": "yes" if keep else "no",
-        })
-    if "quantitative analysis assistant" in text:  # model feedback
-        r = _round(text, "model")
-        keep = r % 2 == 0
-        return json.dumps({
-            "Observations": f"[simulated] model round {r}", "Feedback for Hypothesis": "supported" if keep else "refuted",
-            "New Hypothesis": "tune the hidden size", "Reasoning": "simulated feedback", "Decision": keep,
         })
     if "e.g. [Momentum Factor]" in text:  # factor hypothesis -> experiment (its output schema)
         r = _round(text, "factor")

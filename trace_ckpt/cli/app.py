@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -42,6 +43,7 @@ EXIT_CODES: dict[int, str] = {
     WorkspaceConflictError.exit_code: "conflict: restoring would overwrite a different existing file",
     MissingClassError.exit_code: "missing class: a module the file needs is not importable here",
     NothingToExportError.exit_code: "nothing to export: the checkpoint holds no such data",
+    11: "cannot resume: the new run cannot be set up as asked (e.g. a bad --base-features folder)",
     130: "interrupted (Ctrl-C)",
 }
 
@@ -213,6 +215,39 @@ def export_factors_cmd(
     for note in notes:
         err.print(f"trace-ckpt: note: {note}")
     out.print(f"wrote {out_path}: {values.shape[1]} factors x {values.shape[0]} rows")
+
+
+class Phase(str, Enum):
+    model = "model"
+    factor = "factor"
+
+
+@app.command()
+def resume(
+    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint of an earlier run")],
+    only: Annotated[Optional[Phase], typer.Option("--only", help="model: evolve only models on the SOTA factors; factor: continue factor evolution; omit: the mixed quant loop")] = None,
+    loop_n: Annotated[Optional[int], typer.Option("--loop-n", min=1, help="number of new loops to run")] = None,
+    step_n: Annotated[Optional[int], typer.Option("--step-n", min=1, help="number of steps to run")] = None,
+    all_duration: Annotated[Optional[str], typer.Option("--all-duration", help="time budget, as RD-Agent takes it (e.g. 2h)")] = None,
+    base_features: Annotated[Optional[Path], typer.Option("--base-features", help="folder with base_factors.json and/or *.py (RD-Agent's format); default: the plan in the checkpoint")] = None,
+    workspace_root: Annotated[Optional[Path], typer.Option("--workspace-root", help="where restored and new workspaces go (default: RD-Agent's WORKSPACE_PATH)")] = None,
+    log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="the new run's log folder (default: RD-Agent's LOG_TRACE_PATH)")] = None,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes the checkpoint may load (repeatable)")] = None,
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
+) -> None:
+    """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
+    from trace_ckpt.rdagent.resume import resume as run_resume
+
+    report = run_resume(
+        ckpt, only=only.value if only else None, loop_n=loop_n, step_n=step_n, all_duration=all_duration,
+        base_features=base_features, workspace_root=workspace_root, log_dir=log_dir,
+        allow_modules=allow_module or (), require_signature=require_signature or None,
+    )
+    out.print(
+        f"resumed {ckpt}: {report.restored_nodes} restored nodes ({report.sota_factor_experiments} SOTA factor "
+        f"experiments), {report.new_nodes} new nodes from loop id {report.first_loop_id}; "
+        f"{len(report.base_features)} base features; log folder {report.log_dir}"
+    )
 
 
 class _OneLine(logging.Handler):

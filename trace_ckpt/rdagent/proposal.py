@@ -4,6 +4,7 @@ Plug them in through RD-Agent's own class-path settings (``trace-ckpt resume --o
 
     QLIB_MODEL_HYPOTHESIS_GEN=trace_ckpt.rdagent.proposal.SotaFactorModelHypothesisGen
     QLIB_MODEL_HYPOTHESIS2EXPERIMENT=trace_ckpt.rdagent.proposal.SotaFactorModelHypothesis2Experiment
+    QLIB_MODEL_SUMMARIZER=trace_ckpt.rdagent.proposal.SotaFactorModelExperiment2Feedback
 
 - The LLM sees model experiments as the model history and the SOTA factors as factor context, not
   factor hypotheses presented as earlier model attempts or a factor node as "the SOTA model".
@@ -18,6 +19,7 @@ from typing import Any
 
 from rdagent.core.proposal import Hypothesis, Trace
 from rdagent.scenarios.qlib.experiment.factor_experiment import QlibFactorExperiment
+from rdagent.scenarios.qlib.developer.feedback import QlibModelExperiment2Feedback
 from rdagent.scenarios.qlib.proposal.model_proposal import QlibModelHypothesis2Experiment, QlibModelHypothesisGen
 
 from trace_ckpt.rdagent.trace import experiment_kind
@@ -91,6 +93,13 @@ class SotaFactorModelHypothesis2Experiment(QlibModelHypothesis2Experiment):
         exp = super().convert_response(response, hypothesis, trace)
         exp.based_experiments = with_baseline(list(exp.based_experiments))
         return exp
+
+
+class SotaFactorModelExperiment2Feedback(QlibModelExperiment2Feedback):
+    """RD-Agent's model feedback, comparing against the SOTA *model* only (a factor node is no SOTA model)."""
+
+    def generate_feedback(self, exp: Any, trace: Trace) -> Any:
+        return super().generate_feedback(exp, model_view(trace))
 
 
 def with_baseline(based: list[Any]) -> list[Any]:

@@ -1,0 +1,281 @@
+"""Resume: rebuild a saved Trace inside a new RD-Agent loop before its first step, then run it.
+
+    trace-ckpt resume run1.tckpt --only model --loop-n 10      # model evolution on run 1's SOTA factors
+
+From Python, with a loop you built yourself::
+
+    from trace_ckpt.rdagent.resume import restore_into
+    loop = ModelRDLoop(MODEL_PROP_SETTING)
+    restore_into(loop, "run1.tckpt")
+    asyncio.run(loop.run(loop_n=loop.resume_offset + 10))
+
+Everything RD-Agent needs follows from ``loop.trace.hist``: the model proposal takes every accepted
+experiment as ``based_experiments`` (``ModelExperiment`` is an alias of ``Experiment``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from trace_ckpt.checkpoint import PathLike, read_manifest
+from trace_ckpt.errors import CheckpointError, SaveError
+from trace_ckpt.rdagent.checkpoint import restore_trace
+from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments
+
+log = logging.getLogger("trace_ckpt")
+Phase = Literal["model", "factor"]
+EXECUTE_CACHE = "rdagent.components.coder.factor_coder.factor.execute"  # cache_with_pickle's folder name
+
+
+class ResumeError(CheckpointError):
+    """The resumed run cannot be set up as asked."""
+
+    exit_code = 11
+
+
+@dataclass
+class ResumeReport:
+    """What the resume did, for the caller to print."""
+
+    log_dir: Path
+    restored_nodes: int
+    first_loop_id: int
+    sota_factor_experiments: int
+    base_features: dict[str, str] = field(default_factory=dict)
+    features_validated: bool | None = None
+    seeded_cache_entries: int = 0
+    new_nodes: int = 0
+
+
+def fill_missing_actions(trace: Any) -> int:
+    """Give hypotheses from fin_factor / fin_model the ``.action`` the quant and model proposals read."""
+    n = 0
+    for exp, _ in trace.hist:
+        hyp = getattr(exp, "hypothesis", None)
+        if hyp is not None and getattr(hyp, "action", None) is None:
+            kind = experiment_kind(exp)
+            if kind in ("factor", "model"):
+                hyp.action = kind
+                n += 1
+    return n
+
+
+def restore_into(loop: Any, ckpt: PathLike, *, workspace_root: PathLike | None = None, **restore_kwargs: Any) -> int:
+    """Put the checkpoint's trace into ``loop`` before its first step; return the first new loop id.
+
+    The loop keeps its own trace object (its class, its new scenario, a QuantTrace's controller unless
+    the checkpoint carries one); restored loops count as finished, so new loops get new ids and their
+    session dumps never land in a restored loop's folder. ``loop.resume_offset`` holds the first new id:
+    run ``loop.run(loop_n=loop.resume_offset + N)`` for N new loops (RD-Agent counts finished loops).
+    """
+    restored = restore_trace(ckpt, workspace_root=workspace_root, **restore_kwargs)
+    target = loop.trace
+    target.hist = restored.hist
+    target.dag_parent = restored.dag_parent
+    target.idx2loop_id = restored.idx2loop_id
+    target.current_selection = getattr(restored, "current_selection", target.current_selection)
+    if getattr(target, "knowledge_base", None) is None:
+        target.knowledge_base = getattr(restored, "knowledge_base", None)
+    if hasattr(target, "controller") and hasattr(restored, "controller"):
+        target.controller = restored.controller  # the bandit's state survives the checkpoint
+    fill_missing_actions(target)
+    offset = max(target.idx2loop_id.values(), default=-1) + 1
+    for li in range(offset):
+        loop.step_idx[li] = len(loop.steps)  # finished: RD-Agent will not re-run or count them
+    loop.resume_offset = offset
+    return offset
+
+
+def seed_execute_cache(trace: Any) -> int:
+    """Seed RD-Agent's factor execute cache from the captured result files of the SOTA factors.
+
+    RD-Agent's model runner re-executes every SOTA factor on the full data; with the cache seeded
+    (signed with the local rdagent key) it runs no factor code and needs no factor data folder.
+    """
+    import pandas as pd
+    from rdagent.components.coder.factor_coder.factor import FactorFBWorkspace
+    from rdagent.core.conf import RD_AGENT_SETTINGS
+    from rdagent.core.serialization import dumps
+
+    folder = Path(RD_AGENT_SETTINGS.pickle_cache_folder_path_str) / EXECUTE_CACHE
+    seeded = 0
+    for exp in iter_experiments(trace):
+        if experiment_kind(exp) != "factor":
+            continue
+        for ws in getattr(exp, "sub_workspace_list", None) or []:
+            if not isinstance(ws, FactorFBWorkspace):
+                continue
+            key = ws.hash_func("All")
+            result = Path(ws.workspace_path) / "result.h5"
+            if key is None or not result.is_file():
+                continue
+            target = folder / f"{key}.pkl"
+            if target.exists():
+                continue
+            try:
+                values = pd.read_hdf(result)
+            except Exception as e:  # noqa: BLE001 - a damaged artifact only costs a re-execution
+                log.warning("cannot seed the factor cache from %s: %s", result, e)
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            message = FactorFBWorkspace.FB_EXECUTION_SUCCEEDED + FactorFBWorkspace.FB_OUTPUT_FILE_FOUND
+            target.write_bytes(dumps((message, values)))
+            seeded += 1
+    return seeded
+
+
+def load_base_features(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """RD-Agent's base-features folder format: ``base_factors.json`` (name -> Qlib expression) and *.py."""
+    if not folder.is_dir():
+        raise ResumeError(f"--base-features {folder}: no such folder")
+    codes = {p.name: p.read_text() for p in sorted(folder.glob("*.py"))}
+    features: dict[str, str] = {}
+    spec = folder / "base_factors.json"
+    if spec.exists():
+        try:
+            features = json.loads(spec.read_text())
+        except ValueError as e:
+            raise ResumeError(f"{spec} is not valid JSON ({e})") from None
+        if not isinstance(features, dict) or not all(isinstance(v, str) for v in features.values()):
+            raise ResumeError(f"{spec} must be a JSON object of feature name -> Qlib expression")
+    elif not codes:
+        raise ResumeError(f"--base-features {folder} holds neither base_factors.json nor *.py feature code")
+    return features, codes
+
+
+def validate_features(features: dict[str, str]) -> bool:
+    """RD-Agent's own check of Qlib expressions (it needs a Qlib environment); False when it cannot run."""
+    try:
+        from rdagent.utils.qlib import validate_qlib_features
+
+        return bool(validate_qlib_features(list(features.values())))
+    except Exception as e:  # noqa: BLE001 - no Qlib env here: treated as "could not validate"
+        log.debug("feature validation failed to run: %s", e)
+        return False
+
+
+def _settings_and_loop(only: Phase | None) -> tuple[Any, type]:
+    from trace_ckpt.rdagent import proposal
+
+    if only == "model":
+        from rdagent.app.qlib_rd_loop.conf import MODEL_PROP_SETTING as setting
+        from rdagent.app.qlib_rd_loop.model import ModelRDLoop as loop_cls
+
+        defaults = type(setting).model_fields
+        for name, ours in (("hypothesis_gen", "SotaFactorModelHypothesisGen"),
+                           ("hypothesis2experiment", "SotaFactorModelHypothesis2Experiment"),
+                           ("summarizer", "SotaFactorModelExperiment2Feedback")):
+            if getattr(setting, name) == defaults[name].default:  # a class the user chose is kept
+                setattr(setting, name, f"{proposal.__name__}.{ours}")
+        return setting, loop_cls
+    if only == "factor":
+        from rdagent.app.qlib_rd_loop.conf import FACTOR_PROP_SETTING as setting
+        from rdagent.app.qlib_rd_loop.factor import FactorRDLoop as loop_cls
+
+        return setting, loop_cls
+    from rdagent.app.qlib_rd_loop.conf import QUANT_PROP_SETTING as setting
+    from rdagent.app.qlib_rd_loop.quant import QuantRDLoop as loop_cls
+
+    return setting, loop_cls
+
+
+def run_setup_hook(spec: str | None, loop: Any) -> None:
+    """Call the ``module:function`` named by TRACE_CKPT_RESUME_SETUP with the loop, before it starts."""
+    if not spec:
+        return
+    module, _, func = spec.partition(":")
+    try:
+        hook = getattr(importlib.import_module(module), func or "setup")
+    except (ImportError, AttributeError) as e:
+        raise ResumeError(f"TRACE_CKPT_RESUME_SETUP={spec}: cannot import it ({e})") from None
+    hook(loop)
+
+
+def resume(
+    ckpt: PathLike,
+    *,
+    only: Phase | None = "model",
+    loop_n: int | None = None,
+    step_n: int | None = None,
+    all_duration: str | None = None,
+    base_features: Path | None = None,
+    workspace_root: Path | None = None,
+    log_dir: Path | None = None,
+    setup: str | None = None,
+    **restore_kwargs: Any,
+) -> ResumeReport:
+    """Run RD-Agent's model (``only="model"``), factor, or quant loop on top of a restored trace."""
+    import os
+
+    from rdagent.core.conf import RD_AGENT_SETTINGS
+    from rdagent.log import rdagent_logger
+    from rdagent.log.conf import LOG_SETTINGS
+
+    manifest = read_manifest(ckpt)  # fail on a bad file before any RD-Agent set-up
+    if workspace_root is not None:
+        _writable(workspace_root, "--workspace-root")
+        RD_AGENT_SETTINGS.workspace_path = Path(workspace_root).absolute()
+    if log_dir is not None:
+        _writable(log_dir, "--log-dir")
+        LOG_SETTINGS.trace_path = str(Path(log_dir).absolute())
+        rdagent_logger.set_storages_path(Path(log_dir).absolute())
+    else:
+        _writable(Path(LOG_SETTINGS.trace_path), "the log folder (LOG_TRACE_PATH)")
+    _writable(Path(RD_AGENT_SETTINGS.workspace_path), "the workspace root")
+
+    if base_features is not None:
+        features, codes = load_base_features(Path(base_features))
+    else:
+        plan = manifest.metadata.get("plan") if isinstance(manifest.metadata, dict) else None
+        features = dict((plan or {}).get("features") or {})
+        codes = dict((plan or {}).get("feature_codes") or {})
+
+    setting, loop_cls = _settings_and_loop(only)
+    loop = loop_cls(setting)
+    offset = restore_into(loop, ckpt, workspace_root=RD_AGENT_SETTINGS.workspace_path, **restore_kwargs)
+    run_setup_hook(setup or os.environ.get("TRACE_CKPT_RESUME_SETUP"), loop)
+
+    validated = None
+    if features:
+        loop.plan["features"] = features
+        if base_features is not None:
+            validated = validate_features(features)
+            if not validated:
+                log.warning(
+                    "the %d base features in %s could NOT be validated (RD-Agent's check needs a Qlib environment); "
+                    "they are used as given — RD-Agent itself would have silently fallen back to Alpha20",
+                    len(features), base_features,
+                )
+    if codes:
+        loop.plan["feature_codes"] = codes
+
+    sota = [exp for exp, fb in loop.trace.hist if fb and experiment_kind(exp) == "factor"]
+    if only == "model" and not sota:
+        log.warning("the checkpoint holds no accepted factor experiment: the model phase trains on base features only")
+    seeded = seed_execute_cache(loop.trace)
+    report = ResumeReport(
+        log_dir=Path(LOG_SETTINGS.trace_path), restored_nodes=len(loop.trace.hist), first_loop_id=offset,
+        sota_factor_experiments=len(sota), base_features=dict(loop.plan.get("features") or {}),
+        features_validated=validated, seeded_cache_entries=seeded,
+    )
+    remaining = None if loop_n is None else offset + loop_n
+    asyncio.run(loop.run(step_n=step_n, loop_n=remaining, all_duration=all_duration))
+    report.new_nodes = len(loop.trace.hist) - report.restored_nodes
+    return report
+
+
+def _writable(folder: Path, what: str) -> None:
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".tckpt-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise SaveError(f"{what} {folder} is not writable: {e.strerror or e}") from None
