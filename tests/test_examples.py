@@ -27,3 +27,13 @@ def test_custom_loop_example(tmp_path: Path) -> None:
     m = read_manifest(tmp_path / "run2.tckpt")
     assert m.counts.hist == 4 and m.counts.model_experiments == 1 and m.counts.factor_experiments == 3
     assert m.nodes[-1].loop_id == 3 and m.nodes[-1].parents == [2]
+
+
+def test_demo_runs_the_two_phase_rehearsal(tmp_path: Path) -> None:
+    """What `make demo` runs (after its install step), in a fresh folder."""
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), str(tmp_path / "demo-out")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "the first model experiment received 3 SOTA factor experiments" in r.stdout
+    assert "conf_sota_factors_model.yaml" in r.stdout and "simulated" in r.stdout
+    assert (tmp_path / "demo-out" / "run1.tckpt").exists()
