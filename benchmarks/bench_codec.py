@@ -20,6 +20,7 @@ import io
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +40,7 @@ import joblib  # noqa: E402
 import zstandard  # noqa: E402
 
 from tests.builders import ALLOW, build_trace, data_folder  # noqa: E402
-from trace_ckpt import restore_trace, save_trace  # noqa: E402
+from trace_ckpt import read_manifest, restore_trace, save_trace  # noqa: E402
 from trace_ckpt.rdagent.trace import iter_workspaces  # noqa: E402
 
 
@@ -126,12 +127,27 @@ def bench(loops: int, work: Path) -> list[tuple[str, float, float, float]]:
     t_r, _ = timed(lambda: dill.loads(gzip.decompress(dz)))
     rows.append(("dill+gzip (object only)", len(dz), t_s, t_r))
 
+    # inspect reads the manifest only: in process, and as a command (interpreter start included)
+    t_manifest, _ = timed(lambda: read_manifest(ck), repeat=5)
+    cli = Path(sys.executable).parent / "trace-ckpt"
+    t_cli, _ = timed(lambda: subprocess.run([str(cli), "inspect", str(ck)], capture_output=True, check=True), repeat=3)
+
     print(f"\n{loops}-loop trace: {len(ws_paths)} workspace folders, {manifest.workspace_stats.files} files "
           f"({manifest.workspace_stats.file_bytes / 1e6:.1f} MB), pickle alone {len(raw) / 1e6:.2f} MB")
     print(f"{'method':34} {'size MB':>9} {'save s':>8} {'restore s':>10}   {'ours: smaller':>13} {'save':>6} {'restore':>8}")
     for name, sz, ts, tr in rows:
         print(f"{name:34} {sz / 1e6:9.2f} {ts:8.3f} {tr:10.3f}   {sz / size:12.1f}x {t_save / ts:5.2f}x {t_restore / tr:7.2f}x")
+    print(f"inspect: read_manifest {t_manifest * 1000:.0f} ms; `trace-ckpt inspect` command {t_cli * 1000:.0f} ms "
+          f"(target < 300 ms); manifest {read_manifest(ck).sizes.stored and _manifest_bytes(ck) / 1024:.0f} KB")
     return rows
+
+
+def _manifest_bytes(path: Path) -> int:
+    import struct
+
+    with open(path, "rb") as f:
+        f.seek(-88, 2)
+        return struct.unpack("<QQ", f.read(16))[1]
 
 
 def main() -> None:

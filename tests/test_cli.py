@@ -210,4 +210,4 @@ def test_console_script_is_installed_and_exits_with_codes(tmp_path: Path) -> Non
 
 
 def test_exit_code_table_is_complete() -> None:
-    assert {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130} == set(EXIT_CODES)
+    assert {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130} == set(EXIT_CODES)

@@ -14,7 +14,7 @@ import pytest
 from rdagent.core.serialization import loads
 
 from trace_ckpt.cli import main
-from trace_ckpt.errors import SaveError
+from trace_ckpt.errors import ResumeError, SaveError
 from trace_ckpt.rdagent.sessions import list_dumps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,3 +179,9 @@ def test_bad_input(capsys: pytest.CaptureFixture[str], ckpts: dict[str, Path], t
     with pytest.raises(SystemExit) as e:
         main(["resume", str(tmp_path / "missing.tckpt"), "--only", "model"])
     assert e.value.code == 3
+    (tmp_path / "feats").mkdir()
+    (tmp_path / "feats" / "base_factors.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit) as e:
+        main(["resume", str(ckpts["all"]), "--only", "model", "--base-features", str(tmp_path / "feats")])
+    err = capsys.readouterr().err
+    assert e.value.code == ResumeError.exit_code and "base_factors.json" in err and err.count("\n") == 1

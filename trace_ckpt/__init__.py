@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trace_ckpt.checkpoint import read_manifest, verify_checkpoint
 from trace_ckpt.errors import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -23,7 +22,6 @@ from trace_ckpt.errors import (
     UntrustedContentError,
     WorkspaceConflictError,
 )
-from trace_ckpt.format.manifest import Manifest
 
 __version__ = "0.1.0"
 
@@ -44,12 +42,24 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from trace_ckpt.checkpoint import read_manifest, verify_checkpoint
+    from trace_ckpt.format.manifest import Manifest
     from trace_ckpt.rdagent import restore_trace, save_trace
+
+# Imported on first use, so `import trace_ckpt` stays light: the CLI's `inspect` imports neither
+# rdagent nor pandas.
+_LAZY = {
+    "save_trace": "trace_ckpt.rdagent",
+    "restore_trace": "trace_ckpt.rdagent",
+    "read_manifest": "trace_ckpt.checkpoint",
+    "verify_checkpoint": "trace_ckpt.checkpoint",
+    "Manifest": "trace_ckpt.format.manifest",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("save_trace", "restore_trace"):
-        from trace_ckpt import rdagent
+    if name in _LAZY:
+        import importlib
 
-        return getattr(rdagent, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'trace_ckpt' has no attribute {name!r}")

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trace_ckpt.codec.allowlist import Allowlist
-from trace_ckpt.codec.blobs import BlobPacker, BlobSource
-from trace_ckpt.codec.files import FilesIndex, Progress, capture_workspaces, materialize
-from trace_ckpt.codec.graph import decode_graph, encode_graph
+from typing import TYPE_CHECKING
 from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 from trace_ckpt.format.manifest import Manifest
@@ -25,6 +22,10 @@ from trace_ckpt.signing import configured_key, key_id
 from trace_ckpt.storage import atomic_write, open_read
 
 log = logging.getLogger("trace_ckpt")
+
+if TYPE_CHECKING:  # the codec (pandas, pyarrow) is imported only by the functions that decode or encode
+    from trace_ckpt.codec.blobs import BlobSource
+    from trace_ckpt.codec.files import FilesIndex, Progress
 
 PathLike = str | os.PathLike[str]
 
@@ -47,6 +48,11 @@ def write_checkpoint(
 
     The save fails before anything lands at ``path`` if a load with ``allow_modules`` would refuse it.
     """
+    from trace_ckpt.codec.allowlist import Allowlist
+    from trace_ckpt.codec.blobs import BlobPacker
+    from trace_ckpt.codec.files import capture_workspaces
+    from trace_ckpt.codec.graph import encode_graph
+
     with atomic_write(path) as f:
         writer = ContainerWriter(f, level=level, threads=threads)
         packer = BlobPacker(writer)
@@ -128,6 +134,8 @@ class LoadedCheckpoint:
 
     def materialize(self, mapping: Mapping[str, Path], *, overwrite: bool = False) -> int:
         """Write the captured workspace folders to their new places (original path -> new path)."""
+        from trace_ckpt.codec.files import materialize
+
         return materialize(self.files, mapping, self._blobs, overwrite=overwrite, source=self._reader.source)
 
 
@@ -143,6 +151,11 @@ def open_checkpoint(
 
     The file stays open inside the ``with`` block so the workspace files can be materialized.
     """
+    from trace_ckpt.codec.allowlist import Allowlist
+    from trace_ckpt.codec.blobs import BlobSource
+    from trace_ckpt.codec.files import FilesIndex
+    from trace_ckpt.codec.graph import decode_graph
+
     with open_read(path) as f:
         reader = ContainerReader(f, source=str(path))
         check_signature(reader, key, require_signature)

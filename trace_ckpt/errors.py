@@ -75,3 +75,9 @@ class NothingToExportError(CheckpointError):
     """The checkpoint holds nothing of what was asked for (e.g. no SOTA factor values)."""
 
     exit_code = 10
+
+
+class ResumeError(CheckpointError):
+    """The resumed run cannot be set up as asked (a bad --base-features folder, a setup hook that fails)."""
+
+    exit_code = 11

@@ -24,19 +24,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trace_ckpt.checkpoint import PathLike, read_manifest
-from trace_ckpt.errors import CheckpointError, SaveError
+from trace_ckpt.errors import ResumeError, SaveError
 from trace_ckpt.rdagent.checkpoint import restore_trace
 from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments
 
 log = logging.getLogger("trace_ckpt")
 Phase = Literal["model", "factor"]
 EXECUTE_CACHE = "rdagent.components.coder.factor_coder.factor.execute"  # cache_with_pickle's folder name
-
-
-class ResumeError(CheckpointError):
-    """The resumed run cannot be set up as asked."""
-
-    exit_code = 11
 
 
 @dataclass

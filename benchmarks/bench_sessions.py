@@ -1,0 +1,55 @@
+"""Benchmark: disk used by RD-Agent's own ``__session__`` folder vs one trace-ckpt checkpoint.
+
+Runs RD-Agent's real factor loop offline (simulated LLM and Qlib backtest, see examples/offline) for
+N loops, then saves the run with `trace-ckpt save` and prints the ratio (target: >= 100x for 60 loops).
+
+    .venv/bin/python benchmarks/bench_sessions.py [--loops 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from examples.offline.run import offline_env, run_factor_loop  # noqa: E402
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loops", type=int, default=60)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tckpt-bench-sessions-") as d:
+        work = Path(d)
+        t = time.perf_counter()
+        log_dir = run_factor_loop(work, args.loops, timeout=3600)
+        run_s = time.perf_counter() - t
+        env = {**os.environ, **offline_env(work)}
+        ckpt = work / "run.tckpt"
+        t = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "trace-ckpt"), "save", str(log_dir), str(ckpt),
+                        "--allow-module", "examples"], env=env, check=True, capture_output=True)
+        save_s = time.perf_counter() - t
+        session = du(log_dir / "__session__")
+        workspaces = du(work / "RD-Agent_workspace")
+        size = ckpt.stat().st_size
+        print(f"{args.loops}-loop RD-Agent factor run (offline, {run_s:.0f} s); save took {save_s:.1f} s")
+        print(f"{'what':44} {'bytes':>14} {'vs checkpoint':>14}")
+        print(f"{'RD-Agent __session__ folder':44} {session:14,d} {session / size:13.0f}x")
+        print(f"{'__session__ + workspace folders':44} {session + workspaces:14,d} {(session + workspaces) / size:13.0f}x")
+        print(f"{'trace-ckpt checkpoint (trace + workspaces)':44} {size:14,d} {1:13.0f}x")
+
+
+if __name__ == "__main__":
+    main()
