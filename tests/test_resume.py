@@ -178,7 +178,7 @@ def test_bad_input(capsys: pytest.CaptureFixture[str], ckpts: dict[str, Path], t
     assert e.value.code == SaveError.exit_code and "not writable" in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as e:
         main(["resume", str(tmp_path / "missing.tckpt"), "--only", "model"])
-    assert e.value.code == 3
+    assert e.value.code == 3 and "no checkpoint" in capsys.readouterr().err
     (tmp_path / "feats").mkdir()
     (tmp_path / "feats" / "base_factors.json").write_text("[1, 2]")
     with pytest.raises(SystemExit) as e:
