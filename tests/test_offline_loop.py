@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from examples.offline.run import offline_env, run_factor_loop, run_model_loop
+from examples.offline.run import offline_env, run_model_loop
 
 STEPS = ["0_direct_exp_gen", "1_coding", "2_running", "3_feedback", "4_record"]
 FACTOR_LOG_ENV = "TRACE_CKPT_TEST_FACTOR_LOG"
@@ -46,9 +46,9 @@ def restore_factor_nodes(loop: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def factor_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real 4-loop FactorRDLoop run in its own work folder; returns its log folder."""
-    return run_factor_loop(tmp_path_factory.mktemp("offline-factor"), 4)
+def factor_log(factor_run: Path) -> Path:
+    """The session's real 4-loop FactorRDLoop run (tests/conftest.py); its log folder."""
+    return factor_run
 
 
 @pytest.fixture(scope="module")
