@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py demo-out
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_codec.py
+	$(PY) benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,6 +17,7 @@ import argparse
 import gc
 import gzip
 import io
+import json
 import os
 import pickle
 import shutil
@@ -68,7 +69,7 @@ def folder_bytes(paths: list[Path]) -> int:
     return total
 
 
-def bench(loops: int, work: Path) -> list[tuple[str, float, float, float]]:
+def bench(loops: int, work: Path) -> list[dict]:
     data = data_folder(work / "data")
     parents = [()] + [(i - 1,) if i % 10 else () for i in range(1, loops)]
     decisions = [(i * 7) % 3 != 0 for i in range(loops)]
@@ -139,7 +140,10 @@ def bench(loops: int, work: Path) -> list[tuple[str, float, float, float]]:
         print(f"{name:34} {sz / 1e6:9.2f} {ts:8.3f} {tr:10.3f}   {sz / size:12.1f}x {t_save / ts:5.2f}x {t_restore / tr:7.2f}x")
     print(f"inspect: read_manifest {t_manifest * 1000:.0f} ms; `trace-ckpt inspect` command {t_cli * 1000:.0f} ms "
           f"(target < 300 ms); manifest {read_manifest(ck).sizes.stored and _manifest_bytes(ck) / 1024:.0f} KB")
-    return rows
+    table = [{"what": f"{loops} loops, {name}: size / ours", "ratio": sz / size,
+              "save": t_save / ts, "restore": t_restore / tr} for name, sz, ts, tr in rows[1:]]
+    table.append({"what": f"{loops} loops: `trace-ckpt inspect` command, ms", "value": t_cli * 1000, "target": "< 300"})
+    return table
 
 
 def _manifest_bytes(path: Path) -> int:
@@ -153,14 +157,19 @@ def _manifest_bytes(path: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loops", type=int, nargs="+", default=[60, 500])
+    ap.add_argument("--rows", type=Path, default=None, help="append result rows (JSON) to this file")
     args = ap.parse_args()
     print("ratios: 'smaller' = other size / trace-ckpt size (higher is better for us); 'save'/'restore' ="
           " trace-ckpt time / other time (lower is better; targets vs by hand: save <= 1.5x, restore <= 1.2x)")
     for n in args.loops:
         work = _TMP / f"bench-{n}"
         work.mkdir()
-        bench(n, work)
+        table = bench(n, work)
         shutil.rmtree(work, ignore_errors=True)
+        if args.rows:
+            with open(args.rows, "a") as f:
+                for r in table:
+                    f.write(json.dumps({"bench": "codec", **r}) + "\n")
     shutil.rmtree(_TMP, ignore_errors=True)
 
 

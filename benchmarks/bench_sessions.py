@@ -9,6 +9,7 @@ N loops, then saves the run with `trace-ckpt save` and prints the ratio (target:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ def du(path: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loops", type=int, default=60)
+    ap.add_argument("--rows", type=Path, default=None, help="append result rows (JSON) to this file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="tckpt-bench-sessions-") as d:
         work = Path(d)
@@ -49,6 +51,10 @@ def main() -> None:
         print(f"{'RD-Agent __session__ folder':44} {session:14,d} {session / size:13.0f}x")
         print(f"{'__session__ + workspace folders':44} {session + workspaces:14,d} {(session + workspaces) / size:13.0f}x")
         print(f"{'trace-ckpt checkpoint (trace + workspaces)':44} {size:14,d} {1:13.0f}x")
+        if args.rows:
+            with open(args.rows, "a") as f:
+                f.write(json.dumps({"bench": "sessions", "what": f"{args.loops}-loop __session__ folder / checkpoint (disk)",
+                                    "ratio": session / size, "target": ">= 100x"}) + "\n")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ workspace file comes back byte for byte under the new root."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -138,3 +139,75 @@ def test_manifest_summarises_nodes(tmp_path: Path, data: Path) -> None:
     assert node.factors == ["factor_1"]
     assert m.producer.rdagent == "1.0.0" and m.producer.pandas
     assert m.trace_class.endswith("QuantTrace") and m.scenario_class == "tests.builders.TinyScenario"
+
+
+def test_large_files_stream_back_byte_exact_into_every_copy(tmp_path: Path, data: Path) -> None:
+    """A file of more than a pack (8 MiB) gets a section of its own and is streamed on restore; the same
+    content in two workspaces is stored once and written to both."""
+    from trace_ckpt.codec.blobs import PACK_BYTES
+
+    trace = build_trace([(), (0,)], [True, True], data)
+    big = os.urandom(PACK_BYTES + 12345)
+    folders = [trace.hist[0][0].sub_workspace_list[0].workspace_path, trace.hist[1][0].sub_workspace_list[0].workspace_path]
+    for f in folders:
+        (f / "values.bin").write_bytes(big)
+    m = save_trace(trace, tmp_path / "run.tckpt")
+    assert sum(1 for s in m.sections if s.kind == "blobs" and s.raw_length == len(big)) == 1
+    restored = restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "new", allow_modules=ALLOW)
+    for exp in (restored.hist[0][0], restored.hist[1][0]):
+        assert (exp.sub_workspace_list[0].workspace_path / "values.bin").read_bytes() == big
+
+
+def test_damaged_large_file_section_is_caught_and_never_left_behind(tmp_path: Path, data: Path) -> None:
+    """A large file's section is hashed while it streams: a flipped byte fails the restore with a
+    CorruptCheckpointError, the half-written file is removed, and an existing copy is never overwritten."""
+    from trace_ckpt import CorruptCheckpointError
+    from trace_ckpt.codec.blobs import PACK_BYTES
+
+    trace = build_trace([()], [True], data)
+    folder = trace.hist[0][0].sub_workspace_list[0].workspace_path
+    big = os.urandom(PACK_BYTES + 1)
+    (folder / "values.bin").write_bytes(big)
+    ck = tmp_path / "run.tckpt"
+    m = save_trace(trace, ck)
+    section = next(s for s in m.sections if s.kind == "blobs" and s.raw_length == len(big))
+    raw = bytearray(ck.read_bytes())
+    raw[section.offset + section.length // 2] ^= 0xFF
+    ck.write_bytes(bytes(raw))
+    assert read_manifest(ck).counts.hist == 1  # the manifest itself is intact
+
+    with pytest.raises(CorruptCheckpointError, match="checksum"):
+        restore_trace(ck, workspace_root=tmp_path / "fresh", allow_modules=ALLOW)
+    assert not (tmp_path / "fresh" / folder.name / "values.bin").exists()
+
+    # restoring over a folder that already holds the right file: checked before anything is written
+    shutil.copytree(folder, tmp_path / "existing" / folder.name, symlinks=True)
+    with pytest.raises(CorruptCheckpointError, match="checksum"):
+        restore_trace(ck, workspace_root=tmp_path / "existing", allow_modules=ALLOW)
+    assert (tmp_path / "existing" / folder.name / "values.bin").read_bytes() == big
+
+
+def test_a_large_file_that_shrinks_during_the_save_fails_it_cleanly(tmp_path: Path, data: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file RD-Agent is still writing while an autosave reads it: the save fails with one line, and the
+    previous checkpoint at the path stays."""
+    from trace_ckpt import SaveError
+    from trace_ckpt.codec import blobs
+    from trace_ckpt.codec.blobs import PACK_BYTES
+
+    trace = build_trace([()], [True], data)
+    big = trace.hist[0][0].sub_workspace_list[0].workspace_path / "values.bin"
+    big.write_bytes(os.urandom(PACK_BYTES + 10))
+    ck = tmp_path / "run.tckpt"
+    save_trace(trace, ck)
+    before = ck.read_bytes()
+    real = blobs._read_chunks
+
+    def shrinking(path: Path):
+        for chunk in real(path):
+            yield chunk[: len(chunk) // 2]  # the file got shorter under our feet
+
+    monkeypatch.setattr(blobs, "_read_chunks", shrinking)
+    with pytest.raises(SaveError, match="changed size"):
+        save_trace(trace, ck)
+    assert ck.read_bytes() == before

@@ -19,7 +19,7 @@ from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.signing import configured_key, key_id
-from trace_ckpt.storage import atomic_write, open_read
+from trace_ckpt.storage import atomic_write, local_copy, open_read
 
 log = logging.getLogger("trace_ckpt")
 
@@ -69,7 +69,10 @@ def write_checkpoint(
 
 
 def read_manifest(path: PathLike) -> Manifest:
-    """Read only the manifest (no unpickling, no rdagent import): what ``inspect`` shows."""
+    """Read only the manifest (no unpickling, no rdagent import): what ``inspect`` shows.
+
+    On a URL this fetches the header, the footer and the manifest (three ranged reads), not the file.
+    """
     with open_read(path) as f:
         return ContainerReader(f, source=str(path)).manifest
 
@@ -98,7 +101,7 @@ def _signature_status(reader: ContainerReader, key: bytes | None) -> str:
 def verify_checkpoint(path: PathLike, *, key: bytes | None = None) -> VerifyReport:
     """Check the manifest, every section's SHA-256 and, when a key is given or configured, the signature."""
     key = key if key is not None else configured_key()
-    with open_read(path) as f:
+    with local_copy(path) as local, open_read(local) as f:  # a remote file is fetched once, streamed
         reader = ContainerReader(f, source=str(path))
         return VerifyReport(reader.manifest, reader.verify(), _signature_status(reader, key))
 
@@ -152,14 +155,16 @@ def open_checkpoint(
     The file stays open inside the ``with`` block so the workspace files can be materialized.
     """
     from trace_ckpt.codec.allowlist import Allowlist
-    from trace_ckpt.codec.blobs import BlobSource
+    from trace_ckpt.codec.blobs import BlobSource, checked_when_read
     from trace_ckpt.codec.files import FilesIndex
     from trace_ckpt.codec.graph import decode_graph
 
-    with open_read(path) as f:
+    with local_copy(path) as local, open_read(local) as f:  # a remote file is fetched once, streamed
         reader = ContainerReader(f, source=str(path))
         check_signature(reader, key, require_signature)
-        bad = reader.verify()
+        # large workspace files are hashed while they stream to disk (one read, not two); every other
+        # section, and anything the graph reads, is checked before a byte of it is decompressed
+        bad = reader.verify(skip=checked_when_read)
         if bad:
             raise CorruptCheckpointError(
                 f"{path}: {len(bad)} section(s) fail their checksum (first: {bad[0]}); the file is damaged"
@@ -171,3 +176,118 @@ def open_checkpoint(
         except KeyError:
             raise CorruptCheckpointError(f"{path}: no files section") from None
         yield LoadedCheckpoint(reader.manifest, root, files, reader, blobs)
+
+
+@dataclass
+class CarriedFolder:
+    """One workspace folder to copy from an open checkpoint into a new one (``write_checkpoint_carrying``)."""
+
+    source: LoadedCheckpoint
+    key: str  # the folder's key in ``source.files``
+    # relative path -> the file's new content: bytes, or a function of its stored bytes returning them
+    replace: Mapping[str, Any] | None = None
+
+
+def write_checkpoint_carrying(
+    path: PathLike,
+    root: Any,
+    manifest: Manifest,
+    folders: Mapping[str, CarriedFolder],
+    *,
+    level: int = 3,
+    threads: int = 0,
+    min_blob: int = 256,
+    allow_modules: Iterable[str] = (),
+    key: bytes | None = None,
+) -> Manifest:
+    """Like ``write_checkpoint``, but every workspace folder (new key -> ``CarriedFolder``) comes from an open
+    checkpoint: entries and file bytes are copied as stored, so no workspace has to exist on disk.
+    """
+    from trace_ckpt.codec.allowlist import Allowlist
+    from trace_ckpt.codec.blobs import BlobPacker
+    from trace_ckpt.codec.graph import encode_graph
+
+    with atomic_write(path) as f:
+        writer = ContainerWriter(f, level=level, threads=threads)
+        packer = BlobPacker(writer)
+        stats = encode_graph(root, writer, packer, min_blob=min_blob, allow=Allowlist(allow_modules))
+        index, ws_stats = _carry_folders(folders, packer)
+        packer.finish()
+        writer.add_bytes("files", "files", index.to_bytes())
+        manifest.pickler = stats.pickler  # type: ignore[assignment]
+        manifest.tables = stats.tables
+        manifest.pandas_pickled = stats.pandas_pickled
+        manifest.blobs = len(packer.index)
+        manifest.workspace_stats = ws_stats
+        return writer.finish(manifest, key=key, key_id=key_id(key) if key else None)
+
+
+def _carry_folders(folders: Mapping[str, CarriedFolder], packer: Any) -> tuple[FilesIndex, Any]:
+    import tempfile
+
+    from trace_ckpt.codec.blobs import digest_bytes
+    from trace_ckpt.codec.files import FilesIndex
+    from trace_ckpt.format.manifest import WorkspaceStats
+
+    index = FilesIndex()
+    stats = WorkspaceStats()
+    limits: set[int | None] = set()
+    wanted: dict[int, tuple[LoadedCheckpoint, set[str]]] = {}  # id(source) -> blobs to copy from it
+    new_files: set[str] = set()
+    for new_key, folder in folders.items():
+        src = folder.source
+        limits.add(src.manifest.workspace_stats.max_file_bytes)
+        ws = src.files.workspaces.get(folder.key)
+        stats.workspaces += 1
+        if not ws or not ws.get("exists", False):
+            stats.missing += 1
+            index.workspaces[new_key] = {"exists": False, "entries": []}
+            continue
+        entries = []
+        for e in ws.get("entries", []):
+            e = dict(e)
+            kind = e.get("type")
+            if kind == "file":
+                stats.files += 1
+                if folder.replace and e.get("path") in folder.replace:
+                    data = folder.replace[e["path"]]
+                    if callable(data):
+                        if e.get("digest") not in src._blobs:
+                            raise CorruptCheckpointError(f"{src._reader.source}: file {e.get('path')} refers to a missing blob")
+                        data = data(src._blobs.get(e["digest"]))
+                    digest = digest_bytes(data)
+                    fresh = digest not in packer and digest not in new_files
+                    e["digest"] = packer.put(data)
+                    e["size"] = len(data)
+                else:
+                    digest = e.get("digest")
+                    if digest not in src._blobs:
+                        raise CorruptCheckpointError(f"{src._reader.source}: file {e.get('path')} refers to a missing blob")
+                    fresh = digest not in packer and digest not in new_files
+                    wanted.setdefault(id(src), (src, set()))[1].add(digest)
+                stats.unique_files += fresh
+                new_files.add(e["digest"])
+                stats.file_bytes += int(e.get("size", 0))
+            elif kind == "symlink":
+                stats.symlinks += 1
+            elif kind == "skipped":
+                stats.files += 1
+                stats.skipped += 1
+            entries.append(e)
+        index.workspaces[new_key] = {"exists": True, "entries": entries}
+    # per source in file order, so each pack is decompressed once; a large blob goes through a temp file,
+    # so memory stays flat (the packer streams files of a pack's size or more)
+    for src, digests in wanted.values():
+        for digest in src._blobs.in_file_order({d for d in digests if d not in packer}):
+            if src._blobs.is_streamed(digest):
+                with tempfile.TemporaryDirectory(prefix="tckpt-carry-") as tmp:
+                    part = Path(tmp) / "blob"
+                    with open(part, "wb") as f:
+                        f.writelines(src._blobs.chunks(digest))
+                    got = packer.put_file(part, part.stat().st_size)
+            else:
+                got = packer.put(src._blobs.get(digest))
+            if got != digest:
+                raise CorruptCheckpointError(f"{src._reader.source}: blob {digest[:12]} does not match its digest")
+    stats.max_file_bytes = next(iter(limits)) if len(limits) == 1 else None
+    return index, stats

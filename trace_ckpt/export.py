@@ -17,7 +17,7 @@ from trace_ckpt.codec.blobs import BlobSource
 from trace_ckpt.codec.files import FilesIndex
 from trace_ckpt.errors import CorruptCheckpointError, NothingToExportError
 from trace_ckpt.format.container import ContainerReader
-from trace_ckpt.storage import atomic_write, open_read
+from trace_ckpt.storage import atomic_write, local_copy, open_read
 
 RESULT_FILE = "result.h5"
 
@@ -25,7 +25,7 @@ RESULT_FILE = "result.h5"
 def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
     """One column per SOTA factor, index (datetime, instrument); plus notes on renamed/missing factors."""
     notes: list[str] = []
-    with open_read(path) as f:
+    with local_copy(path) as local, open_read(local) as f:
         reader = ContainerReader(f, source=str(path))
         m = reader.manifest
         nodes = [n for n in m.nodes if n.decision and n.kind == "factor"]

@@ -15,8 +15,8 @@ class TraceCkptSettings(BaseSettings):
 
     level: int = 3
     """zstd compression level (1-22)."""
-    threads: int = 0
-    """zstd worker threads; 0 compresses in the calling thread, -1 uses every core."""
+    threads: int = -1
+    """zstd worker threads: -1 uses every core (zstd's multi-threaded mode), 0 compresses in the calling thread."""
     max_file_bytes: int | None = None
     """Workspace files larger than this are listed but not stored (None keeps everything)."""
     min_blob_bytes: int = 256

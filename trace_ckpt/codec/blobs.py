@@ -13,7 +13,9 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from trace_ckpt.errors import CorruptCheckpointError
+import zstandard
+
+from trace_ckpt.errors import CorruptCheckpointError, SaveError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 from trace_ckpt.format.manifest import SectionInfo
 
@@ -52,6 +54,7 @@ class BlobPacker:
         self._sections = 0
         self.index: dict[str, tuple[str, int, int]] = {}
         self._queued: set[str] = set()
+        self._large_sizes: set[int] = set()  # sizes of the blobs stored in sections of their own
 
     def __contains__(self, digest: str) -> bool:
         return digest in self.index or digest in self._queued
@@ -68,6 +71,7 @@ class BlobPacker:
             name = self._next_name()
             self._writer.add_bytes(name, "blobs", data)
             self.index[digest] = (name, 0, len(data))
+            self._large_sizes.add(len(data))
         else:
             self._pending.append((digest, data))
             self._queued.add(digest)
@@ -77,14 +81,32 @@ class BlobPacker:
         return digest
 
     def put_file(self, path: Path, size: int) -> str:
-        """Store a regular file's content; a file of at least a pack's size is streamed, not loaded."""
+        """Store a regular file's content; a file of at least a pack's size is streamed, not loaded.
+
+        A large file whose size no stored blob has cannot be a duplicate, so it is hashed in the same
+        pass that compresses it (one read); otherwise it is hashed first, to store it only if new.
+        """
         if size < self._pack_bytes:
             return self.put(path.read_bytes())
-        digest = digest_file(path)
-        if digest not in self:
-            name = self._next_name()
-            info = self._writer.add_stream(name, "blobs", _read_chunks(path))
-            self.index[digest] = (name, 0, info.raw_length)
+        if size in self._large_sizes:
+            digest = digest_file(path)
+            if digest in self:
+                return digest
+        sha = hashlib.sha256()
+
+        def hashed() -> Iterator[bytes]:
+            for chunk in _read_chunks(path):
+                sha.update(chunk)
+                yield chunk
+
+        name = self._next_name()
+        try:
+            info = self._writer.add_stream(name, "blobs", hashed(), size=size)
+        except zstandard.ZstdError:  # the frame header promised ``size`` bytes
+            raise SaveError(f"{path} changed size while it was being saved; save again when it is stable") from None
+        digest = sha.hexdigest()
+        self.index[digest] = (name, 0, info.raw_length)
+        self._large_sizes.add(info.raw_length)
         return digest
 
     def _next_name(self) -> str:
@@ -139,7 +161,27 @@ class BlobSource:
             self._cache_name = section.name
         return self._cache[start : start + length]
 
-    def by_section(self, digests: set[str]) -> Iterator[tuple[str, bytes]]:
-        """Yield (digest, bytes) for ``digests`` in file order, so each section is decompressed once."""
-        for d in sorted(digests, key=lambda d: (self.index[d][0].offset, self.index[d][1])):
-            yield d, self.get(d)
+    def in_file_order(self, digests: set[str]) -> list[str]:
+        """``digests`` sorted by position in the file, so each pack is decompressed once."""
+        return sorted(digests, key=lambda d: (self.index[d][0].offset, self.index[d][1]))
+
+    def is_streamed(self, digest: str) -> bool:
+        """Whether a blob has a section of its own (a large file), read by :meth:`chunks` in pieces."""
+        section, start, length = self.index[digest]
+        return start == 0 and length == section.raw_length and length >= PACK_BYTES
+
+    def check(self, digest: str) -> None:
+        """Verify the section holding a blob now (CorruptCheckpointError if it fails)."""
+        self._reader.check_section(self.index[digest][0])
+
+    def chunks(self, digest: str, *, check_at_end: bool = False) -> Iterator[bytes]:
+        """The bytes of one blob in pieces; a streamed blob never sits in memory whole (for
+        ``check_at_end`` see :meth:`ContainerReader.stream_section`)."""
+        if self.is_streamed(digest):
+            return self._reader.stream_section(self.index[digest][0], check_at_end=check_at_end)
+        return iter((self.get(digest),))
+
+
+def checked_when_read(section: SectionInfo) -> bool:
+    """Sections a load need not hash up front: large blob sections, hashed as they stream (or when read)."""
+    return section.kind == "blobs" and section.raw_length >= PACK_BYTES

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import stat
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -164,17 +166,40 @@ def materialize(
             wanted.setdefault(e["digest"], []).append((target, int(e.get("mode", 0o644)) & 0o7777, fresh))
     umask = current_umask()
     written = 0
-    for digest, data in blobs.by_section(set(wanted)):
+    for digest in blobs.in_file_order(set(wanted)):
+        # a small blob is written from memory to every copy; a large one streams into its first copy,
+        # and further copies are made from that file (memory stays flat, nothing is decompressed twice)
+        data = None if blobs.is_streamed(digest) else blobs.get(digest)
+        # a streamed blob whose copies are all new files is checked at the end of its stream (one read of
+        # the file instead of two); if it fails, the new files are removed. An existing file is never
+        # written with bytes that are not checked yet.
+        new_only = data is None and all(fresh or not os.path.lexists(t) for t, _, fresh in wanted[digest])
+        if data is None and not new_only:
+            blobs.check(digest)  # before any existing file is opened for writing
+        first: str | None = None
         for target, mode, fresh in wanted[digest]:
             if not fresh and os.path.islink(target):
                 os.unlink(target)  # never write through a link
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
             try:
-                _write_all(fd, data)
+                if data is not None:
+                    _write_all(fd, data)
+                elif first is None:
+                    try:
+                        for chunk in _prefetched(blobs.chunks(digest, check_at_end=new_only)):
+                            _write_all(fd, chunk)
+                    except CorruptCheckpointError:
+                        os.unlink(target)  # a new file (an existing one was checked above)
+                        raise
+                else:
+                    with open(first, "rb") as src:
+                        while chunk := src.read(1 << 20):
+                            _write_all(fd, chunk)
                 if mode & umask:  # bits the umask took away at creation
                     os.fchmod(fd, mode)
             finally:
                 os.close(fd)
+            first = first or target
             written += 1
     for e, target, fresh in plan:
         if e.get("type") == "symlink":
@@ -202,6 +227,43 @@ def _same(e: dict[str, Any], target: Path) -> bool:
     if kind == "dir":
         return target.is_dir() and not target.is_symlink()
     return True
+
+
+def _prefetched(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """Pull ``chunks`` in a worker thread, at most ``depth`` ahead, so decompressing the next chunk
+    overlaps writing this one (zstd and os.write both release the GIL). Errors surface in order."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(("chunk", chunk), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(("error", e))
+
+    worker = threading.Thread(target=produce, name="tckpt-decompress", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "chunk":
+                yield item
+            elif kind == "end":
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _write_all(fd: int, data: bytes) -> None:

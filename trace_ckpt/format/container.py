@@ -1,6 +1,6 @@
 """The on-disk container: header, sections, manifest, footer (format v1, see docs/format.md).
 
-    [16-byte header][section bytes ...][manifest JSON][56-byte footer]
+    [16-byte header][section bytes ...][manifest JSON][88-byte footer]
 
 The manifest sits at the end so a save streams in one pass; a reader finds it through the fixed
 footer. Every section is checked against its SHA-256 before a byte of it is decompressed.
@@ -12,8 +12,10 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import struct
-from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import zstandard
@@ -55,13 +57,68 @@ class _HashingWriter(io.RawIOBase):
         return mv.nbytes
 
 
+def _hash_fd(fd: int, offset: int, length: int) -> str | None:
+    """SHA-256 of ``length`` bytes at ``offset`` of a file descriptor (None when the file is shorter)."""
+    sha = hashlib.sha256()
+    end = offset + length
+    while offset < end:
+        chunk = os.pread(fd, min(_CHUNK, end - offset), offset)
+        if not chunk:
+            return None
+        sha.update(chunk)
+        offset += len(chunk)
+    return sha.hexdigest()
+
+
+class _Range:
+    """A read-only file view of ``length`` bytes at ``offset`` of ``f`` (what zstd's stream reader reads)."""
+
+    def __init__(self, f: IO[bytes], offset: int, length: int) -> None:
+        self._f, self._pos, self._end = f, offset, offset + length
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._end - self._pos if n is None or n < 0 else min(n, self._end - self._pos)
+        if n <= 0:
+            return b""
+        self._f.seek(self._pos)
+        data = self._f.read(n)
+        self._pos += len(data)
+        return data
+
+
+class _HashedRange(_Range):
+    """A :class:`_Range` that hashes what is read, in a worker thread (overlapping decompression)."""
+
+    def __init__(self, f: IO[bytes], offset: int, length: int, pool: ThreadPoolExecutor) -> None:
+        super().__init__(f, offset, length)
+        self._sha = hashlib.sha256()
+        self._pool = pool
+        self._pending: Future[None] | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        data = super().read(n)
+        if data:
+            if self._pending is not None:
+                self._pending.result()  # updates stay in order; one in flight at a time
+            self._pending = self._pool.submit(self._sha.update, data)
+        return data
+
+    def hexdigest(self) -> str:
+        """SHA-256 of the whole range, including anything the decompressor left unread."""
+        while self.read(_CHUNK):
+            pass
+        if self._pending is not None:
+            self._pending.result()
+        return self._sha.hexdigest()
+
+
 class ContainerWriter:
     """Appends sections to an open binary file, then writes the manifest and footer."""
 
     def __init__(self, out: IO[bytes], *, level: int = 3, threads: int = 0) -> None:
         self._out = out
-        self._level = level
-        self._threads = threads
+        # one compressor for every section: with threads != 0 it keeps its worker pool between sections
+        self._compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_content_size=True)
         self._pos = 0
         self.sections: list[SectionInfo] = []
         self._write(HEADER.pack(MAGIC, FORMAT_VERSION, 0))
@@ -69,9 +126,6 @@ class ContainerWriter:
     def _write(self, data: bytes | memoryview) -> None:
         self._out.write(data)
         self._pos += len(data)
-
-    def _cctx(self) -> zstandard.ZstdCompressor:
-        return zstandard.ZstdCompressor(level=self._level, threads=self._threads, write_content_size=True)
 
     def add_bytes(
         self,
@@ -82,7 +136,7 @@ class ContainerWriter:
         meta: dict[str, Any] | None = None,
     ) -> SectionInfo:
         """Compress ``raw`` into one zstd frame and append it as a section."""
-        stored = self._cctx().compress(raw)
+        stored = self._compressor.compress(raw)
         info = SectionInfo(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -103,12 +157,16 @@ class ContainerWriter:
         chunks: Iterable[bytes],
         *,
         meta: dict[str, Any] | None = None,
+        size: int = -1,
     ) -> SectionInfo:
-        """Compress an iterable of chunks into one frame without holding it in memory."""
+        """Compress an iterable of chunks into one frame without holding it in memory.
+
+        ``size``, when known, goes into the frame header (and must then be exact).
+        """
         offset = self._pos
         hw = _HashingWriter(self._out)
         raw_length = 0
-        with self._cctx().stream_writer(hw, closefd=False) as zw:
+        with self._compressor.stream_writer(hw, size=size, closefd=False) as zw:
             for chunk in chunks:
                 raw_length += len(chunk)
                 zw.write(chunk)
@@ -224,20 +282,26 @@ class ContainerReader:
             raise CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
         return stored
 
-    def verify(self) -> list[str]:
-        """Names of sections whose checksum fails (empty when every section holds). Streams."""
+    def verify(self, *, skip: Callable[[SectionInfo], bool] | None = None) -> list[str]:
+        """Names of sections whose checksum fails (empty when every section holds). Streams; a local
+        file is hashed on every core (hashlib releases the GIL, and positional reads share the file).
+
+        Sections for which ``skip`` is true are left unchecked here: they are checked when read.
+        """
+        sections = [s for s in self.manifest.sections if skip is None or not skip(s)]
+        try:
+            fd = self._f.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        workers = min(os.cpu_count() or 1, 8)
+        if fd is None or workers < 2 or sum(s.length for s in sections) < 4 * _CHUNK:
+            digests = [self._hash(s) for s in sections]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                digests = list(pool.map(lambda s: _hash_fd(fd, s.offset, s.length), sections))
         bad = []
-        for s in self.manifest.sections:
-            self._f.seek(s.offset)
-            sha = hashlib.sha256()
-            left = s.length
-            while left > 0:
-                chunk = self._f.read(min(_CHUNK, left))
-                if not chunk:
-                    break
-                sha.update(chunk)
-                left -= len(chunk)
-            if left or sha.hexdigest() != s.sha256:
+        for s, digest in zip(sections, digests):
+            if digest != s.sha256:
                 bad.append(s.name)
             else:
                 self._verified.add((s.offset, s.length, s.sha256))
@@ -265,15 +329,58 @@ class ContainerReader:
         """Verified, decompressed chunks of a section."""
         return self._decompress(s, self.read_stored(s))
 
-    def _decompress(self, s: SectionInfo, stored: bytes) -> Iterator[bytes]:
+    def stream_section(self, s: SectionInfo, *, check_at_end: bool = False) -> Iterator[bytes]:
+        """Decompressed chunks of a section read from the file in pieces: memory stays flat however large it is.
+
+        By default the whole section is hashed first (once), so no byte is decompressed before it is
+        checked. With ``check_at_end`` (workspace file content only, never objects) the stored bytes are
+        hashed in a second thread while they decompress, and a mismatch raises after the last chunk: the
+        caller must then discard what it wrote. That reads the file once instead of twice.
+        """
+        if (s.offset, s.length, s.sha256) in self._verified:
+            yield from self._decompress(s, _Range(self._f, s.offset, s.length))
+            return
+        if not check_at_end:
+            self.check_section(s)
+            yield from self._decompress(s, _Range(self._f, s.offset, s.length))
+            return
+        with ThreadPoolExecutor(1) as pool:
+            src = _HashedRange(self._f, s.offset, s.length, pool)
+            yield from self._decompress(s, src)
+            if src.hexdigest() != s.sha256:
+                raise CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
+        self._verified.add((s.offset, s.length, s.sha256))
+
+    def check_section(self, s: SectionInfo) -> None:
+        """Hash a section (streaming) unless it is verified already; CorruptCheckpointError if it fails."""
+        if (s.offset, s.length, s.sha256) in self._verified:
+            return
+        if self._hash(s) != s.sha256:
+            raise CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
+        self._verified.add((s.offset, s.length, s.sha256))
+
+    def _hash(self, s: SectionInfo) -> str | None:
+        self._f.seek(s.offset)
+        sha = hashlib.sha256()
+        left = s.length
+        while left > 0:
+            chunk = self._f.read(min(_CHUNK, left))
+            if not chunk:
+                return None
+            sha.update(chunk)
+            left -= len(chunk)
+        return sha.hexdigest()
+
+    def _decompress(self, s: SectionInfo, stored: bytes | _Range) -> Iterator[bytes]:
         if s.codec == "none":
-            if len(stored) != s.raw_length:
+            data = stored if isinstance(stored, bytes) else stored.read(s.length)
+            if len(data) != s.raw_length:
                 raise CorruptCheckpointError(f"{self.source}: section {s.name!r} has the wrong length")
-            yield stored
+            yield data
             return
         total = 0
         try:
-            reader = zstandard.ZstdDecompressor().stream_reader(stored, read_across_frames=False)
+            reader = zstandard.ZstdDecompressor().stream_reader(stored, read_size=_CHUNK, read_across_frames=False)
             while True:
                 chunk = reader.read(min(_CHUNK, s.raw_length - total + 1))
                 if not chunk:

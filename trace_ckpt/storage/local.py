@@ -8,17 +8,28 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from trace_ckpt._os import current_umask
 from trace_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError, SaveError
 
+
+@dataclass
+class Entry:
+    """One file of a listed folder (local or remote): its path or URL, and its size."""
+
+    url: str
+    size: int
+
+
 TMP_PREFIX = ".tckpt-tmp-"
 STALE_AFTER_S = 10.0  # a temp file this old and unlocked is a leftover of a killed save
 
 
-def _local_path(path: str | os.PathLike[str]) -> Path:
+def local_path(path: str | os.PathLike[str]) -> Path:
+    """The local path of a plain path or a ``file://`` URL."""
     text = os.fspath(path)
     if text.startswith("file://"):
         text = text[len("file://") :]
@@ -28,7 +39,7 @@ def _local_path(path: str | os.PathLike[str]) -> Path:
 @contextlib.contextmanager
 def open_read(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Open a checkpoint for reading; a missing path or a folder is a one-line typed error."""
-    p = _local_path(path)
+    p = local_path(path)
     try:
         f = open(p, "rb")
     except FileNotFoundError:
@@ -87,7 +98,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
 
     On any error the temp file is removed and ``path`` keeps its previous content.
     """
-    target = _local_path(path)
+    target = local_path(path)
     directory = target.parent
     if not directory.is_dir():
         raise SaveError(f"cannot save to {target}: folder {directory} does not exist")
@@ -114,3 +125,23 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def list_files(folder: str | os.PathLike[str]) -> list[Entry]:
+    """The regular files directly inside a local folder, sorted by name."""
+    d = local_path(folder)
+    if not d.is_dir():
+        if d.exists():
+            raise CorruptCheckpointError(f"{d} is a file, not a folder: give the folder that holds checkpoints")
+        raise CheckpointNotFoundError(f"no folder at {d}: check the path")
+    try:
+        names = sorted(os.listdir(d))
+    except PermissionError as e:
+        raise CheckpointNotFoundError(f"cannot read {d}: {e.strerror}") from None
+    out = []
+    for name in names:
+        p = d / name
+        if name.startswith(TMP_PREFIX) or p.is_symlink() or not p.is_file():
+            continue
+        out.append(Entry(str(p), p.stat().st_size))
+    return out

@@ -1,0 +1,245 @@
+"""Checkpoints behind URLs: memory:// and file:// round trips, a real S3 server (moto, on 127.0.0.1)
+with real credentials checks, ranged manifest reads, and uploads that fail half-way."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from tests.builders import ALLOW, build_trace, data_folder
+from tests.compare import assert_same_graph, snapshot_folder
+from tests.s3server import s3_server
+from trace_ckpt import read_manifest, restore_trace, save_trace, verify_checkpoint
+from trace_ckpt.cli import main
+from trace_ckpt.errors import (
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    MissingExtraError,
+    SaveError,
+    StorageAccessError,
+)
+from trace_ckpt.format.container import FOOTER, HEADER
+from trace_ckpt.rdagent.trace import iter_workspaces
+from trace_ckpt.storage import list_files, storage_options
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACE_CKPT = Path(sys.executable).parent / "trace-ckpt"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return e.value.code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("storage")
+    return build_trace([(), (0,), (1,), (0,)], [True, False, True, True], data_folder(d / "data"))
+
+
+def _roundtrip(trace, url: str, root: Path) -> None:
+    before = {str(ws.workspace_path): snapshot_folder(ws.workspace_path) for ws in iter_workspaces(trace)}
+    save_trace(trace, url)
+    assert read_manifest(url).counts.hist == len(trace.hist)
+    assert verify_checkpoint(url).ok
+    restored = restore_trace(url, workspace_root=root, allow_modules=ALLOW)
+    path_map = {old: str((root / Path(old).name).absolute()) for old in before}
+    assert_same_graph(trace, restored, path_map=path_map)
+    for old, snap in before.items():
+        assert snapshot_folder(path_map[old]) == snap
+
+
+def test_memory_url_roundtrip(trace, tmp_path: Path) -> None:
+    url = "memory://tckpt-tests/runs/run1.tckpt"
+    _roundtrip(trace, url, tmp_path / "ws")
+    assert [e.url for e in list_files("memory://tckpt-tests/runs")] == [url]
+    fsspec.filesystem("memory").rm("/tckpt-tests", recursive=True)
+
+
+def test_file_url_roundtrip(trace, tmp_path: Path) -> None:
+    _roundtrip(trace, f"file://{tmp_path}/run1.tckpt", tmp_path / "ws")
+    assert (tmp_path / "run1.tckpt").is_file()
+
+
+def test_missing_backend_names_the_extra(capsys: pytest.CaptureFixture[str]) -> None:
+    # gcsfs is not a dependency of the tests: gs:// has no backend here
+    assert "gcsfs" not in sys.modules
+    with pytest.raises(MissingExtraError, match=r"pip install 'trace-ckpt\[gcs\]'"):
+        read_manifest("gs://bucket/run1.tckpt")
+    code, out, err = run(capsys, "inspect", "gs://bucket/run1.tckpt")
+    assert code == MissingExtraError.exit_code and out == ""
+    assert err.count("\n") == 1 and "trace-ckpt[gcs]" in err
+
+
+def test_storage_option_must_be_key_value(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--storage-option", "novalue", "ls", ".")
+    assert code == 2 and err.count("\n") == 1 and "key=value" in err
+
+
+# --- a real S3-compatible server --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as server:
+        yield {"endpoint": server.endpoint, "client": server.client, "env": server.env,
+               "key": server.key, "secret": server.secret}
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch: pytest.MonkeyPatch):
+    """Credentials the way the AWS SDK takes them: environment variables (a fresh s3fs instance each test)."""
+    for k, v in s3["env"].items():
+        monkeypatch.setenv(k, v)
+    fsspec.filesystem("s3").clear_instance_cache()
+    yield s3
+    fsspec.filesystem("s3").clear_instance_cache()
+
+
+@pytest.fixture(scope="module")
+def saved_run(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the real offline RD-Agent factor run, on local disk, for comparisons."""
+    out = tmp_path_factory.mktemp("s3-local") / "run1.tckpt"
+    with pytest.raises(SystemExit) as e:
+        main(["save", str(factor_run), str(out), "--allow-module", "examples"])
+    assert e.value.code == 0
+    return out
+
+
+def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, saved_run: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3fs
+
+    url = "s3://research/runs/run1.tckpt"
+    code, out, err = run(capsys, "save", factor_run, url, "--allow-module", "examples")
+    assert code == 0, err
+    assert f"saved {url}" in out
+    obj = s3_env["client"].head_object(Bucket="research", Key="runs/run1.tckpt")
+    assert obj["ContentLength"] > 0
+
+    code, out, err = run(capsys, "ls", "s3://research/runs/", "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["url"] for r in rows] == [url]
+    local = read_manifest(saved_run)
+    assert rows[0]["nodes"] == local.counts.hist and rows[0]["accepted"] == local.counts.accepted
+    assert rows[0]["size"] == obj["ContentLength"]
+
+    # inspect fetches the header, the footer and the manifest only: count what s3fs actually downloads
+    fetched: list[int] = []
+    original = s3fs.S3FileSystem._cat_file
+
+    async def counting(self, path, *args, **kwargs):
+        data = await original(self, path, *args, **kwargs)
+        fetched.append(len(data))
+        return data
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counting)
+    fsspec.filesystem("s3").clear_instance_cache()  # s3fs binds its sync methods per instance
+    code, out, err = run(capsys, "inspect", url, "--json")
+    assert code == 0, err
+    remote = json.loads(out)
+    assert remote["nodes"] == json.loads(read_manifest(saved_run).model_dump_json())["nodes"]
+    footer = FOOTER.unpack(saved_run.read_bytes()[-FOOTER.size:])
+    assert sum(fetched) == HEADER.size + FOOTER.size + footer[1]  # header, footer, manifest: nothing else
+    assert sum(fetched) < 1024 * 1024 and sum(fetched) < obj["ContentLength"] / 2
+    monkeypatch.undo()
+    for k, v in s3_env["env"].items():
+        monkeypatch.setenv(k, v)
+
+    code, out, err = run(capsys, "verify", url)
+    assert code == 0 and out.startswith("ok:"), err
+
+    restored = restore_trace(url, workspace_root=tmp_path / "ws", allow_modules=["examples"])
+    reference = restore_trace(saved_run, workspace_root=tmp_path / "ws-local", allow_modules=["examples"])
+    path_map = {str(a.workspace_path): str(b.workspace_path)
+                for a, b in zip(iter_workspaces(reference), iter_workspaces(restored))}
+    assert_same_graph(reference, restored, path_map=path_map)
+
+
+def test_s3_resume_restores_from_the_bucket(s3_env, saved_run: Path, tmp_path: Path) -> None:
+    """`trace-ckpt resume s3://...` in a fresh folder: the restore step runs from the bucket, then one step."""
+    from examples.offline.run import offline_env
+
+    s3_env["client"].upload_file(str(saved_run), "research", "runs/resume.tckpt")
+    env = {**os.environ, **offline_env(tmp_path, "model"), **s3_env["env"]}
+    proc = subprocess.run([str(TRACE_CKPT), "resume", "s3://research/runs/resume.tckpt", "--only", "model",
+                           "--step-n", "1", "--allow-module", "examples"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    restored_nodes = read_manifest(saved_run).counts.hist
+    assert f"{restored_nodes} restored nodes" in proc.stdout
+    # the restored workspaces landed in the new run's WORKSPACE_PATH
+    ws_root = Path(env["WORKSPACE_PATH"])
+    assert ws_root.is_dir() and any(p.name == "factor.py" for p in ws_root.rglob("factor.py"))
+
+
+def test_s3_bad_bucket_and_wrong_credentials(capsys, s3_env, trace, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SaveError, match="does not exist"):
+        save_trace(trace, "s3://no-such-bucket/run1.tckpt")
+    code, out, err = run(capsys, "inspect", "s3://no-such-bucket/run1.tckpt")
+    assert code == CheckpointNotFoundError.exit_code and err.count("\n") == 1, err
+
+    s3_env["client"].put_object(Bucket="research", Key="creds/run1.tckpt", Body=b"TRACECKP")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    fsspec.filesystem("s3").clear_instance_cache()
+    with pytest.raises(StorageAccessError, match="access denied"):
+        read_manifest("s3://research/creds/run1.tckpt")
+    code, out, err = run(capsys, "inspect", "s3://research/creds/run1.tckpt")
+    assert code == StorageAccessError.exit_code and out == "" and err.count("\n") == 1, err
+    # options given in Python (or with --storage-option) win over the environment
+    with storage_options(key=s3_env["key"], secret=s3_env["secret"]):
+        with pytest.raises(CorruptCheckpointError):  # authenticated now: the 8 bytes are read, and refused
+            read_manifest("s3://research/creds/run1.tckpt")
+    assert "Traceback" not in err
+    code, out, err = run(capsys, "save", tmp_path / "nowhere", "s3://research/creds/x.tckpt")
+    assert code != 0 and err.count("\n") == 1
+
+
+def test_s3_upload_interrupted_half_way_leaves_no_partial_object(s3_env, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A multipart upload whose second part fails: the previous object stays, whole; the upload is aborted."""
+    import s3fs
+
+    from trace_ckpt.storage import remote
+
+    data = data_folder(tmp_path / "data")
+    big = build_trace([(), (0,)], [True, True], data)
+    ws = big.hist[0][0].sub_workspace_list[0].workspace_path
+    (ws / "noise.bin").write_bytes(os.urandom(12 * 1024 * 1024))  # incompressible: a 12 MB checkpoint
+    url = "s3://research/interrupt/run.tckpt"
+    small = build_trace([()], [True], data)
+    save_trace(small, url)
+    before = s3_env["client"].get_object(Bucket="research", Key="interrupt/run.tckpt")["Body"].read()
+
+    monkeypatch.setattr(remote, "UPLOAD_CHUNK_BYTES", 5 * 1024 * 1024)  # S3's smallest part: 3 parts
+    original = s3fs.S3FileSystem._call_s3
+    parts: list[int] = []
+
+    async def flaky(self, method, *args, **kwargs):
+        if method == "upload_part":
+            parts.append(kwargs.get("PartNumber", 0))
+            if len(parts) == 2:
+                raise ConnectionResetError("connection reset by peer (injected)")
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", flaky)
+    with pytest.raises(SaveError) as e:
+        save_trace(big, url)
+    assert "\n" not in str(e.value) and "untouched" in str(e.value)
+    assert len(parts) >= 2  # the failure really came in the middle of a multipart upload
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", original)
+    after = s3_env["client"].get_object(Bucket="research", Key="interrupt/run.tckpt")["Body"].read()
+    assert after == before
+    assert s3_env["client"].list_multipart_uploads(Bucket="research").get("Uploads", []) == []
+    assert read_manifest(url).counts.hist == 1
+    shutil.rmtree(ws, ignore_errors=True)
