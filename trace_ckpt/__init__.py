@@ -5,7 +5,8 @@
     read_manifest("run1.tckpt").counts          # no unpickling, no rdagent import
     trace = restore_trace("run1.tckpt", workspace_root="ws/")
 
-``save_trace``/``restore_trace`` import rdagent on first use; everything else here does not.
+``save_trace``/``restore_trace``/``prune``/``merge`` import rdagent on first use; everything else here
+(``diff`` too) does not.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ __all__ = [
     "UnsupportedVersionError",
     "UntrustedContentError",
     "WorkspaceConflictError",
+    "diff",
+    "merge",
+    "prune",
     "read_manifest",
     "restore_trace",
     "save_trace",
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     from trace_ckpt.checkpoint import read_manifest, verify_checkpoint
     from trace_ckpt.format.manifest import Manifest
     from trace_ckpt.rdagent import restore_trace, save_trace
+    from trace_ckpt.rdagent.surgery import diff, merge, prune
 
 # Imported on first use, so `import trace_ckpt` stays light: the CLI's `inspect` imports neither
 # rdagent nor pandas.
@@ -54,6 +59,9 @@ _LAZY = {
     "read_manifest": "trace_ckpt.checkpoint",
     "verify_checkpoint": "trace_ckpt.checkpoint",
     "Manifest": "trace_ckpt.format.manifest",
+    "prune": "trace_ckpt.rdagent.surgery",
+    "merge": "trace_ckpt.rdagent.surgery",
+    "diff": "trace_ckpt.rdagent.surgery",
 }
 
 

@@ -15,11 +15,11 @@ from rdagent.components.coder.factor_coder.factor import FactorFBWorkspace
 from rdagent.components.coder.model_coder.model import ModelFBWorkspace
 from rdagent.core.developer import Developer
 
-from examples.offline.llm import factor_recipe
+from examples.offline.llm import factor_recipe, offline_seed
 
 FACTOR_CODE = '''import pandas as pd
 
-# [simulated LLM-written code] {description}
+# [simulated LLM-written code{sample}] {description}
 df = pd.read_hdf("daily_pv.h5", key="data")
 close = df["$close"].astype("float64")
 volume = df["$volume"].astype("float64")
@@ -63,7 +63,9 @@ class OfflineFactorCoder(Developer):
             m = re.search(r"_r(\d+)$", task.factor_name)
             name, description, _, expression = factor_recipe(int(m.group(1)) if m else 0)
             ws = FactorFBWorkspace(target_task=task)
-            ws.inject_files(**{"factor.py": FACTOR_CODE.format(description=description, expression=expression, name=task.factor_name)})
+            sample = f", sample {offline_seed()}" if offline_seed() else ""
+            ws.inject_files(**{"factor.py": FACTOR_CODE.format(description=description, expression=expression,
+                                                               name=task.factor_name, sample=sample)})
             task.factor_implementation = True
             workspaces.append(ws)
         exp.sub_workspace_list = workspaces

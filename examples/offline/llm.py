@@ -6,6 +6,10 @@ It recognises which RD-Agent prompt it was given (hypothesis, hypothesis->experi
 or model) and answers with valid JSON of the schema that prompt asks for. Rounds are counted in a small
 state file (``TRACE_CKPT_OFFLINE_STATE``), so every run is deterministic. Feedback decisions follow a
 fixed pattern: factor rounds 1, 4, 7, ... are rejected, model rounds 1, 3, 5, ... are rejected.
+
+``TRACE_CKPT_OFFLINE_SEED=s`` (default 0) simulates another LLM sample, for runs that must differ: with
+s != 0 the factors of odd rounds get windows shifted by s (new names), and every factor's code is written
+as "sample s" (so even rounds propose a factor of the same name as a seed-0 run, with other code).
 """
 
 from __future__ import annotations
@@ -50,10 +54,15 @@ def _round(text: str, kind: str) -> int:
     return max(found) if found else 0
 
 
+def offline_seed() -> int:
+    """The simulated LLM sample (``TRACE_CKPT_OFFLINE_SEED``, default 0)."""
+    return int(os.environ.get("TRACE_CKPT_OFFLINE_SEED") or 0)
+
+
 def factor_recipe(r: int) -> tuple[str, str, str, str]:
     """The (name, description, formulation, pandas expression) of the factor proposed in round ``r``."""
     stem, desc, form, expr = FACTOR_RECIPES[r % len(FACTOR_RECIPES)]
-    w = 3 + 2 * (r // len(FACTOR_RECIPES)) + r % 3
+    w = 3 + 2 * (r // len(FACTOR_RECIPES)) + r % 3 + (offline_seed() if r % 2 else 0)
     return f"{stem.format(w=w)}_r{r}", desc.format(w=w), form.format(w=w), expr.format(w=w)
 
 

@@ -58,12 +58,13 @@ def prepare_data(workdir: Path) -> None:
         write_data_folders(full, debug)
 
 
-def _run(kind: str, workdir: Path, loop_n: int, run_name: str, setup: str | None, timeout: float) -> Path:
+def _run(kind: str, workdir: Path, loop_n: int, run_name: str, setup: str | None, timeout: float,
+         seed: int = 0) -> Path:
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "factor":
         prepare_data(workdir)
-    env = {**os.environ, **offline_env(workdir, run_name)}
+    env = {**os.environ, **offline_env(workdir, run_name), "TRACE_CKPT_OFFLINE_SEED": str(seed)}
     cmd = [sys.executable, "-m", "examples.offline.run", "_child", kind, "--loops", str(loop_n)]
     if setup:
         cmd += ["--setup", setup]
@@ -75,9 +76,13 @@ def _run(kind: str, workdir: Path, loop_n: int, run_name: str, setup: str | None
     return Path(env["LOG_TRACE_PATH"])
 
 
-def run_factor_loop(workdir: Path, loop_n: int, *, run_name: str = "factor", timeout: float = 600) -> Path:
-    """Run RD-Agent's factor loop (fin_factor) for ``loop_n`` loops; return its log folder."""
-    return _run("factor", workdir, loop_n, run_name, None, timeout)
+def run_factor_loop(workdir: Path, loop_n: int, *, run_name: str = "factor", timeout: float = 600,
+                    seed: int = 0) -> Path:
+    """Run RD-Agent's factor loop (fin_factor) for ``loop_n`` loops; return its log folder.
+
+    ``seed`` != 0 simulates another LLM sample (see llm.py): other factor code, partly other factor names.
+    """
+    return _run("factor", workdir, loop_n, run_name, None, timeout, seed)
 
 
 def run_model_loop(workdir: Path, loop_n: int, *, setup: str | None = None, run_name: str = "model",
@@ -111,12 +116,15 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=4)
     ap.add_argument("--workdir", type=Path, default=Path("offline-run"))
     ap.add_argument("--setup", default=None)
+    ap.add_argument("--seed", type=int, default=0, help="factor runs: simulate another LLM sample (see llm.py)")
     args = ap.parse_args()
     if args.kind == "_child":
         _child(args.child_kind, args.loops, args.setup)
         return
-    runner = run_factor_loop if args.kind == "factor" else run_model_loop
-    print(runner(args.workdir, args.loops))
+    if args.kind == "factor":
+        print(run_factor_loop(args.workdir, args.loops, seed=args.seed))
+    else:
+        print(run_model_loop(args.workdir, args.loops))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,102 @@
+"""``trace-ckpt prune``, ``merge`` and ``diff``: thin layers over ``trace_ckpt.rdagent.surgery``.
+
+``diff`` exits like diff(1): 0 when the checkpoints are equal, 1 when they differ; trouble uses the
+typed exit codes (all >= 2) of the table in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from trace_ckpt.cli.app import app, err, out
+
+
+class Action(str, Enum):
+    factor = "factor"
+    model = "model"
+
+
+def _keep(value: Optional[str]) -> Optional[str]:
+    from trace_ckpt.rdagent.surgery import Keep
+
+    if value is None:
+        return None
+    try:
+        return str(Keep.parse(value))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+@app.command()
+def prune(
+    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL to read")],
+    out_path: Annotated[str, typer.Argument(metavar="OUT", help="checkpoint file or URL to write (replaced atomically)")],
+    keep: Annotated[str, typer.Option("--keep", metavar="sota|accepted|last:N", callback=_keep, help="sota: the last accepted node of each sub-trace; accepted: every accepted node; last:N: the last N nodes")],
+    action: Annotated[Optional[Action], typer.Option("--action", help="consider only factor or only model nodes")] = None,
+    level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes the checkpoint may load (repeatable)")] = None,
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
+) -> None:
+    """Write a smaller checkpoint holding only the chosen nodes, re-indexed, with their workspaces."""
+    from trace_ckpt.rdagent.surgery import prune as api_prune
+
+    report = api_prune(ckpt, out_path, keep=keep, action=action.value if action else None, level=level,
+                       allow_modules=allow_module or (), require_signature=require_signature or None)
+    ws = report.manifest.workspace_stats
+    out.print(
+        f"pruned {ckpt} into {out_path}: kept {len(report.kept)} of {len(report.kept) + report.dropped} nodes "
+        f"(old indices {', '.join(map(str, report.kept))}); {ws.workspaces} workspace folders, {ws.files} files"
+    )
+
+
+@app.command()
+def merge(
+    paths: Annotated[list[str], typer.Argument(metavar="A B [C ...] OUT", help="two or more checkpoints, then the checkpoint to write")],
+    level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes the checkpoints may load (repeatable)")] = None,
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse unsigned checkpoints")] = False,
+) -> None:
+    """Merge checkpoints into one trace, each input a separate sub-trace (root), in the order given."""
+    from trace_ckpt.rdagent.surgery import merge as api_merge
+
+    if len(paths) < 3:
+        raise typer.BadParameter("give at least two checkpoints to merge, then the output", param_hint="A B [C ...] OUT")
+    inputs, out_path = paths[:-1], paths[-1]
+    report = api_merge(inputs, out_path, level=level, allow_modules=allow_module or (),
+                       require_signature=require_signature or None)
+    for note in report.notes:
+        err.print(f"trace-ckpt: note: {note}")
+    c = report.manifest.counts
+    out.print(
+        f"merged {len(inputs)} checkpoints into {out_path}: {c.hist} nodes ({c.accepted} accepted), "
+        f"sub-traces start at nodes {', '.join(map(str, report.first_index))}; {len(report.duplicates)} SOTA factors "
+        f"shared (same code), {len(report.renamed)} renamed"
+    )
+    for d in report.duplicates:
+        out.print(f"  shared: node {d.node} factor {d.name} has the code of node {d.same_as}: stored and counted once")
+    for r in report.renamed:
+        out.print(f"  renamed: node {r.node} factor {r.old} -> {r.new} (an earlier input has another {r.old})")
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(metavar="A", help="checkpoint file or URL")],
+    b: Annotated[str, typer.Argument(metavar="B", help="checkpoint file or URL")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the differences as one JSON object")] = False,
+) -> None:
+    """Show which nodes, factors and metrics differ (from the manifests; nothing is unpickled). Exit 0 when equal, 1 when not."""
+    from trace_ckpt.rdagent.surgery import diff as api_diff
+
+    d = api_diff(a, b)
+    if as_json:
+        sys.stdout.write(json.dumps({"equal": d.equal, **asdict(d)}, default=str) + "\n")
+    else:
+        sys.stdout.write("\n".join(d.lines()) + "\n")
+    if not d.equal:
+        raise typer.Exit(1)
