@@ -90,16 +90,21 @@ def _load_one(path: Path, trust_legacy: bool) -> Any:
         raise CorruptCheckpointError(f"{path} is not a complete session dump ({type(e).__name__}: {e})") from None
 
 
+def session_dump(path: Path) -> SessionDump:
+    """Describe one dump file by its place, ``<loop>/<step>_<name>`` (-1 where the name does not say)."""
+    path = Path(path)
+    m = _STEP.match(path.name)
+    return SessionDump(path, int(path.parent.name) if path.parent.name.isdigit() else -1,
+                       int(m.group(1)) if m else -1, m.group(2) if m else path.name)
+
+
 def load_session(source: str | Path, *, loop: int | None = None, trust_legacy: bool = False) -> tuple[Any, SessionDump]:
     """The loop object of a run: the latest complete dump (of loop ``loop`` when given)."""
     src = Path(source)
     if not src.exists():
         raise CheckpointNotFoundError(f"no such file or folder: {src}")
     if src.is_file():
-        m = _STEP.match(src.name)
-        dump = SessionDump(src, int(src.parent.name) if src.parent.name.isdigit() else -1,
-                           int(m.group(1)) if m else -1, m.group(2) if m else src.name)
-        return _load_one(src, trust_legacy), dump
+        return _load_one(src, trust_legacy), session_dump(src)
     dumps = list_dumps(session_folder(src))
     if loop is not None:
         dumps = [d for d in dumps if d.loop == loop]

@@ -1,0 +1,77 @@
+"""``trace-ckpt run APP [rdagent args] --autosave DIR``: RD-Agent's app with a checkpoint after every loop.
+
+The RD-Agent arguments are passed through and read by ``_rdagent_args``: the options of RD-Agent's own
+``rdagent fin_factor|fin_model|fin_quant`` (rdagent/app/cli.py), each also in the underscore spelling of
+``python -m rdagent.app.qlib_rd_loop.factor --loop_n 5``, plus ``--base-features-path`` of the apps' ``main``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trace_ckpt.cli.app import app, err, out
+
+_rdagent_cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@_rdagent_cli.command()
+def _rdagent_args(
+    path: Annotated[str | None, typer.Option("--path")] = None,
+    step_n: Annotated[int | None, typer.Option("--step-n", "--step_n")] = None,
+    loop_n: Annotated[int | None, typer.Option("--loop-n", "--loop_n")] = None,
+    all_duration: Annotated[str | None, typer.Option("--all-duration", "--all_duration")] = None,
+    checkout: Annotated[bool, typer.Option("--checkout/--no-checkout", "-c/-C")] = True,
+    base_features_path: Annotated[str | None, typer.Option("--base-features-path", "--base_features_path")] = None,
+) -> None:
+    """Only parsed, never invoked: the declaration is the parser."""
+
+
+def parse_rdagent_args(args: list[str], parent: typer.Context | None = None) -> dict:
+    """The keyword arguments of the app's ``main`` from RD-Agent-style arguments (a usage error otherwise)."""
+    command = typer.main.get_command(_rdagent_cli)
+    return dict(command.make_context("run", list(args), parent=parent).params)
+
+
+class App(str, Enum):
+    fin_factor = "fin_factor"
+    fin_model = "fin_model"
+    fin_quant = "fin_quant"
+
+
+_APP_HELP = ("fin_factor, fin_model or fin_quant; then RD-Agent's own arguments: --loop-n N, --step-n N, "
+             "--all-duration D, --path SESSION, --checkout/--no-checkout, --base-features-path DIR")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    app_name: Annotated[App, typer.Argument(metavar="APP", help=_APP_HELP)],
+    autosave: Annotated[Path, typer.Option("--autosave", help="folder for the checkpoints, loop-NNNN.tckpt "
+                                                               "(created if missing)")],
+    keep: Annotated[int, typer.Option("--keep", min=1, help="keep the checkpoints of the last N loops")] = 3,
+    keep_best: Annotated[bool, typer.Option("--keep-best", help="also keep the checkpoint whose SOTA node has "
+                                                                "the best IC")] = False,
+    allow_module: Annotated[list[str] | None, typer.Option("--allow-module", help="a module of your own classes "
+                                                           "the checkpoints may hold (repeatable)")] = None,
+) -> None:
+    """Run an RD-Agent app and write a checkpoint after every completed loop, keeping the last N."""
+    from trace_ckpt.rdagent.autosave import run_app
+
+    rdagent_kwargs = parse_rdagent_args(ctx.args, parent=ctx)
+    report = run_app(app_name.value, autosave, keep=keep, keep_best=keep_best, allow_modules=allow_module or (),
+                     **rdagent_kwargs)
+    saver = report.saver
+    kept = ", ".join(p.name for p in report.kept) or "none"
+    out.print(
+        f"ran {report.app}: {report.completed_loops} loops completed, {len(saver.saved)} checkpoints written; "
+        f"kept in {autosave}: {kept}; log folder {report.log_dir}"
+    )
+    if saver.failed:
+        err.print(
+            f"trace-ckpt: warning: the autosave of {len(saver.failed)} loop(s) failed "
+            f"({', '.join(map(str, saver.failed))}); the run itself completed"
+        )
