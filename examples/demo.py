@@ -2,7 +2,8 @@
 
 Phase 1 runs RD-Agent's own factor loop (simulated LLM and Qlib backtest, labelled as such), then
 `trace-ckpt save` / `inspect`; phase 2 runs `trace-ckpt resume --only model` in a separate folder with
-no factor data, as a second machine would. Everything lands in ./demo-out (or the folder given).
+no factor data, as a second machine would; both phases are then saved in one checkpoint and drawn with
+`trace-ckpt inspect --plot` (demo-out/trace.png). Everything lands in ./demo-out (or the folder given).
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def main() -> None:
     from trace_ckpt.rdagent.sessions import list_dumps
 
     model_log = Path(env2["LOG_TRACE_PATH"])
+    step("trace-ckpt save + inspect --plot: both phases in one checkpoint, and a picture of it")
+    both = out / "run2.tckpt"
+    print(cli(["save", str(model_log), str(both), "--allow-module", "examples"], env2, model_box).strip())
+    plot = out / "trace.png"
+    print(cli(["inspect", str(both), "--plot", str(plot)], {**env2, "COLUMNS": "140"}, model_box))
+    manifest2 = json.loads(cli(["inspect", str(both), "--json"], env2, model_box))
+    points = sum(1 for n in manifest2["nodes"] if "IC" in n["metrics"])
+
     trace = loads(list_dumps(model_log / "__session__")[-1].path.read_bytes()).trace
     first_model = next(exp for exp, _ in trace.hist if type(exp).__name__ == "QlibModelExperiment")
     sota = [b for b in first_model.based_experiments if type(b).__name__ == "QlibFactorExperiment" and b.sub_tasks]
@@ -84,7 +93,9 @@ def main() -> None:
     print(f"         base features: {len(first_model.base_features)} (RD-Agent's Alpha20 from the checkpoint's plan)")
     print(f"         simulated backtest configs asked for: {sorted(set(c for c in calls if c.startswith('qrun')))}")
     print(f"         new nodes: {len(trace.hist) - manifest['counts']['hist']}, loop ids {sorted(trace.idx2loop_id.values())}")
-    print(f"checkpoint: {ckpt}\nphase 1 logs: {log_dir}\nphase 2 logs: {model_log}")
+    print(f"plot: {plot} ({points} nodes with an IC, factor and model phases coloured, accepted filled, "
+          f"SOTA ringed; drawn from {both.name}'s manifest)")
+    print(f"checkpoints: {ckpt} (phase 1), {both} (both phases)\nphase 1 logs: {log_dir}\nphase 2 logs: {model_log}")
     print("(LLM answers, LLM-written code and the Qlib backtest were simulated; everything else was RD-Agent's own code.)")
 
 

@@ -37,3 +37,43 @@ def test_demo_runs_the_two_phase_rehearsal(tmp_path: Path) -> None:
     assert "the first model experiment received 3 SOTA factor experiments" in r.stdout
     assert "conf_sota_factors_model.yaml" in r.stdout and "simulated" in r.stdout
     assert (tmp_path / "demo-out" / "run1.tckpt").exists()
+
+    # the picture: a valid PNG of the both-phases checkpoint, one point per node with an IC
+    from matplotlib.image import imread
+
+    from tests.test_plot import PNG_MAGIC, points
+    from trace_ckpt.plot import KEY_IC, plot_manifest
+
+    png, both = tmp_path / "demo-out" / "trace.png", read_manifest(tmp_path / "demo-out" / "run2.tckpt")
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    fig = plot_manifest(both)
+    assert imread(png).shape[:2] == (round(fig.get_figheight() * 100), round(fig.get_figwidth() * 100))
+    phase1 = read_manifest(tmp_path / "demo-out" / "run1.tckpt")
+    expected = [n.index for n in both.nodes if KEY_IC in n.metrics]
+    assert len(both.nodes) == phase1.counts.hist + 2 and len(expected) == len(both.nodes)  # every node was backtested
+    assert sorted(points(fig, KEY_IC)) == expected
+    assert {n.kind for n in both.nodes} == {"factor", "model"}
+    assert f"plot: {png} ({len(expected)} nodes with an IC" in r.stdout
+
+
+def test_two_phase_script_parses_and_uses_real_options() -> None:
+    """examples/two_phase.sh needs a real LLM, so it is not run here: it must parse, and every trace-ckpt
+    command and option it uses must exist."""
+    import re
+
+    import typer.main
+
+    from trace_ckpt.cli import app
+
+    script = ROOT / "examples" / "two_phase.sh"
+    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "set -euo pipefail" in text
+    commands = typer.main.get_command(app).commands
+    used = set(re.findall(r"^\s*trace-ckpt ([a-z-]+)", text, flags=re.M))
+    assert used >= {"save", "verify", "inspect", "resume"} and used <= set(commands), used
+    options = {o for name in used for p in commands[name].params for o in p.opts if o.startswith("--")}
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())  # options in code, not comments
+    assert set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", code)) <= options
