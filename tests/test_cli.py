@@ -210,4 +210,11 @@ def test_console_script_is_installed_and_exits_with_codes(tmp_path: Path) -> Non
 
 
 def test_exit_code_table_is_complete() -> None:
-    assert {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 130} == set(EXIT_CODES)
+    """Every error class's exit code has a row, and no two kinds of error share a code by accident."""
+    import trace_ckpt.errors as errors
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.CheckpointError)]
+    codes = {c.exit_code for c in classes}
+    assert codes <= set(EXIT_CODES) and {0, 2, 130} <= set(EXIT_CODES)
+    shared = {c.exit_code for c in classes if c.exit_code != 4} - {1}  # 4: not a checkpoint / corrupt, on purpose
+    assert len(shared) == len([c for c in classes if c.exit_code not in (1, 4)])

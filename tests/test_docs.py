@@ -30,3 +30,10 @@ def test_every_command_and_option_is_documented() -> None:
 def test_exit_code_table_matches() -> None:
     rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", DOC, flags=re.M))
     assert {int(k): v for k, v in rows.items()} == EXIT_CODES
+
+
+def test_global_options_are_documented() -> None:
+    group = typer.main.get_command(app)
+    options = {o for p in group.params if p.param_type_name == "option" for o in p.opts} - {"--help"}
+    intro = re.split(r"^## `trace-ckpt ", DOC, flags=re.M)[0]
+    assert options and set(re.findall(r"^\| `(--[a-z-]+)", intro, flags=re.M)) == options

@@ -81,3 +81,15 @@ class ResumeError(CheckpointError):
     """The resumed run cannot be set up as asked (a bad --base-features folder, a setup hook that fails)."""
 
     exit_code = 11
+
+
+class MissingExtraError(CheckpointError):
+    """An optional dependency is not installed (e.g. matplotlib for ``inspect --plot``); the message names the pip extra."""
+
+    exit_code = 12
+
+
+class StorageAccessError(CheckpointError):
+    """The storage behind a URL refused access (credentials) or could not be reached."""
+
+    exit_code = 13

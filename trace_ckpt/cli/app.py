@@ -6,6 +6,7 @@ Errors end in one line on stderr (``trace-ckpt: error: ...``) and the exit code 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -24,8 +25,10 @@ from trace_ckpt.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
     MissingClassError,
+    MissingExtraError,
     NothingToExportError,
     SaveError,
+    StorageAccessError,
     UnsupportedVersionError,
     UntrustedContentError,
     WorkspaceConflictError,
@@ -45,6 +48,8 @@ EXIT_CODES: dict[int, str] = {
     MissingClassError.exit_code: "missing class: a module the file needs is not importable here",
     NothingToExportError.exit_code: "nothing to export: the checkpoint holds no such data",
     ResumeError.exit_code: "cannot resume: the new run cannot be set up as asked (e.g. a bad --base-features folder)",
+    MissingExtraError.exit_code: "missing extra: an optional dependency is not installed (e.g. pip install 'trace-ckpt[plot]' for --plot, 'trace-ckpt[s3]' for s3:// URLs)",
+    StorageAccessError.exit_code: "storage: the store behind a URL refused access (credentials) or could not be reached",
     130: "interrupted (Ctrl-C)",
 }
 
@@ -56,8 +61,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # paths and messages may hold [brackets]
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+@app.callback()
+def _options(
+    storage_option: Annotated[Optional[list[str]], typer.Option("--storage-option", metavar="KEY=VALUE", help="an fsspec option for checkpoint URLs (e.g. endpoint_url=http://127.0.0.1:9000); repeatable; goes before the command")] = None,
+) -> None:
+    """Checkpoint and restore RD-Agent's Trace: save a factor run, inspect it, resume a model phase on it."""
+    if storage_option:
+        from trace_ckpt.storage import options_from_pairs, set_default_options
+
+        try:
+            set_default_options(options_from_pairs(storage_option))
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--storage-option") from None
+
 
 KEY_IC = "IC"
 KEY_ARR = "1day.excess_return_with_cost.annualized_return"
@@ -82,7 +102,7 @@ def _fmt(x: float | None) -> str:
 @app.command()
 def save(
     source: Annotated[Path, typer.Argument(metavar="SOURCE", help="RD-Agent log folder of the run (log/<run>), its __session__ folder, or one session file")],
-    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="checkpoint file to write (replaced atomically)")],
+    out_path: Annotated[str, typer.Argument(metavar="OUT", help="checkpoint file or URL to write (replaced atomically)")],
     loop: Annotated[Optional[int], typer.Option("--loop", help="take the end of loop N instead of the latest step")] = None,
     level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
     max_file_bytes: Annotated[Optional[int], typer.Option("--max-file-bytes", min=0, help="list but do not store workspace files larger than this")] = None,
@@ -95,8 +115,10 @@ def save(
     from trace_ckpt.rdagent import save_trace
     from trace_ckpt.rdagent.sessions import load_session, loop_metadata
 
-    if not out_path.parent.is_dir():
-        raise SaveError(f"cannot save to {out_path}: folder {out_path.parent} does not exist")
+    from trace_ckpt.storage import is_remote, size_of
+
+    if not is_remote(out_path) and not Path(out_path).parent.is_dir():
+        raise SaveError(f"cannot save to {out_path}: folder {Path(out_path).parent} does not exist")
     loop_obj, dump = load_session(source, loop=loop, trust_legacy=trust_legacy)
     trace = getattr(loop_obj, "trace", None)
     if trace is None or not hasattr(trace, "hist"):
@@ -111,7 +133,7 @@ def save(
             metadata=loop_metadata(loop_obj, dump), progress=lambda n: bar.advance(task, n),
             allow_modules=allow_module or (),
         )
-    size = out_path.stat().st_size
+    size = size_of(out_path)
     ws = manifest.workspace_stats
     c = manifest.counts
     out.print(
@@ -122,22 +144,33 @@ def save(
 
 @app.command()
 def inspect(
-    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")],
+    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
     as_json: Annotated[bool, typer.Option("--json", help="print the manifest as one JSON object (nodes under 'nodes')")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="PATH", help="also draw the trace (IC and annualized return per node, phases, decisions, DAG) to this PNG; needs trace-ckpt[plot]")] = None,
 ) -> None:
     """Show what a checkpoint holds, from its manifest only (nothing is unpickled)."""
     from trace_ckpt.checkpoint import read_manifest
 
+    if plot is not None:
+        from trace_ckpt.plot import require_matplotlib
+
+        require_matplotlib()  # before any output: a missing extra is a one-line error, not half a report
     m = read_manifest(ckpt)
     if as_json:
         sys.stdout.write(m.model_dump_json(indent=None) + "\n")
-        return
-    _print_manifest(ckpt, m)
+    else:
+        _print_manifest(ckpt, m)
+    if plot is not None:
+        from trace_ckpt.plot import write_plot
+
+        write_plot(m, plot, title=str(ckpt).rstrip("/").rsplit("/", 1)[-1])  # CKPT may be a URL
+        points = sum(1 for n in m.nodes if KEY_IC in n.metrics)
+        (err if as_json else out).print(f"wrote {plot}: {points} of {len(m.nodes)} nodes have an IC")  # stdout stays JSON
 
 
-def _print_manifest(ckpt: Path, m: Manifest) -> None:
+def _print_manifest(ckpt: str, m: Manifest) -> None:
     p, c, ws = m.producer, m.counts, m.workspace_stats
-    out.print(f"[bold]{ckpt}[/bold]  format v{m.format_version}, saved {m.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    out.print(f"{ckpt}  format v{m.format_version}, saved {m.created_at:%Y-%m-%d %H:%M:%S} UTC")
     out.print(
         f"producer: trace-ckpt {p.trace_ckpt}, rdagent {p.rdagent}, python {p.python}, pandas {p.pandas}"
     )
@@ -182,7 +215,7 @@ def _print_manifest(ckpt: Path, m: Manifest) -> None:
 
 @app.command()
 def verify(
-    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")],
+    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
     require_signature: Annotated[bool, typer.Option("--require-signature", help="fail unless the file is signed with your key")] = False,
 ) -> None:
     """Check every section's checksum and the signature; exit 0 only when all hold."""
@@ -208,8 +241,8 @@ def verify(
 
 @app.command("export-factors")
 def export_factors_cmd(
-    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint file")],
-    out_path: Annotated[Path, typer.Argument(metavar="OUT.parquet", help="Parquet file to write")],
+    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
+    out_path: Annotated[str, typer.Argument(metavar="OUT.parquet", help="Parquet file or URL to write")],
 ) -> None:
     """Write the SOTA factor values (one column per factor, index datetime x instrument) to Parquet."""
     from trace_ckpt.export import export_factors
@@ -227,7 +260,7 @@ class Phase(str, Enum):
 
 @app.command()
 def resume(
-    ckpt: Annotated[Path, typer.Argument(metavar="CKPT", help="checkpoint of an earlier run")],
+    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint (file or URL) of an earlier run")],
     only: Annotated[Optional[Phase], typer.Option("--only", help="model: evolve only models on the SOTA factors; factor: continue factor evolution; omit: the mixed quant loop")] = None,
     loop_n: Annotated[Optional[int], typer.Option("--loop-n", min=1, help="number of new loops to run")] = None,
     step_n: Annotated[Optional[int], typer.Option("--step-n", min=1, help="number of steps to run")] = None,
@@ -267,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
         logger.propagate = False
     code = 0
     try:
-        rv = app(args=argv, prog_name="trace-ckpt", standalone_mode=False)
+        # a fresh context per call: --storage-option never leaks into the next call in one process
+        rv = contextvars.copy_context().run(app, args=argv, prog_name="trace-ckpt", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except typer.Exit as e:
         code = e.exit_code
@@ -280,7 +314,10 @@ def main(argv: list[str] | None = None) -> None:
             out.print(ctx.get_help())
         else:
             where = f"trace-ckpt {ctx.info_name}" if ctx is not None and ctx.parent is not None else "trace-ckpt"
-            err.print(f"trace-ckpt: usage error: {e.format_message()} (see '{where} --help')")
+            hint = f"see '{where} --help'"
+            if "--storage-option" in e.format_message():
+                hint = "--storage-option goes before the command: trace-ckpt --storage-option KEY=VALUE inspect URL"
+            err.print(f"trace-ckpt: usage error: {e.format_message()} ({hint})")
         code = getattr(e, "exit_code", 2)
     except CheckpointError as e:
         err.print(f"trace-ckpt: error: {e}")
