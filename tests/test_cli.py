@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from tests.builders import RunHolder, build_trace, data_folder, write_session
+from tests.clirun import manifest_only_probe
+from tests.clirun import run_cli as run
 from trace_ckpt.cli import EXIT_CODES, main
 from trace_ckpt.errors import (
     CheckpointNotFoundError,
@@ -23,13 +25,6 @@ from trace_ckpt.errors import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")
@@ -72,27 +67,7 @@ def test_inspect_json_is_the_manifest(capsys: pytest.CaptureFixture[str], ckpt: 
 
 
 def test_inspect_never_imports_rdagent_or_unpickles(ckpt: Path) -> None:
-    probe = f"""
-import pickle, sys
-def refuse(*a, **k):
-    raise SystemExit("pickle or a section read was called")
-def audit(event, args):
-    if event == "pickle.find_class":
-        refuse()
-sys.addaudithook(audit)
-pickle.loads = pickle.load = refuse
-from trace_ckpt.format.container import ContainerReader
-ContainerReader.read_section = ContainerReader.iter_section = refuse  # only the manifest may be read
-from trace_ckpt.cli import main
-try:
-    main(["inspect", {str(ckpt)!r}])
-except SystemExit as e:
-    assert e.code == 0, e.code
-bad = sorted(m for m in sys.modules if m == "rdagent" or m.startswith("rdagent."))
-assert not bad, bad
-assert "dill" not in sys.modules
-print("clean")
-"""
+    probe = manifest_only_probe(["inspect", str(ckpt)], checks='assert "dill" not in sys.modules')
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("clean"), r.stderr[-2000:]
 

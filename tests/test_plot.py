@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.builders import build_trace, data_folder, result_series
+from tests.clirun import manifest_only_probe
+from tests.clirun import run_cli as run
 from trace_ckpt import read_manifest, save_trace
 from trace_ckpt.cli import main
 from trace_ckpt.errors import MissingExtraError, SaveError
@@ -21,13 +23,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DAG = [((), True), ((0,), False), ((1,), True), ((), True), ((3,), False), ((1,), False)]
 MODEL_NODES = [((5,), True), ((6,), False)]
 NO_RESULT = 4  # this node's experiment has no result, so no IC: it must not be drawn
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")
@@ -183,27 +178,11 @@ def test_write_is_atomic(capsys: pytest.CaptureFixture[str], mixed: tuple[Path, 
 
 def test_plot_never_imports_rdagent_or_unpickles(mixed: tuple[Path, object], tmp_path: Path) -> None:
     png = tmp_path / "t.png"
-    probe = f"""
-import pickle, sys
-def refuse(*a, **k):
-    raise SystemExit("pickle or a section read was called")
-def audit(event, args):
-    if event == "pickle.find_class":
-        refuse()
-sys.addaudithook(audit)
-pickle.loads = pickle.load = refuse
-from trace_ckpt.format.container import ContainerReader
-ContainerReader.read_section = ContainerReader.iter_section = refuse  # only the manifest may be read
-from trace_ckpt.cli import main
-try:
-    main(["inspect", {str(mixed[0])!r}, "--plot", {str(png)!r}])
-except SystemExit as e:
-    assert e.code == 0, e.code
-bad = sorted(m for m in sys.modules if m == "rdagent" or m.startswith("rdagent."))
-assert not bad, bad
-assert "matplotlib.pyplot" not in sys.modules  # drawn on an Agg canvas: pyplot's global state untouched
-print("clean")
-"""
+    probe = manifest_only_probe(
+        ["inspect", str(mixed[0]), "--plot", str(png)],
+        # drawn on an Agg canvas: pyplot's global state is untouched
+        checks='assert "matplotlib.pyplot" not in sys.modules',
+    )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("clean"), r.stderr[-2000:]
     assert png.read_bytes()[:8] == PNG_MAGIC

@@ -11,20 +11,10 @@ from hypothesis import strategies as st
 
 from tests.builders import ALLOW, build_trace, data_folder
 from tests.compare import assert_same_graph
+from tests.strategies import dags
 from trace_ckpt import read_manifest, restore_trace, save_trace
 
 _DATA = data_folder(Path(os.environ["WORKSPACE_PATH"]).parent / "prop-data")  # inside the session's temp folder
-
-
-@st.composite
-def dags(draw):
-    n = draw(st.integers(min_value=1, max_value=7))
-    parents = [()]
-    for i in range(1, n):
-        parents.append(draw(st.one_of(st.just(()), st.integers(0, i - 1).map(lambda p: (p,)))))
-    decisions = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    loop_ids = draw(st.permutations(list(range(n))))
-    return parents, decisions, loop_ids
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,18 +9,12 @@ from pathlib import Path
 import pytest
 from rdagent.core.serialization import loads
 
+from tests.clirun import run_cli as _cli
 from tests.compare import assert_same_graph, snapshot_folder
 from trace_ckpt import read_manifest, restore_trace
 from trace_ckpt.cli import main
 from trace_ckpt.rdagent.sessions import list_dumps
 from trace_ckpt.rdagent.trace import iter_workspaces
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from tests.builders import build_trace, data_folder
-from trace_ckpt import CorruptCheckpointError, UntrustedContentError, read_manifest, restore_trace, save_trace, verify_checkpoint
-from trace_ckpt.cli import main
+from tests.clirun import run_cli as _cli
+from trace_ckpt import (
+    CorruptCheckpointError,
+    UntrustedContentError,
+    read_manifest,
+    restore_trace,
+    save_trace,
+    verify_checkpoint,
+)
 from trace_ckpt.signing import SigningKeyError, key_id
 
 KEY = "a-signing-key-of-at-least-32-bytes-long!"
@@ -18,13 +25,6 @@ OTHER = "another-signing-key-of-32-bytes-or-more"
 @pytest.fixture()
 def trace(tmp_path: Path):
     return build_trace([(), (0,)], [True, False], data_folder(tmp_path / "data"), write_outputs=False)
-
-
-def _cli(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
 
 
 def test_signed_roundtrip_and_wrong_key(tmp_path: Path, trace, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -23,10 +23,11 @@ from rdagent.core.proposal import Trace
 from rdagent.scenarios.qlib.proposal.quant_proposal import QuantTrace
 
 from tests.builders import build_trace, data_folder
+from tests.clirun import run_cli as run
 from tests.compare import assert_same_graph, snapshot_folder
+from tests.strategies import dags
 from trace_ckpt import diff, merge, prune, read_manifest, restore_trace, save_trace
 from trace_ckpt.checkpoint import open_checkpoint
-from trace_ckpt.cli import main
 from trace_ckpt.errors import CheckpointNotFoundError, NothingToExportError
 from trace_ckpt.rdagent.surgery import Keep
 
@@ -115,12 +116,8 @@ def test_keep_parse() -> None:
 
 @st.composite
 def pruning_cases(draw):
-    n = draw(st.integers(min_value=1, max_value=7))
-    parents = [()]
-    for i in range(1, n):
-        parents.append(draw(st.one_of(st.just(()), st.integers(0, i - 1).map(lambda p: (p,)))))
-    decisions = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    loop_ids = draw(st.permutations(list(range(n))))
+    parents, decisions, loop_ids = draw(dags())
+    n = len(parents)
     quant = draw(st.booleans())
     actions = draw(st.lists(st.sampled_from(["factor", "model"]), min_size=n, max_size=n)) if quant else ["factor"] * n
     selection = draw(st.one_of(st.just((-1,)), st.just(()), st.integers(0, n - 1).map(lambda i: (i,))))
@@ -242,9 +239,7 @@ def merge_cases(draw):
     k = draw(st.integers(min_value=2, max_value=3))
     inputs = []
     for _ in range(k):
-        n = draw(st.integers(min_value=1, max_value=5))
-        parents = [()] + [draw(st.one_of(st.just(()), st.integers(0, i - 1).map(lambda p: (p,)))) for i in range(1, n)]
-        decisions = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+        parents, decisions, _ = draw(dags(max_nodes=5))
         inputs.append((parents, decisions, draw(st.booleans()), draw(st.booleans())))  # + quant, other code
     return inputs
 
@@ -457,13 +452,6 @@ def test_diff_counts_extra_nodes(pair, tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- CLI
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
 
 
 def test_cli_diff_exit_codes(capsys: pytest.CaptureFixture[str], pair) -> None:

@@ -1,0 +1,44 @@
+"""Running the CLI inside a test: the exit code and what it printed, and a probe for commands that must
+read nothing but the manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trace_ckpt.cli import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
+    """``trace-ckpt ARGS`` in this process: (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    cap = capsys.readouterr()
+    return e.value.code, cap.out, cap.err
+
+
+def manifest_only_probe(argv: list[str], checks: str = "") -> str:
+    """A Python script that runs ``trace-ckpt ARGV`` with pickle and section reads booby-trapped, then
+    asserts that rdagent was never imported (plus ``checks``), and prints ``clean``."""
+    return f"""
+import pickle, sys
+def refuse(*a, **k):
+    raise SystemExit("pickle or a section read was called")
+def audit(event, args):
+    if event == "pickle.find_class":
+        refuse()
+sys.addaudithook(audit)
+pickle.loads = pickle.load = refuse
+from trace_ckpt.format.container import ContainerReader
+ContainerReader.read_section = ContainerReader.iter_section = ContainerReader.stream_section = refuse  # only the manifest may be read
+from trace_ckpt.cli import main
+try:
+    main({argv!r})
+except SystemExit as e:
+    assert e.code == 0, e.code
+bad = sorted(m for m in sys.modules if m == "rdagent" or m.startswith("rdagent."))
+assert not bad, bad
+{checks}
+print("clean")
+"""
