@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
 from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 from trace_ckpt.format.manifest import Manifest
@@ -24,8 +23,9 @@ from trace_ckpt.storage import atomic_write, local_copy, open_read
 log = logging.getLogger("trace_ckpt")
 
 if TYPE_CHECKING:  # the codec (pandas, pyarrow) is imported only by the functions that decode or encode
-    from trace_ckpt.codec.blobs import BlobSource
+    from trace_ckpt.codec.blobs import BlobPacker, BlobSource
     from trace_ckpt.codec.files import FilesIndex, Progress
+    from trace_ckpt.format.manifest import WorkspaceStats
 
 PathLike = str | os.PathLike[str]
 
@@ -48,16 +48,38 @@ def write_checkpoint(
 
     The save fails before anything lands at ``path`` if a load with ``allow_modules`` would refuse it.
     """
+    from trace_ckpt.codec.files import capture_workspaces
+
+    return _write(
+        path, root, manifest,
+        lambda packer: capture_workspaces(workspace_paths, packer, max_file_bytes=max_file_bytes, progress=progress),
+        level=level, threads=threads, min_blob=min_blob, allow_modules=allow_modules, key=key,
+    )
+
+
+def _write(
+    path: PathLike,
+    root: Any,
+    manifest: Manifest,
+    capture: Callable[[BlobPacker], tuple[FilesIndex, WorkspaceStats]],
+    *,
+    level: int,
+    threads: int,
+    min_blob: int,
+    allow_modules: Iterable[str],
+    key: bytes | None,
+) -> Manifest:
+    """The one save pipeline: graph, then the workspace files ``capture`` puts in the packer, then the
+    blob index, the files index and the manifest, all into one atomic write."""
     from trace_ckpt.codec.allowlist import Allowlist
     from trace_ckpt.codec.blobs import BlobPacker
-    from trace_ckpt.codec.files import capture_workspaces
     from trace_ckpt.codec.graph import encode_graph
 
     with atomic_write(path) as f:
         writer = ContainerWriter(f, level=level, threads=threads)
         packer = BlobPacker(writer)
         stats = encode_graph(root, writer, packer, min_blob=min_blob, allow=Allowlist(allow_modules))
-        index, ws_stats = capture_workspaces(workspace_paths, packer, max_file_bytes=max_file_bytes, progress=progress)
+        index, ws_stats = capture(packer)
         packer.finish()
         writer.add_bytes("files", "files", index.to_bytes())
         manifest.pickler = stats.pickler  # type: ignore[assignment]
@@ -203,26 +225,13 @@ def write_checkpoint_carrying(
     """Like ``write_checkpoint``, but every workspace folder (new key -> ``CarriedFolder``) comes from an open
     checkpoint: entries and file bytes are copied as stored, so no workspace has to exist on disk.
     """
-    from trace_ckpt.codec.allowlist import Allowlist
-    from trace_ckpt.codec.blobs import BlobPacker
-    from trace_ckpt.codec.graph import encode_graph
-
-    with atomic_write(path) as f:
-        writer = ContainerWriter(f, level=level, threads=threads)
-        packer = BlobPacker(writer)
-        stats = encode_graph(root, writer, packer, min_blob=min_blob, allow=Allowlist(allow_modules))
-        index, ws_stats = _carry_folders(folders, packer)
-        packer.finish()
-        writer.add_bytes("files", "files", index.to_bytes())
-        manifest.pickler = stats.pickler  # type: ignore[assignment]
-        manifest.tables = stats.tables
-        manifest.pandas_pickled = stats.pandas_pickled
-        manifest.blobs = len(packer.index)
-        manifest.workspace_stats = ws_stats
-        return writer.finish(manifest, key=key, key_id=key_id(key) if key else None)
+    return _write(
+        path, root, manifest, lambda packer: _carry_folders(folders, packer),
+        level=level, threads=threads, min_blob=min_blob, allow_modules=allow_modules, key=key,
+    )
 
 
-def _carry_folders(folders: Mapping[str, CarriedFolder], packer: Any) -> tuple[FilesIndex, Any]:
+def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> tuple[FilesIndex, WorkspaceStats]:
     import tempfile
 
     from trace_ckpt.codec.blobs import digest_bytes

@@ -45,6 +45,23 @@ def producer() -> Producer:
     )
 
 
+def new_manifest(trace: Any, metadata: dict[str, Any] | None = None) -> Manifest:
+    """The manifest of a save of ``trace``: producer versions, counts and one summary per node."""
+    nodes, counts, sota = summarize(trace)
+    scen = getattr(trace, "scen", None)
+    return Manifest(
+        format_version=FORMAT_VERSION,
+        created_at=datetime.now(timezone.utc),
+        producer=producer(),
+        trace_class=class_path(trace),
+        scenario_class=None if scen is None else class_path(scen),
+        counts=counts,
+        sota_index=sota,
+        nodes=nodes,
+        metadata=dict(metadata or {}),
+    )
+
+
 def save_trace(
     trace: Any,
     path: PathLike,
@@ -63,19 +80,7 @@ def save_trace(
     if not (hasattr(trace, "hist") and hasattr(trace, "dag_parent")):
         raise CheckpointError(f"save_trace needs an RD-Agent Trace, got {type(trace).__name__}")
     settings = get_settings()
-    nodes, counts, sota = summarize(trace)
-    scen = getattr(trace, "scen", None)
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        created_at=datetime.now(timezone.utc),
-        producer=producer(),
-        trace_class=class_path(trace),
-        scenario_class=None if scen is None else class_path(scen),
-        counts=counts,
-        sota_index=sota,
-        nodes=nodes,
-        metadata=dict(metadata or {}),
-    )
+    manifest = new_manifest(trace, metadata)
     keys = list(dict.fromkeys(workspace_key(ws) for ws in iter_workspaces(trace)))
     return write_checkpoint(
         path,

@@ -20,16 +20,14 @@ import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from trace_ckpt.checkpoint import CarriedFolder, LoadedCheckpoint, PathLike, open_checkpoint, write_checkpoint_carrying
 from trace_ckpt.errors import NothingToExportError
-from trace_ckpt.format.container import FORMAT_VERSION
 from trace_ckpt.format.manifest import Manifest
-from trace_ckpt.rdagent.checkpoint import check_trace_shape, producer
-from trace_ckpt.rdagent.trace import class_path, experiment_kind, iter_workspaces, summarize, workspace_key
+from trace_ckpt.rdagent.checkpoint import check_trace_shape, new_manifest
+from trace_ckpt.rdagent.trace import class_path, experiment_kind, iter_workspaces, workspace_key
 from trace_ckpt.settings import get_settings
 from trace_ckpt.signing import configured_key
 
@@ -188,13 +186,7 @@ def _load(path: PathLike, allow_modules: Sequence[str], require_signature: bool 
 def _write(trace: Any, out: PathLike, folders: dict[str, CarriedFolder], metadata: dict[str, Any],
            level: int | None, allow_modules: Sequence[str]) -> Manifest:
     settings = get_settings()
-    nodes, counts, sota = summarize(trace)
-    scen = getattr(trace, "scen", None)
-    manifest = Manifest(
-        format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc), producer=producer(),
-        trace_class=class_path(trace), scenario_class=None if scen is None else class_path(scen),
-        counts=counts, sota_index=sota, nodes=nodes, metadata=metadata,
-    )
+    manifest = new_manifest(trace, metadata)
     return write_checkpoint_carrying(
         out, trace, manifest, folders, level=settings.level if level is None else level, threads=settings.threads,
         min_blob=settings.min_blob_bytes, allow_modules=[*settings.allow_modules, *allow_modules],
