@@ -14,6 +14,7 @@ import fsspec
 import pytest
 
 from tests.builders import ALLOW, build_trace, data_folder
+from tests.clirun import run_cli as run
 from tests.compare import assert_same_graph, snapshot_folder
 from tests.s3server import s3_server
 from trace_ckpt import read_manifest, restore_trace, save_trace, verify_checkpoint
@@ -31,13 +32,6 @@ from trace_ckpt.storage import list_files, storage_options
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE_CKPT = Path(sys.executable).parent / "trace-ckpt"
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    cap = capsys.readouterr()
-    return e.value.code, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +237,15 @@ def test_s3_upload_interrupted_half_way_leaves_no_partial_object(s3_env, tmp_pat
     assert s3_env["client"].list_multipart_uploads(Bucket="research").get("Uploads", []) == []
     assert read_manifest(url).counts.hist == 1
     shutil.rmtree(ws, ignore_errors=True)
+
+
+@pytest.mark.parametrize("args,code", [
+    (("ls", "memory://no-such-bucket/runs/"), CheckpointNotFoundError.exit_code),
+    (("ls", "/no/such/folder"), CheckpointNotFoundError.exit_code),
+    (("inspect", "memory://no-such-bucket/run1.tckpt"), CheckpointNotFoundError.exit_code),
+    (("inspect", "nosuchprotocol://bucket/run1.tckpt"), 1),
+    (("save", "/no/such/run", "memory://b/run1.tckpt"), CheckpointNotFoundError.exit_code),
+])
+def test_bad_urls_are_one_line_errors(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], code: int) -> None:
+    got, out, err = run(capsys, *args)
+    assert got == code and out == "" and err.count("\n") == 1 and err.startswith("trace-ckpt: error:"), err

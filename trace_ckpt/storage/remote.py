@@ -75,11 +75,6 @@ def set_default_options(options: Mapping[str, Any]) -> None:
     _options.set({**_options.get(), **options})
 
 
-def current_options() -> dict[str, Any]:
-    """The options set by the innermost ``storage_options`` block."""
-    return dict(_options.get())
-
-
 def _filesystem(url: str) -> tuple[Any, str]:
     import fsspec
 
@@ -129,7 +124,6 @@ class _ExactReader:
     def __init__(self, fs: Any, path: str, size: int) -> None:
         self._fs, self._path, self.size = fs, path, size
         self._pos = 0
-        self.bytes_fetched = 0
 
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self._pos, 2: self.size}[whence]
@@ -145,7 +139,6 @@ class _ExactReader:
             return b""
         data = self._fs.cat_file(self._path, start=self._pos, end=end)
         self._pos += len(data)
-        self.bytes_fetched += len(data)
         return data
 
 
@@ -235,6 +228,8 @@ def list_files(url: str) -> list[Entry]:
     fs, path = _filesystem(url)
     try:
         infos = fs.ls(path, detail=True)
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(f"no folder or prefix at {url}: check the bucket and the path") from None
     except Exception as e:
         raise storage_error(url, e) from None
     out = []
