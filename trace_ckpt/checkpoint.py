@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 from trace_ckpt.format.manifest import Manifest
-from trace_ckpt.signing import configured_key, key_id
 from trace_ckpt.storage import atomic_write, local_copy, open_read
 
 log = logging.getLogger("trace_ckpt")
 
-if TYPE_CHECKING:  # the codec (pandas, pyarrow) is imported only by the functions that decode or encode
+# the codec (pandas, pyarrow) and signing (pydantic-settings) are imported only by the functions that use
+# them, so that reading a manifest (`inspect`, `ls`) stays light
+if TYPE_CHECKING:
     from trace_ckpt.codec.blobs import BlobPacker, BlobSource
     from trace_ckpt.codec.files import FilesIndex, Progress
     from trace_ckpt.format.manifest import WorkspaceStats
@@ -74,6 +75,7 @@ def _write(
     from trace_ckpt.codec.allowlist import Allowlist
     from trace_ckpt.codec.blobs import BlobPacker
     from trace_ckpt.codec.graph import encode_graph
+    from trace_ckpt.signing import key_id
 
     with atomic_write(path) as f:
         writer = ContainerWriter(f, level=level, threads=threads)
@@ -122,6 +124,8 @@ def _signature_status(reader: ContainerReader, key: bytes | None) -> str:
 
 def verify_checkpoint(path: PathLike, *, key: bytes | None = None) -> VerifyReport:
     """Check the manifest, every section's SHA-256 and, when a key is given or configured, the signature."""
+    from trace_ckpt.signing import configured_key
+
     key = key if key is not None else configured_key()
     with local_copy(path) as local, open_read(local) as f:  # a remote file is fetched once, streamed
         reader = ContainerReader(f, source=str(path))
@@ -130,6 +134,8 @@ def verify_checkpoint(path: PathLike, *, key: bytes | None = None) -> VerifyRepo
 
 def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -> None:
     """Refuse a file signed with another key, and (with ``require``) one whose signature cannot be checked."""
+    from trace_ckpt.signing import key_id
+
     status = _signature_status(reader, key)
     src = reader.source
     if status == "bad":

@@ -14,10 +14,9 @@ import shutil
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TextIO
 
 import typer
-from rich.console import Console
 
 from trace_ckpt.errors import (
     CheckpointError,
@@ -61,8 +60,31 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True, markup=False)  # paths and messages may hold [brackets]
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+class _Stream:
+    """Plain text to stdout or stderr, looked up at each call (so redirection and test capture work).
+
+    Not rich's Console: importing rich costs ~0.1 s of every command, and `inspect` must start fast;
+    rich is imported only for the progress bar of `save`."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+
+    @property
+    def file(self) -> TextIO:
+        return sys.stderr if self._stderr else sys.stdout
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.file.isatty()
+
+    def print(self, text: object = "") -> None:
+        self.file.write(f"{text}\n")
+
+
+out = _Stream()
+err = _Stream(stderr=True)
 
 
 @app.callback()
@@ -110,6 +132,7 @@ def save(
     allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes that loads of this checkpoint may use (repeatable)")] = None,
 ) -> None:
     """Turn an RD-Agent run folder into one checkpoint file."""
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from trace_ckpt.rdagent import save_trace
@@ -125,7 +148,7 @@ def save(
         raise CorruptCheckpointError(f"{dump.path} holds a {type(loop_obj).__name__} without a trace")
     with Progress(
         TextColumn("workspace files"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
+        console=Console(stderr=True, highlight=False), transient=True, disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task("files", total=None)
         manifest = save_trace(
