@@ -1,6 +1,6 @@
-"""A real S3-compatible server for tests and benchmarks: moto's server mode in its own process on
-127.0.0.1, with authentication on. The first four requests (the set-up below) need no credentials;
-every later one must be signed with the IAM user's key."""
+"""A real S3-compatible server for tests and benchmarks: moto's server mode (moto[s3] plus flask, not the
+heavy moto[server] extra) in its own process on 127.0.0.1, with authentication on. The first four
+requests (the set-up below) need no credentials; every later one must be signed with the IAM user's key."""
 
 from __future__ import annotations
 
