@@ -34,11 +34,15 @@ def ckpts(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return {"all": _save(factor_run, d / "run1.tckpt"), "one": _save(factor_run, d / "one.tckpt", "--loop", "0")}
 
 
-def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
-    """Run the CLI as a user would, offline, in a folder with no data folder and no cache."""
-    from examples.offline.run import offline_env
+def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str,
+                           data: bool = False) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run the CLI as a user would, offline, in a folder with no cache and no data folder (with the
+    factor data folder if ``data``: RD-Agent's quant scenario reads it, its factor rounds run factor code)."""
+    from examples.offline.run import offline_env, prepare_data
 
     workdir.mkdir(parents=True, exist_ok=True)
+    if data:
+        prepare_data(workdir)
     marker = workdir / "FACTOR_CODE_RAN"
     spy = workdir / "python-spy.sh"
     spy.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec {sys.executable} "$@"\n')
@@ -47,7 +51,7 @@ def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str) -> tuple[subpr
            "TRACE_CKPT_OFFLINE_PROMPT_LOG": str(workdir / "prompts.jsonl")}
     proc = subprocess.run([str(TRACE_CKPT), "resume", str(ckpt), *args, "--allow-module", "examples"],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-    assert not Path(env["FACTOR_CoSTEER_DATA_FOLDER"]).exists()
+    assert data or not Path(env["FACTOR_CoSTEER_DATA_FOLDER"]).exists()
     return proc, Path(env["LOG_TRACE_PATH"])
 
 

@@ -5,7 +5,10 @@
 It recognises which RD-Agent prompt it was given (hypothesis, hypothesis->experiment, feedback; factor
 or model) and answers with valid JSON of the schema that prompt asks for. Rounds are counted in a small
 state file (``TRACE_CKPT_OFFLINE_STATE``), so every run is deterministic. Feedback decisions follow a
-fixed pattern: factor rounds 1, 4, 7, ... are rejected, model rounds 1, 3, 5, ... are rejected.
+fixed pattern: factor rounds 1, 4, 7, ... are rejected, model rounds 1, 3, 5, ... are rejected. In the quant
+loop (fin_quant) the proposal prompt asks for an ``"action"``: the answer takes the action RD-Agent's bandit
+chose (read from the prompt) and numbers its round after the rounds shown in the prompt's history, so a
+quant loop resumed on a restored trace proposes new factors.
 
 ``TRACE_CKPT_OFFLINE_SEED=s`` (default 0) simulates another LLM sample, for runs that must differ: with
 s != 0 the factors of odd rounds get windows shifted by s (new names), and every factor's code is written
@@ -118,6 +121,9 @@ def _answer(text: str) -> str:
     is_model = "GRU model/LSTM model" in text and "SOTA factor library" not in text
     kind = "model" if is_model else "factor"
     r = _next(f"{kind}_hypothesis")
+    if '"action"' in text:  # the quant loop: its history may hold a restored run's rounds, number on from them
+        seen = [int(n) for n in re.findall(rf"\[{kind} round (\d+)\]", text)]
+        r = max([r, *(n + 1 for n in seen)])
     out = {
         "hypothesis": f"[{kind} round {r}] " + (
             f"A GRU with hidden size {16 * (1 + r % 3)} over the SOTA factors improves excess return."
