@@ -19,18 +19,13 @@ import pickle
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-_TMP = Path(tempfile.mkdtemp(prefix="tckpt-bench-storage-"))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ["WORKSPACE_PATH"] = str(_TMP / "RD-Agent_workspace")
-os.environ["PICKLE_CACHE_FOLDER_PATH_STR"] = str(_TMP / "pickle_cache")
-os.environ["LOG_TRACE_PATH"] = str(_TMP / "log")
-os.environ["TRACE_CKPT_ALLOW_MODULES"] = '["tests"]'  # the stand-in scenario of tests/builders.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _env import isolated  # noqa: E402
+
+_TMP = isolated("tckpt-bench-storage-")  # before anything imports rdagent
 
 MB = 1024 * 1024
 

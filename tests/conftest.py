@@ -32,3 +32,15 @@ def factor_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from examples.offline.run import run_factor_loop
 
     return run_factor_loop(tmp_path_factory.mktemp("offline"), 4)
+
+
+@pytest.fixture(scope="session")
+def factor_ckpt(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`trace-ckpt save` of the factor_run fixture, done once per test session (read it, do not change it)."""
+    from trace_ckpt.cli import main
+
+    out = tmp_path_factory.mktemp("factor-ckpt") / "run1.tckpt"
+    with pytest.raises(SystemExit) as e:
+        main(["save", str(factor_run), str(out), "--allow-module", "examples"])
+    assert e.value.code == 0
+    return out

@@ -18,7 +18,6 @@ from tests.clirun import run_cli as run
 from tests.compare import assert_same_graph, snapshot_folder
 from tests.s3server import s3_server
 from trace_ckpt import read_manifest, restore_trace, save_trace, verify_checkpoint
-from trace_ckpt.cli import main
 from trace_ckpt.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -98,17 +97,7 @@ def s3_env(s3, monkeypatch: pytest.MonkeyPatch):
     fsspec.filesystem("s3").clear_instance_cache()
 
 
-@pytest.fixture(scope="module")
-def saved_run(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint of the real offline RD-Agent factor run, on local disk, for comparisons."""
-    out = tmp_path_factory.mktemp("s3-local") / "run1.tckpt"
-    with pytest.raises(SystemExit) as e:
-        main(["save", str(factor_run), str(out), "--allow-module", "examples"])
-    assert e.value.code == 0
-    return out
-
-
-def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, saved_run: Path, tmp_path: Path,
+def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, factor_ckpt: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import s3fs
 
@@ -123,7 +112,7 @@ def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, sav
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["url"] for r in rows] == [url]
-    local = read_manifest(saved_run)
+    local = read_manifest(factor_ckpt)
     assert rows[0]["nodes"] == local.counts.hist and rows[0]["accepted"] == local.counts.accepted
     assert rows[0]["size"] == obj["ContentLength"]
 
@@ -141,8 +130,8 @@ def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, sav
     code, out, err = run(capsys, "inspect", url, "--json")
     assert code == 0, err
     remote = json.loads(out)
-    assert remote["nodes"] == json.loads(read_manifest(saved_run).model_dump_json())["nodes"]
-    footer = FOOTER.unpack(saved_run.read_bytes()[-FOOTER.size:])
+    assert remote["nodes"] == json.loads(read_manifest(factor_ckpt).model_dump_json())["nodes"]
+    footer = FOOTER.unpack(factor_ckpt.read_bytes()[-FOOTER.size:])
     assert sum(fetched) == HEADER.size + FOOTER.size + footer[1]  # header, footer, manifest: nothing else
     assert sum(fetched) < 1024 * 1024 and sum(fetched) < obj["ContentLength"] / 2
     monkeypatch.undo()
@@ -153,23 +142,23 @@ def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, sav
     assert code == 0 and out.startswith("ok:"), err
 
     restored = restore_trace(url, workspace_root=tmp_path / "ws", allow_modules=["examples"])
-    reference = restore_trace(saved_run, workspace_root=tmp_path / "ws-local", allow_modules=["examples"])
+    reference = restore_trace(factor_ckpt, workspace_root=tmp_path / "ws-local", allow_modules=["examples"])
     path_map = {str(a.workspace_path): str(b.workspace_path)
                 for a, b in zip(iter_workspaces(reference), iter_workspaces(restored))}
     assert_same_graph(reference, restored, path_map=path_map)
 
 
-def test_s3_resume_restores_from_the_bucket(s3_env, saved_run: Path, tmp_path: Path) -> None:
+def test_s3_resume_restores_from_the_bucket(s3_env, factor_ckpt: Path, tmp_path: Path) -> None:
     """`trace-ckpt resume s3://...` in a fresh folder: the restore step runs from the bucket, then one step."""
     from examples.offline.run import offline_env
 
-    s3_env["client"].upload_file(str(saved_run), "research", "runs/resume.tckpt")
+    s3_env["client"].upload_file(str(factor_ckpt), "research", "runs/resume.tckpt")
     env = {**os.environ, **offline_env(tmp_path, "model"), **s3_env["env"]}
     proc = subprocess.run([str(TRACE_CKPT), "resume", "s3://research/runs/resume.tckpt", "--only", "model",
                            "--step-n", "1", "--allow-module", "examples"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    restored_nodes = read_manifest(saved_run).counts.hist
+    restored_nodes = read_manifest(factor_ckpt).counts.hist
     assert f"{restored_nodes} restored nodes" in proc.stdout
     # the restored workspaces landed in the new run's WORKSPACE_PATH
     ws_root = Path(env["WORKSPACE_PATH"])
