@@ -156,11 +156,8 @@ def _best(fn, repeat: int = 3):
 
 
 def s3(rows: list[dict]) -> None:
-    import fsspec
-    import s3fs
-
     from tests.builders import build_trace, data_folder
-    from tests.s3server import s3_server
+    from tests.s3server import counting_s3_reads, s3_server
     from trace_ckpt import read_manifest, restore_trace, save_trace
 
     work = _TMP / "s3"
@@ -171,32 +168,21 @@ def s3(rows: list[dict]) -> None:
     local = work / "run.tckpt"
     with s3_server() as server:
         os.environ.update(server.env)
-        fsspec.filesystem("s3").clear_instance_cache()
         url = f"s3://{server.bucket}/runs/run.tckpt"
-        fetched: list[int] = []
-        original = s3fs.S3FileSystem._cat_file
+        with counting_s3_reads() as fetched:
+            t_save_l, _ = _best(lambda: save_trace(trace, local))
+            t_save_r, _ = _best(lambda: save_trace(trace, url))
+            t_insp_l, _ = _best(lambda: read_manifest(local), 5)
+            fetched.clear()
+            t_insp_r, _ = _best(lambda: read_manifest(url), 5)
+            inspect_bytes = sum(fetched) / 5
 
-        async def counting(self, path, *a, **k):
-            data = await original(self, path, *a, **k)
-            fetched.append(len(data))
-            return data
+            def restore(src: str, name: str):
+                shutil.rmtree(work / name, ignore_errors=True)
+                return restore_trace(src, workspace_root=work / name, allow_modules=["tests"])
 
-        s3fs.S3FileSystem._cat_file = counting
-        fsspec.filesystem("s3").clear_instance_cache()
-        t_save_l, _ = _best(lambda: save_trace(trace, local))
-        t_save_r, _ = _best(lambda: save_trace(trace, url))
-        t_insp_l, _ = _best(lambda: read_manifest(local), 5)
-        fetched.clear()
-        t_insp_r, _ = _best(lambda: read_manifest(url), 5)
-        inspect_bytes = sum(fetched) / 5
-
-        def restore(src: str, name: str):
-            shutil.rmtree(work / name, ignore_errors=True)
-            return restore_trace(src, workspace_root=work / name, allow_modules=["tests"])
-
-        t_rest_l, _ = _best(lambda: restore(str(local), "back-l"))
-        t_rest_r, _ = _best(lambda: restore(url, "back-r"))
-        s3fs.S3FileSystem._cat_file = original
+            t_rest_l, _ = _best(lambda: restore(str(local), "back-l"))
+            t_rest_r, _ = _best(lambda: restore(url, "back-r"))
     size = local.stat().st_size
     print(f"\nS3 (moto server on 127.0.0.1) vs local disk, {loops}-loop trace, checkpoint {size / MB:.2f} MB")
     print(f"{'':12} {'local s':>9} {'s3 s':>9} {'s3 / local':>11}")

@@ -74,3 +74,25 @@ def s3_server(bucket: str = "research") -> Iterator[S3Server]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def counting_s3_reads() -> Iterator[list[int]]:
+    """Inside the block, the length of every object read s3fs makes (a ranged GET each) lands in the list."""
+    import s3fs
+
+    fetched: list[int] = []
+    original = s3fs.S3FileSystem._cat_file
+
+    async def counting(self: Any, path: str, *args: Any, **kwargs: Any) -> bytes:
+        data = await original(self, path, *args, **kwargs)
+        fetched.append(len(data))
+        return data
+
+    s3fs.S3FileSystem._cat_file = counting
+    s3fs.S3FileSystem.clear_instance_cache()  # s3fs binds its sync methods when an instance is made
+    try:
+        yield fetched
+    finally:
+        s3fs.S3FileSystem._cat_file = original
+        s3fs.S3FileSystem.clear_instance_cache()

@@ -16,7 +16,7 @@ import pytest
 from tests.builders import ALLOW, build_trace, data_folder
 from tests.clirun import run_cli as run
 from tests.compare import assert_same_graph, snapshot_folder
-from tests.s3server import s3_server
+from tests.s3server import counting_s3_reads, s3_server
 from trace_ckpt import read_manifest, restore_trace, save_trace, verify_checkpoint
 from trace_ckpt.errors import (
     CheckpointNotFoundError,
@@ -97,10 +97,8 @@ def s3_env(s3, monkeypatch: pytest.MonkeyPatch):
     fsspec.filesystem("s3").clear_instance_cache()
 
 
-def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, factor_ckpt: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import s3fs
-
+def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, factor_ckpt: Path,
+                                           tmp_path: Path) -> None:
     url = "s3://research/runs/run1.tckpt"
     code, out, err = run(capsys, "save", factor_run, url, "--allow-module", "examples")
     assert code == 0, err
@@ -117,26 +115,14 @@ def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, fac
     assert rows[0]["size"] == obj["ContentLength"]
 
     # inspect fetches the header, the footer and the manifest only: count what s3fs actually downloads
-    fetched: list[int] = []
-    original = s3fs.S3FileSystem._cat_file
-
-    async def counting(self, path, *args, **kwargs):
-        data = await original(self, path, *args, **kwargs)
-        fetched.append(len(data))
-        return data
-
-    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counting)
-    fsspec.filesystem("s3").clear_instance_cache()  # s3fs binds its sync methods per instance
-    code, out, err = run(capsys, "inspect", url, "--json")
+    with counting_s3_reads() as fetched:
+        code, out, err = run(capsys, "inspect", url, "--json")
     assert code == 0, err
     remote = json.loads(out)
     assert remote["nodes"] == json.loads(read_manifest(factor_ckpt).model_dump_json())["nodes"]
     footer = FOOTER.unpack(factor_ckpt.read_bytes()[-FOOTER.size:])
     assert sum(fetched) == HEADER.size + FOOTER.size + footer[1]  # header, footer, manifest: nothing else
     assert sum(fetched) < 1024 * 1024 and sum(fetched) < obj["ContentLength"] / 2
-    monkeypatch.undo()
-    for k, v in s3_env["env"].items():
-        monkeypatch.setenv(k, v)
 
     code, out, err = run(capsys, "verify", url)
     assert code == 0 and out.startswith("ok:"), err
