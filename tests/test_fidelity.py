@@ -211,3 +211,31 @@ def test_a_large_file_that_shrinks_during_the_save_fails_it_cleanly(tmp_path: Pa
     with pytest.raises(SaveError, match="changed size"):
         save_trace(trace, ck)
     assert ck.read_bytes() == before
+
+
+def test_a_write_error_while_a_large_file_streams_stops_cleanly(tmp_path: Path, data: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk in the middle of a streamed file: a one-line RestoreError (no hang waiting on the
+    decompressing thread), and the stream's worker thread is gone afterwards."""
+    import threading
+
+    from trace_ckpt.codec import files
+    from trace_ckpt.codec.blobs import PACK_BYTES
+    from trace_ckpt.errors import RestoreError
+
+    trace = build_trace([()], [True], data)
+    (trace.hist[0][0].sub_workspace_list[0].workspace_path / "values.bin").write_bytes(os.urandom(3 * PACK_BYTES))
+    save_trace(trace, tmp_path / "run.tckpt")
+    real, calls = files._write_all, []
+
+    def failing(fd: int, chunk: bytes) -> None:
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(fd, chunk)
+
+    monkeypatch.setattr(files, "_write_all", failing)
+    with pytest.raises(RestoreError, match="No space left") as e:
+        restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
+    assert "\n" not in str(e.value) and e.value.exit_code == 14
+    assert not any(t.name == "tckpt-decompress" for t in threading.enumerate())

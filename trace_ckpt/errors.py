@@ -93,3 +93,9 @@ class StorageAccessError(CheckpointError):
     """The storage behind a URL refused access (credentials) or could not be reached."""
 
     exit_code = 13
+
+
+class RestoreError(CheckpointError):
+    """Workspace files could not be written while restoring (a full disk, a read-only folder)."""
+
+    exit_code = 14

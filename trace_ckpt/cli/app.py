@@ -7,7 +7,6 @@ Errors end in one line on stderr (``trace-ckpt: error: ...``) and the exit code 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import os
 import shutil
@@ -20,12 +19,13 @@ import typer
 
 from trace_ckpt.errors import (
     CheckpointError,
-    ResumeError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
     MissingClassError,
     MissingExtraError,
     NothingToExportError,
+    RestoreError,
+    ResumeError,
     SaveError,
     StorageAccessError,
     UnsupportedVersionError,
@@ -49,6 +49,7 @@ EXIT_CODES: dict[int, str] = {
     ResumeError.exit_code: "cannot resume: the new run cannot be set up as asked (e.g. a bad --base-features folder)",
     MissingExtraError.exit_code: "missing extra: an optional dependency is not installed (e.g. pip install 'trace-ckpt[plot]' for --plot, 'trace-ckpt[s3]' for s3:// URLs)",
     StorageAccessError.exit_code: "storage: the store behind a URL refused access (credentials) or could not be reached",
+    RestoreError.exit_code: "restore failed: a workspace file could not be written (disk full, no permission)",
     130: "interrupted (Ctrl-C)",
 }
 
@@ -137,7 +138,6 @@ def save(
 
     from trace_ckpt.rdagent import save_trace
     from trace_ckpt.rdagent.sessions import load_session, loop_metadata
-
     from trace_ckpt.storage import is_remote, size_of
 
     if not is_remote(out_path) and not Path(out_path).parent.is_dir():

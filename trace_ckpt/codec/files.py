@@ -19,7 +19,7 @@ from typing import Any
 
 from trace_ckpt._os import current_umask
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource, digest_file
-from trace_ckpt.errors import CorruptCheckpointError, SaveError, WorkspaceConflictError
+from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, WorkspaceConflictError
 from trace_ckpt.format.manifest import WorkspaceStats
 
 Progress = Callable[[int], None]
@@ -149,6 +149,15 @@ def materialize(
                     f"{target} exists with other content; restore into an empty workspace_root or pass overwrite=True"
                 )
 
+    try:
+        return _lay_out(plan, blobs)
+    except OSError as e:  # a full disk, a read-only folder: the files written so far stay, nothing is overwritten
+        where = f" {e.filename}" if e.filename else ""
+        raise RestoreError(f"cannot write workspace files{where}: {e.strerror or e}") from None
+
+
+def _lay_out(plan: list[tuple[dict[str, Any], str, bool]], blobs: BlobSource) -> int:
+    """Write the planned folders, files and links; return the number of files written."""
     made: set[str] = set()
 
     def mkdir(d: str) -> None:
@@ -235,20 +244,24 @@ def _prefetched(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item: tuple[str, Any]) -> bool:
+        """Queue ``item`` unless the consumer has gone (then never block: it will not read again)."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(("chunk", chunk), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(("chunk", chunk)):
                     return
-            q.put(("end", None))
+            put(("end", None))
         except BaseException as e:  # handed to the consumer, raised there
-            q.put(("error", e))
+            put(("error", e))
 
     worker = threading.Thread(target=produce, name="tckpt-decompress", daemon=True)
     worker.start()
