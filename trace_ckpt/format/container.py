@@ -279,7 +279,7 @@ class ContainerReader:
         if len(stored) != s.length or (
             (s.offset, s.length, s.sha256) not in self._verified and hashlib.sha256(stored).hexdigest() != s.sha256
         ):
-            raise CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
+            raise self._mismatch(s)
         return stored
 
     def verify(self, *, skip: Callable[[SectionInfo], bool] | None = None) -> list[str]:
@@ -329,6 +329,9 @@ class ContainerReader:
         """Verified, decompressed chunks of a section."""
         return self._decompress(s, self.read_stored(s))
 
+    def _mismatch(self, s: SectionInfo) -> CorruptCheckpointError:
+        return CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
+
     def stream_section(self, s: SectionInfo, *, check_at_end: bool = False) -> Iterator[bytes]:
         """Decompressed chunks of a section read from the file in pieces: memory stays flat however large it is.
 
@@ -337,10 +340,7 @@ class ContainerReader:
         hashed in a second thread while they decompress, and a mismatch raises after the last chunk: the
         caller must then discard what it wrote. That reads the file once instead of twice.
         """
-        if (s.offset, s.length, s.sha256) in self._verified:
-            yield from self._decompress(s, _Range(self._f, s.offset, s.length))
-            return
-        if not check_at_end:
+        if not check_at_end or (s.offset, s.length, s.sha256) in self._verified:
             self.check_section(s)
             yield from self._decompress(s, _Range(self._f, s.offset, s.length))
             return
@@ -348,7 +348,7 @@ class ContainerReader:
             src = _HashedRange(self._f, s.offset, s.length, pool)
             yield from self._decompress(s, src)
             if src.hexdigest() != s.sha256:
-                raise CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
+                raise self._mismatch(s)
         self._verified.add((s.offset, s.length, s.sha256))
 
     def check_section(self, s: SectionInfo) -> None:
@@ -356,20 +356,16 @@ class ContainerReader:
         if (s.offset, s.length, s.sha256) in self._verified:
             return
         if self._hash(s) != s.sha256:
-            raise CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
+            raise self._mismatch(s)
         self._verified.add((s.offset, s.length, s.sha256))
 
     def _hash(self, s: SectionInfo) -> str | None:
-        self._f.seek(s.offset)
-        sha = hashlib.sha256()
-        left = s.length
-        while left > 0:
-            chunk = self._f.read(min(_CHUNK, left))
-            if not chunk:
-                return None
+        """SHA-256 of a section's stored bytes, read in chunks (None when the file ends before it does)."""
+        src, sha, total = _Range(self._f, s.offset, s.length), hashlib.sha256(), 0
+        while chunk := src.read(_CHUNK):
             sha.update(chunk)
-            left -= len(chunk)
-        return sha.hexdigest()
+            total += len(chunk)
+        return sha.hexdigest() if total == s.length else None
 
     def _decompress(self, s: SectionInfo, stored: bytes | _Range) -> Iterator[bytes]:
         if s.codec == "none":
