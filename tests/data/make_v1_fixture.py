@@ -1,0 +1,66 @@
+"""How tests/data/v1.tckpt was made: run once with trace-ckpt at commit a1c61fa, the last that wrote
+format v1 (SHA-256 digests). Kept so the fixture can be read, not re-run: today it would write the
+current format. v1.expect.json holds what the source trace and folders were, taken from them directly.
+
+    .venv/bin/python tests/data/make_v1_fixture.py   # (at a1c61fa)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+TMP = Path(tempfile.mkdtemp(prefix="tckpt-v1-"))
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["WORKSPACE_PATH"] = str(TMP / "RD-Agent_workspace")  # read by rdagent at import
+
+from tests.builders import build_trace, data_folder  # noqa: E402
+from trace_ckpt import save_trace  # noqa: E402
+from trace_ckpt.rdagent.trace import iter_workspaces  # noqa: E402
+
+
+def main() -> None:
+    tmp = TMP
+    data = data_folder(tmp / "data")
+    parents, decisions = [(), (0,), (1,)], [True, False, True]
+    trace = build_trace(parents, decisions, data)
+    first = trace.hist[0][0].sub_workspace_list[0].workspace_path
+    # a file of more than one pack (8 MB): stored in a section of its own and streamed on restore
+    (Path(first) / "big.bin").write_bytes(b"".join(i.to_bytes(4, "little") * 64 for i in range(36_000)))
+    folders = {}
+    for ws in iter_workspaces(trace):
+        root = Path(ws.workspace_path)
+        files = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                rel = p.relative_to(root).as_posix()
+                if p.is_symlink():
+                    files[rel] = ["symlink", os.readlink(p)]
+                elif p.is_dir():
+                    files[rel] = ["dir", None]
+                else:
+                    files[rel] = ["file", hashlib.sha256(p.read_bytes()).hexdigest()]
+        folders[root.name] = files
+    expect = {
+        "dag_parent": [list(p) for p in trace.dag_parent],
+        "hypotheses": [str(exp.hypothesis.hypothesis) for exp, _ in trace.hist],
+        "decisions": [fb.decision for _, fb in trace.hist],
+        "based_on_first": [exp.based_experiments.index(trace.hist[0][0]) if trace.hist[0][0] in exp.based_experiments
+                           else None for exp, _ in trace.hist],
+        "folders": folders,
+    }
+    save_trace(trace, HERE / "v1.tckpt", allow_modules=["tests"])
+    (HERE / "v1.expect.json").write_text(json.dumps(expect, indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
