@@ -14,6 +14,7 @@ import struct
 import time
 from pathlib import Path
 
+import blake3
 import pytest
 import zstandard
 
@@ -68,10 +69,12 @@ def _resealed_manifest(rng: random.Random, data: bytes) -> bytes:
     choice = rng.random()
     if choice < 0.5:  # structural edits that keep JSON valid
         s = rng.choice(doc["sections"])
-        key = rng.choice(["offset", "length", "raw_length", "name", "kind", "codec", "sha256"])
+        key = rng.choice(["offset", "length", "raw_length", "name", "kind", "codec", "digest"])
         s[key] = rng.choice([0, -1, 1, 2**63, "graph", "index", "files", "blobs", "none", None, [], s.get(key)])
         if rng.random() < 0.3:
-            doc["format_version"] = rng.choice([0, 1, 2, "1", None])
+            doc["format_version"] = rng.choice([0, 1, 2, 3, "1", None])
+        if rng.random() < 0.2:
+            doc["hash_algorithm"] = rng.choice(["sha256", "md5", None, 1])
         return _seal(body, doc)
     return _seal(body, _mutate_bytes(rng, text.encode()))
 
@@ -92,7 +95,7 @@ def _resealed_section(rng: random.Random, data: bytes) -> bytes:
     for t in doc["sections"]:
         if t["offset"] > s["offset"]:
             t["offset"] += delta
-    s["length"], s["raw_length"], s["sha256"] = len(new), len(raw), hashlib.sha256(new).hexdigest()
+    s["length"], s["raw_length"], s["digest"] = len(new), len(raw), blake3.blake3(new).hexdigest()
     return _seal(bytes(out), doc)
 
 

@@ -123,7 +123,7 @@ def _signature_status(reader: ContainerReader, key: bytes | None) -> str:
 
 
 def verify_checkpoint(path: PathLike, *, key: bytes | None = None) -> VerifyReport:
-    """Check the manifest, every section's SHA-256 and, when a key is given or configured, the signature."""
+    """Check the manifest, every section's digest and, when a key is given or configured, the signature."""
     from trace_ckpt.signing import configured_key
 
     key = key if key is not None else configured_key()
@@ -240,7 +240,6 @@ def write_checkpoint_carrying(
 def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> tuple[FilesIndex, WorkspaceStats]:
     import tempfile
 
-    from trace_ckpt.codec.blobs import digest_bytes
     from trace_ckpt.codec.files import FilesIndex
     from trace_ckpt.format.manifest import WorkspaceStats
 
@@ -248,7 +247,8 @@ def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> 
     stats = WorkspaceStats()
     limits: set[int | None] = set()
     wanted: dict[int, tuple[LoadedCheckpoint, set[str]]] = {}  # id(source) -> blobs to copy from it
-    new_files: set[str] = set()
+    carried: list[tuple[LoadedCheckpoint, dict[str, Any]]] = []  # entries whose digest is the source's
+    known = packer.digests()  # blobs of the graph: a file with the same content is not a new blob
     for new_key, folder in folders.items():
         src = folder.source
         limits.add(src.manifest.workspace_stats.max_file_bytes)
@@ -270,18 +270,13 @@ def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> 
                         if e.get("digest") not in src._blobs:
                             raise CorruptCheckpointError(f"{src._reader.source}: file {e.get('path')} refers to a missing blob")
                         data = data(src._blobs.get(e["digest"]))
-                    digest = digest_bytes(data)
-                    fresh = digest not in packer and digest not in new_files
                     e["digest"] = packer.put(data)
                     e["size"] = len(data)
                 else:
-                    digest = e.get("digest")
-                    if digest not in src._blobs:
+                    if e.get("digest") not in src._blobs:
                         raise CorruptCheckpointError(f"{src._reader.source}: file {e.get('path')} refers to a missing blob")
-                    fresh = digest not in packer and digest not in new_files
-                    wanted.setdefault(id(src), (src, set()))[1].add(digest)
-                stats.unique_files += fresh
-                new_files.add(e["digest"])
+                    wanted.setdefault(id(src), (src, set()))[1].add(e["digest"])
+                    carried.append((src, e))
                 stats.file_bytes += int(e.get("size", 0))
             elif kind == "symlink":
                 stats.symlinks += 1
@@ -291,9 +286,12 @@ def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> 
             entries.append(e)
         index.workspaces[new_key] = {"exists": True, "entries": entries}
     # per source in file order, so each pack is decompressed once; a large blob goes through a temp file,
-    # so memory stays flat (the packer streams files of a pack's size or more)
+    # so memory stays flat (the packer streams files of a pack's size or more). A source of another
+    # format version addresses blobs with another digest: its entries are re-addressed to the packer's.
+    address: dict[tuple[int, str], str] = {}
     for src, digests in wanted.values():
-        for digest in src._blobs.in_file_order({d for d in digests if d not in packer}):
+        same = src._reader.hash_algorithm == packer.hash_algorithm
+        for digest in src._blobs.in_file_order({d for d in digests if not (same and d in packer)}):
             if src._blobs.is_streamed(digest):
                 with tempfile.TemporaryDirectory(prefix="tckpt-carry-") as tmp:
                     part = Path(tmp) / "blob"
@@ -302,7 +300,12 @@ def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> 
                     got = packer.put_file(part, part.stat().st_size)
             else:
                 got = packer.put(src._blobs.get(digest))
-            if got != digest:
+            if same and got != digest:
                 raise CorruptCheckpointError(f"{src._reader.source}: blob {digest[:12]} does not match its digest")
+            address[id(src), digest] = got
+    for src, e in carried:
+        e["digest"] = address.get((id(src), e["digest"]), e["digest"])
+    stats.unique_files = len({e["digest"] for ws in index.workspaces.values() for e in ws["entries"]
+                              if e.get("type") == "file"} - known)
     stats.max_file_bytes = next(iter(limits)) if len(limits) == 1 else None
     return index, stats

@@ -8,7 +8,6 @@ digest to (section, start, length) so the manifest stays small whatever the numb
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,25 +15,20 @@ from pathlib import Path
 import zstandard
 
 from trace_ckpt.errors import CorruptCheckpointError, SaveError
-from trace_ckpt.format.container import ContainerReader, ContainerWriter
+from trace_ckpt.format.container import ContainerReader, ContainerWriter, new_hash
 from trace_ckpt.format.manifest import SectionInfo
 
 PACK_BYTES = 8 * 1024 * 1024
 _CHUNK = 1 << 20
 
 
-def digest_bytes(data: bytes | memoryview) -> str:
-    """The content address of a blob: hex SHA-256."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def digest_file(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    sha = hashlib.sha256()
+def digest_file(path: Path, algorithm: str) -> str:
+    """The content address of a file (its hex digest with ``algorithm``), read in chunks."""
+    sha = new_hash(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             sha.update(chunk)
-    return sha.hexdigest()
+    return str(sha.hexdigest())
 
 
 def _read_chunks(path: Path) -> Iterator[bytes]:
@@ -59,12 +53,21 @@ class BlobPacker:
     def __contains__(self, digest: str) -> bool:
         return digest in self.index or digest in self._queued
 
+    @property
+    def hash_algorithm(self) -> str:
+        """The digest that addresses blobs here (the writer's)."""
+        return self._writer.hash_algorithm
+
+    def digests(self) -> set[str]:
+        """Every blob stored or queued so far."""
+        return set(self.index) | self._queued
+
     def __len__(self) -> int:
         return len(self.index) + len(self._pending)
 
     def put(self, data: bytes) -> str:
         """Store ``data`` unless a blob with the same content is stored already; return its digest."""
-        digest = digest_bytes(data)
+        digest = self._writer.digest(data)
         if digest in self:
             return digest
         if len(data) >= self._pack_bytes:
@@ -89,10 +92,10 @@ class BlobPacker:
         if size < self._pack_bytes:
             return self.put(path.read_bytes())
         if size in self._large_sizes:
-            digest = digest_file(path)
+            digest = digest_file(path, self._writer.hash_algorithm)
             if digest in self:
                 return digest
-        sha = hashlib.sha256()
+        sha = new_hash(self._writer.hash_algorithm)
 
         def hashed() -> Iterator[bytes]:
             for chunk in _read_chunks(path):
@@ -104,7 +107,7 @@ class BlobPacker:
             info = self._writer.add_stream(name, "blobs", hashed(), size=size)
         except zstandard.ZstdError:  # the frame header promised ``size`` bytes
             raise SaveError(f"{path} changed size while it was being saved; save again when it is stable") from None
-        digest = sha.hexdigest()
+        digest = str(sha.hexdigest())
         self.index[digest] = (name, 0, info.raw_length)
         self._large_sizes.add(info.raw_length)
         return digest
@@ -152,6 +155,10 @@ class BlobSource:
 
     def __contains__(self, digest: str) -> bool:
         return digest in self.index
+
+    def digest_file(self, path: Path) -> str:
+        """A file's content address as this checkpoint computes it (SHA-256 in v1 files, BLAKE3 after)."""
+        return digest_file(path, self._reader.hash_algorithm)
 
     def get(self, digest: str) -> bytes:
         """The bytes of one blob; KeyError when the checkpoint has no such blob."""

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from trace_ckpt._os import current_umask
-from trace_ckpt.codec.blobs import BlobPacker, BlobSource, digest_file
+from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, WorkspaceConflictError
 from trace_ckpt.format.manifest import WorkspaceStats
 
@@ -41,6 +41,10 @@ class FilesIndex:
             ws = doc["workspaces"]
             if not isinstance(ws, dict):
                 raise TypeError("workspaces is not an object")
+            for key, w in ws.items():
+                entries = w.get("entries") if isinstance(w, dict) else None
+                if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+                    raise TypeError(f"workspace {key[-40:]!r} has no list of entries")
         except (ValueError, KeyError, TypeError) as e:
             raise CorruptCheckpointError(f"{source}: the files index is not valid ({e})") from None
         return cls(ws)
@@ -144,7 +148,7 @@ def materialize(
 
     if not overwrite:  # conflict check before any write
         for e, target, fresh in plan:
-            if not fresh and os.path.lexists(target) and not _same(e, Path(target)):
+            if not fresh and os.path.lexists(target) and not _same(e, Path(target), blobs):
                 raise WorkspaceConflictError(
                     f"{target} exists with other content; restore into an empty workspace_root or pass overwrite=True"
                 )
@@ -221,7 +225,7 @@ def _lay_out(plan: list[tuple[dict[str, Any], str, bool]], blobs: BlobSource) ->
     return written
 
 
-def _same(e: dict[str, Any], target: Path) -> bool:
+def _same(e: dict[str, Any], target: Path, blobs: BlobSource) -> bool:
     """Whether ``target`` on disk already holds what entry ``e`` describes."""
     kind = e.get("type")
     if kind == "file":
@@ -229,7 +233,7 @@ def _same(e: dict[str, Any], target: Path) -> bool:
             target.is_file()
             and not target.is_symlink()
             and target.stat().st_size == e["size"]
-            and digest_file(target) == e["digest"]
+            and blobs.digest_file(target) == e["digest"]
         )
     if kind == "symlink":
         return target.is_symlink() and os.readlink(target) == e["target"]

@@ -28,7 +28,7 @@ class SectionInfo(_Model):
     offset: int = Field(description="absolute byte offset of the stored bytes in the file")
     length: int = Field(description="stored (compressed) length in bytes")
     raw_length: int = Field(description="length after decompression")
-    sha256: str = Field(description="hex SHA-256 of the stored bytes")
+    digest: str = Field(description="hex digest of the stored bytes, with the manifest's hash_algorithm")
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -100,10 +100,13 @@ class SignatureInfo(_Model):
 
 
 class Manifest(_Model):
-    """Top-level manifest of a checkpoint file (format v1)."""
+    """Top-level manifest of a checkpoint file (format v2; a v1 manifest is migrated on read)."""
 
     format: Literal["trace-ckpt"] = "trace-ckpt"
     format_version: int
+    hash_algorithm: Literal["blake3", "sha256"] = Field(
+        default="blake3", description="digest of the sections and of blob contents: blake3 (v2), sha256 (v1)"
+    )
     created_at: datetime
     producer: Producer
     trace_class: str

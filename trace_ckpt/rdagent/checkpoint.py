@@ -110,11 +110,13 @@ def check_trace_shape(trace: Any, source: str) -> None:
     from rdagent.core.proposal import Trace
 
     problem = None
+    # getattr: a damaged graph can lack an attribute outright (its state dict lost a key)
+    hist, dag_parent, loop_ids = (getattr(trace, a, None) for a in ("hist", "dag_parent", "idx2loop_id"))
     if not isinstance(trace, Trace):
         problem = f"holds a {type(trace).__name__}, not a Trace"
-    elif not (isinstance(trace.hist, list) and isinstance(trace.dag_parent, list) and isinstance(trace.idx2loop_id, dict)):
+    elif not (isinstance(hist, list) and isinstance(dag_parent, list) and isinstance(loop_ids, dict)):
         problem = "has a damaged hist / dag_parent / idx2loop_id"
-    elif len(trace.dag_parent) != len(trace.hist):
+    elif len(dag_parent) != len(hist):
         problem = "has a dag_parent that does not match hist"
     else:
         for node in trace.hist:

@@ -519,7 +519,7 @@ class FilesChange:
 
 @dataclass
 class FactorChange:
-    """A SOTA factor whose code differs, or that only one side has (None = absent); values are factor.py SHA-256s."""
+    """A SOTA factor whose code differs, or that only one side has (None = absent); values are factor.py content digests."""
 
     name: str
     a: list[str] | None
@@ -578,10 +578,13 @@ def _ranges(r: range) -> str:
     return str(r.start) if len(r) == 1 else f"{r.start}-{r.stop - 1}"
 
 
-def _read_index(path: PathLike) -> tuple[Manifest, dict[str, dict[str, Any]]]:
+def _read_index(path: PathLike, algorithm: str | None = None) -> tuple[Manifest, dict[str, dict[str, Any]]]:
+    """The manifest and files index of a checkpoint; with ``algorithm`` (another than the file's, as when a
+    v1 file is compared with a v2 one) its file digests are recomputed from the stored bytes with it."""
+    from trace_ckpt.codec.blobs import BlobSource
     from trace_ckpt.codec.files import FilesIndex
     from trace_ckpt.errors import CorruptCheckpointError
-    from trace_ckpt.format.container import ContainerReader
+    from trace_ckpt.format.container import ContainerReader, new_hash
     from trace_ckpt.storage import open_read
 
     with open_read(path) as f:
@@ -590,7 +593,20 @@ def _read_index(path: PathLike) -> tuple[Manifest, dict[str, dict[str, Any]]]:
             section = reader.manifest.section("files")
         except KeyError:
             raise CorruptCheckpointError(f"{path}: no files section") from None
-        return reader.manifest, FilesIndex.from_bytes(reader.read_section(section), str(path)).workspaces
+        files = FilesIndex.from_bytes(reader.read_section(section), str(path)).workspaces
+        if algorithm is None or algorithm == reader.hash_algorithm:
+            return reader.manifest, files
+        blobs = BlobSource(reader)
+        entries = [e for ws in files.values() for e in ws.get("entries", []) if e.get("type") == "file"]
+        address: dict[str, str] = {}
+        for digest in blobs.in_file_order({e.get("digest") for e in entries} & blobs.index.keys()):
+            h = new_hash(algorithm)
+            for chunk in blobs.chunks(digest):
+                h.update(chunk)
+            address[digest] = str(h.hexdigest())
+        for e in entries:
+            e["digest"] = address.get(e.get("digest"), e.get("digest"))
+        return reader.manifest, files
 
 
 def _tree(files: dict[str, dict[str, Any]], key: str | None) -> dict[str, tuple] | None:
@@ -630,7 +646,7 @@ def diff(a: PathLike, b: PathLike) -> TraceDiff:
     from trace_ckpt.errors import CorruptCheckpointError
 
     ma, fa = _read_index(a)
-    mb, fb = _read_index(b)
+    mb, fb = _read_index(b, ma.hash_algorithm)  # files are compared by digest: B's are made A's kind
     try:
         return _compare(str(a), str(b), ma, fa, mb, fb)
     except (AttributeError, TypeError, KeyError, IndexError) as e:  # a checksum-valid but malformed files index
