@@ -158,6 +158,29 @@ def test_large_files_stream_back_byte_exact_into_every_copy(tmp_path: Path, data
         assert (exp.sub_workspace_list[0].workspace_path / "values.bin").read_bytes() == big
 
 
+def test_progress_counts_every_file_and_byte_both_ways(tmp_path: Path, data: Path) -> None:
+    """save and restore report each workspace file once and all of its bytes, a streamed file (more than a
+    pack, in two workspaces: streamed once, then copied) included, so a bar ends at the folders' size."""
+    from trace_ckpt.codec.blobs import PACK_BYTES
+
+    trace = build_trace([(), (0,)], [True, True], data)
+    big = os.urandom(PACK_BYTES + 777)
+    for exp, _ in trace.hist:
+        (exp.sub_workspace_list[0].workspace_path / "values.bin").write_bytes(big)
+    on_disk = [p for ws in iter_workspaces(trace) for p in Path(ws.workspace_path).rglob("*")
+               if p.is_file() and not p.is_symlink()]
+    expected = (sum(p.stat().st_size for p in on_disk), len(on_disk))
+    calls: dict[str, list[tuple[int, int]]] = {"save": [], "restore": []}
+
+    save_trace(trace, tmp_path / "run.tckpt", progress=lambda b, f: calls["save"].append((b, f)))
+    restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "new", allow_modules=ALLOW,
+                  progress=lambda b, f: calls["restore"].append((b, f)))
+
+    for way, seen in calls.items():
+        assert (sum(b for b, _ in seen), sum(f for _, f in seen)) == expected, way
+    assert any(f == 0 and b > 0 for b, f in calls["restore"])  # the large file moved the bar while it streamed
+
+
 def test_damaged_large_file_section_is_caught_and_never_left_behind(tmp_path: Path, data: Path) -> None:
     """A large file's section is hashed while it streams: a flipped byte fails the restore with a
     CorruptCheckpointError, the half-written file is removed, and an existing copy is never overwritten."""

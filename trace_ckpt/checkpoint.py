@@ -163,11 +163,13 @@ class LoadedCheckpoint:
     _reader: ContainerReader
     _blobs: BlobSource
 
-    def materialize(self, mapping: Mapping[str, Path], *, overwrite: bool = False) -> int:
+    def materialize(self, mapping: Mapping[str, Path], *, overwrite: bool = False, progress: Progress | None = None) -> int:
         """Write the captured workspace folders to their new places (original path -> new path)."""
         from trace_ckpt.codec.files import materialize
 
-        return materialize(self.files, mapping, self._blobs, overwrite=overwrite, source=self._reader.source)
+        return materialize(
+            self.files, mapping, self._blobs, overwrite=overwrite, source=self._reader.source, progress=progress
+        )
 
 
 @contextlib.contextmanager

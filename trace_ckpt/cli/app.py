@@ -6,6 +6,7 @@ Errors end in one line on stderr (``trace-ckpt: error: ...``) and the exit code 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
@@ -13,6 +14,7 @@ import shutil
 import sys
 from enum import Enum
 from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Annotated, Optional, TextIO
 
 import typer
@@ -106,6 +108,31 @@ KEY_IC = "IC"
 KEY_ARR = "1day.excess_return_with_cost.annualized_return"
 
 
+@contextlib.contextmanager
+def _files_bar(label: str, total_bytes: int | None = None, total_files: int | None = None) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar of workspace files on stderr, on a terminal only: bytes, speed, files. Yields the
+    ``progress(n_bytes, n_files)`` callback; the bar goes away at ``total_files`` (RD-Agent logs after it)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bar = Progress(
+        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TextColumn("{task.fields[files]} files"),
+        console=Console(stderr=True, highlight=False), transient=True, disable=not err.is_terminal or total_files == 0,
+    )
+    task = bar.add_task(label, total=total_bytes, files=0)
+    done = 0
+
+    def advance(n_bytes: int, n_files: int) -> None:
+        nonlocal done
+        done += n_files
+        bar.update(task, advance=n_bytes, files=done)
+        if total_files is not None and done >= total_files:
+            bar.stop()
+
+    with bar:
+        yield advance
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
@@ -133,9 +160,6 @@ def save(
     allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes that loads of this checkpoint may use (repeatable)")] = None,
 ) -> None:
     """Turn an RD-Agent run folder into one checkpoint file."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
     from trace_ckpt.rdagent import save_trace
     from trace_ckpt.rdagent.sessions import load_session, loop_metadata
     from trace_ckpt.storage import is_remote, size_of
@@ -146,15 +170,10 @@ def save(
     trace = getattr(loop_obj, "trace", None)
     if trace is None or not hasattr(trace, "hist"):
         raise CorruptCheckpointError(f"{dump.path} holds a {type(loop_obj).__name__} without a trace")
-    with Progress(
-        TextColumn("workspace files"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=Console(stderr=True, highlight=False), transient=True, disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("files", total=None)
+    with _files_bar("saving workspace files") as progress:
         manifest = save_trace(
             trace, out_path, level=level, max_file_bytes=max_file_bytes,
-            metadata=loop_metadata(loop_obj, dump), progress=lambda n: bar.advance(task, n),
-            allow_modules=allow_module or (),
+            metadata=loop_metadata(loop_obj, dump), progress=progress, allow_modules=allow_module or (),
         )
     size = size_of(out_path)
     ws = manifest.workspace_stats
@@ -295,13 +314,16 @@ def resume(
     require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
 ) -> None:
     """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
+    from trace_ckpt.checkpoint import read_manifest
     from trace_ckpt.rdagent.resume import resume as run_resume
 
-    report = run_resume(
-        ckpt, only=only.value if only else None, loop_n=loop_n, step_n=step_n, all_duration=all_duration,
-        base_features=base_features, workspace_root=workspace_root, log_dir=log_dir,
-        allow_modules=allow_module or (), require_signature=require_signature or None,
-    )
+    ws = read_manifest(ckpt).workspace_stats
+    with _files_bar("restoring workspace files", ws.file_bytes, ws.files - ws.skipped) as progress:
+        report = run_resume(
+            ckpt, only=only.value if only else None, loop_n=loop_n, step_n=step_n, all_duration=all_duration,
+            base_features=base_features, workspace_root=workspace_root, log_dir=log_dir,
+            allow_modules=allow_module or (), require_signature=require_signature or None, progress=progress,
+        )
     out.print(
         f"resumed {ckpt}: {report.restored_nodes} restored nodes ({report.sota_factor_experiments} SOTA factor "
         f"experiments), {report.new_nodes} new nodes from loop id {report.first_loop_id}; "

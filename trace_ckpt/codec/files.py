@@ -22,7 +22,9 @@ from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, WorkspaceConflictError
 from trace_ckpt.format.manifest import WorkspaceStats
 
-Progress = Callable[[int], None]
+# progress(n_bytes, n_files): increments of workspace bytes and files done; a large file may report its
+# bytes in several calls (n_files 0) and then count itself (n_bytes 0, n_files 1)
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -102,7 +104,7 @@ def capture_workspaces(
                     stats.file_bytes += st.st_size
                     entries.append({"path": rel, "type": "file", "digest": digest, "size": st.st_size, "mode": mode})
                     if progress is not None:
-                        progress(st.st_size)
+                        progress(st.st_size, 1)
             # do not descend into symlinked folders (os.walk lists them in dirnames)
             dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
         index.workspaces[key] = {"exists": True, "entries": entries}
@@ -123,6 +125,7 @@ def materialize(
     *,
     overwrite: bool = False,
     source: str = "checkpoint",
+    progress: Progress | None = None,
 ) -> int:
     """Write every captured workspace into its new folder (``mapping``: original key -> new path).
 
@@ -154,13 +157,17 @@ def materialize(
                 )
 
     try:
-        return _lay_out(plan, blobs)
+        return _lay_out(plan, blobs, progress or _no_progress)
     except OSError as e:  # a full disk, a read-only folder: the files written so far stay, nothing is overwritten
         where = f" {e.filename}" if e.filename else ""
         raise RestoreError(f"cannot write workspace files{where}: {e.strerror or e}") from None
 
 
-def _lay_out(plan: list[tuple[dict[str, Any], str, bool]], blobs: BlobSource) -> int:
+def _no_progress(n_bytes: int, n_files: int) -> None:
+    pass
+
+
+def _lay_out(plan: list[tuple[dict[str, Any], str, bool]], blobs: BlobSource, progress: Progress) -> int:
     """Write the planned folders, files and links; return the number of files written."""
     made: set[str] = set()
 
@@ -197,10 +204,12 @@ def _lay_out(plan: list[tuple[dict[str, Any], str, bool]], blobs: BlobSource) ->
             try:
                 if data is not None:
                     _write_all(fd, data)
+                    progress(len(data), 1)
                 elif first is None:
                     try:
                         for chunk in _prefetched(blobs.chunks(digest, check_at_end=new_only)):
                             _write_all(fd, chunk)
+                            progress(len(chunk), 0)
                     except CorruptCheckpointError:
                         os.unlink(target)  # a new file (an existing one was checked above)
                         raise
@@ -208,10 +217,13 @@ def _lay_out(plan: list[tuple[dict[str, Any], str, bool]], blobs: BlobSource) ->
                     with open(first, "rb") as src:
                         while chunk := src.read(1 << 20):
                             _write_all(fd, chunk)
+                            progress(len(chunk), 0)
                 if mode & umask:  # bits the umask took away at creation
                     os.fchmod(fd, mode)
             finally:
                 os.close(fd)
+            if data is None:
+                progress(0, 1)
             first = first or target
             written += 1
     for e, target, fresh in plan:

@@ -139,12 +139,14 @@ def restore_trace(
     overwrite: bool = False,
     allow_modules: Iterable[str] = (),
     require_signature: bool | None = None,
+    progress: Progress | None = None,
 ) -> Any:
     """Load the Trace saved at ``path`` and re-create its workspace folders under ``workspace_root``.
 
     Every ``workspace_path`` is rewritten to ``workspace_root/<folder name>``; existing different
     files are never overwritten unless ``overwrite=True``. A signed file is checked against the
     configured key (TRACE_CKPT_SIGNING_KEY...); ``require_signature`` refuses unsigned files.
+    ``progress(n_bytes, n_files)`` is told what is written, as it is written.
     """
     settings = get_settings()
     root = Path(workspace_root) if workspace_root is not None else default_workspace_root()
@@ -154,7 +156,7 @@ def restore_trace(
         trace = ck.root
         check_trace_shape(trace, str(path))
         mapping = relocation(list(ck.files.workspaces), root.absolute())
-        ck.materialize(mapping, overwrite=overwrite)
+        ck.materialize(mapping, overwrite=overwrite, progress=progress)
         for ws in iter_workspaces(trace):
             new = mapping.get(workspace_key(ws))
             if new is not None:
