@@ -79,17 +79,20 @@ def _write(
 
     with atomic_write(path) as f:
         writer = ContainerWriter(f, level=level, threads=threads)
-        packer = BlobPacker(writer)
-        stats = encode_graph(root, writer, packer, min_blob=min_blob, allow=Allowlist(allow_modules))
-        index, ws_stats = capture(packer)
-        packer.finish()
-        writer.add_bytes("files", "files", index.to_bytes())
-        manifest.pickler = stats.pickler  # type: ignore[assignment]
-        manifest.tables = stats.tables
-        manifest.pandas_pickled = stats.pandas_pickled
-        manifest.blobs = len(packer.index)
-        manifest.workspace_stats = ws_stats
-        return writer.finish(manifest, key=key, key_id=key_id(key) if key else None)
+        try:
+            packer = BlobPacker(writer)
+            stats = encode_graph(root, writer, packer, min_blob=min_blob, allow=Allowlist(allow_modules))
+            index, ws_stats = capture(packer)
+            packer.finish()
+            writer.add_bytes("files", "files", index.to_bytes())
+            manifest.pickler = stats.pickler  # type: ignore[assignment]
+            manifest.tables = stats.tables
+            manifest.pandas_pickled = stats.pandas_pickled
+            manifest.blobs = len(packer.index)
+            manifest.workspace_stats = ws_stats
+            return writer.finish(manifest, key=key, key_id=key_id(key) if key else None)
+        finally:
+            writer.close()  # the compression thread, when a save fails part-way
 
 
 def read_manifest(path: PathLike) -> Manifest:

@@ -22,7 +22,7 @@ PACK_BYTES = 8 * 1024 * 1024
 _CHUNK = 1 << 20
 
 
-def digest_file(path: Path, algorithm: str) -> str:
+def digest_file(path: str | Path, algorithm: str) -> str:
     """The content address of a file (its hex digest with ``algorithm``), read in chunks."""
     sha = new_hash(algorithm)
     with open(path, "rb") as f:
@@ -31,7 +31,7 @@ def digest_file(path: Path, algorithm: str) -> str:
     return str(sha.hexdigest())
 
 
-def _read_chunks(path: Path) -> Iterator[bytes]:
+def _read_chunks(path: str | Path) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             yield chunk
@@ -83,14 +83,15 @@ class BlobPacker:
                 self.flush()
         return digest
 
-    def put_file(self, path: Path, size: int) -> str:
+    def put_file(self, path: str | Path, size: int) -> str:
         """Store a regular file's content; a file of at least a pack's size is streamed, not loaded.
 
         A large file whose size no stored blob has cannot be a duplicate, so it is hashed in the same
         pass that compresses it (one read); otherwise it is hashed first, to store it only if new.
         """
         if size < self._pack_bytes:
-            return self.put(path.read_bytes())
+            with open(path, "rb") as f:
+                return self.put(f.read())
         if size in self._large_sizes:
             digest = digest_file(path, self._writer.hash_algorithm)
             if digest in self:
@@ -124,7 +125,7 @@ class BlobPacker:
         for digest, data in self._pending:
             self.index[digest] = (name, pos, len(data))
             pos += len(data)
-        self._writer.add_bytes(name, "blobs", b"".join(d for _, d in self._pending))
+        self._writer.add_bytes_soon(name, "blobs", b"".join(d for _, d in self._pending))
         self._pending, self._pending_size, self._queued = [], 0, set()
 
     def finish(self) -> None:

@@ -65,26 +65,29 @@ def capture_workspaces(
     for key in paths:
         if key in index.workspaces:
             continue
-        root = Path(key).absolute()
+        root = os.path.abspath(key)
         stats.workspaces += 1
-        if not root.is_dir():
+        if not os.path.isdir(root):
             stats.missing += 1
             index.workspaces[key] = {"exists": False, "entries": []}
             continue
         entries: list[dict[str, Any]] = []
+        # plain strings, not Path objects: a long run has thousands of files, and pathlib's parsing was
+        # a fifth of a 500-loop save
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            here = Path(dirpath)
-            rel_dir = here.relative_to(root)
+            prefix = "" if dirpath == root else os.path.relpath(dirpath, root).replace(os.sep, "/") + "/"
+            linked_dirs = set()
             for name in sorted(dirnames + filenames):
-                full = here / name
-                rel = (rel_dir / name).as_posix()
+                full = os.path.join(dirpath, name)
+                rel = prefix + name
                 try:
-                    st = full.lstat()
+                    st = os.lstat(full)
                 except OSError as e:
                     raise SaveError(f"cannot read workspace file {full}: {e.strerror}") from None
                 if stat.S_ISLNK(st.st_mode):
                     entries.append({"path": rel, "type": "symlink", "target": os.readlink(full)})
                     stats.symlinks += 1
+                    linked_dirs.add(name)
                 elif stat.S_ISDIR(st.st_mode):
                     entries.append({"path": rel, "type": "dir", "mode": stat.S_IMODE(st.st_mode)})
                 elif stat.S_ISREG(st.st_mode):
@@ -106,7 +109,7 @@ def capture_workspaces(
                     if progress is not None:
                         progress(st.st_size, 1)
             # do not descend into symlinked folders (os.walk lists them in dirnames)
-            dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+            dirnames[:] = [d for d in dirnames if d not in linked_dirs]
         index.workspaces[key] = {"exists": True, "entries": entries}
     return index, stats
 

@@ -134,6 +134,8 @@ class ContainerWriter:
         self._compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_content_size=True)
         self._pos = 0
         self.sections: list[SectionInfo] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[Future[tuple[bytes, str]], str, str, int, dict[str, Any] | None] | None = None
         self._write(HEADER.pack(MAGIC, FORMAT_VERSION, 0))
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -149,19 +151,56 @@ class ContainerWriter:
         meta: dict[str, Any] | None = None,
     ) -> SectionInfo:
         """Compress ``raw`` into one zstd frame and append it as a section."""
+        self._drain()
+        return self._append(name, kind, *self._compress(raw), len(raw), meta)
+
+    def add_bytes_soon(
+        self,
+        name: str,
+        kind: str,
+        raw: bytes | bytearray | memoryview,
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Like :meth:`add_bytes`, but compressed in a background thread while the caller goes on (a save
+        reads and hashes the next files meanwhile). Sections keep their order: the pending one is written
+        before anything else is added, so at most one waits (``raw`` must not change until then)."""
+        self._drain()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="tckpt-compress")
+        self._pending = (self._pool.submit(self._compress, raw), name, kind, len(raw), meta)
+
+    def _compress(self, raw: bytes | bytearray | memoryview) -> tuple[bytes, str]:
         stored = self._compressor.compress(raw)
+        return stored, self.digest(stored)
+
+    def _drain(self) -> None:
+        if self._pending is not None:
+            future, name, kind, raw_length, meta = self._pending
+            self._pending = None
+            self._append(name, kind, *future.result(), raw_length, meta)
+
+    def _append(self, name: str, kind: str, stored: bytes, digest: str, raw_length: int,
+                meta: dict[str, Any] | None) -> SectionInfo:
         info = SectionInfo(
             name=name,
             kind=kind,  # type: ignore[arg-type]
             offset=self._pos,
             length=len(stored),
-            raw_length=len(raw),
-            digest=self.digest(stored),
+            raw_length=raw_length,
+            digest=digest,
             meta=meta or {},
         )
         self._write(stored)
         self.sections.append(info)
         return info
+
+    def close(self) -> None:
+        """Stop the background compression thread (``finish`` does; call it when a save is abandoned)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._pending = None
 
     def add_stream(
         self,
@@ -176,6 +215,7 @@ class ContainerWriter:
 
         ``size``, when known, goes into the frame header (and must then be exact).
         """
+        self._drain()
         offset = self._pos
         hw = _HashingWriter(self._out, self.hash_algorithm)
         raw_length = 0
@@ -207,6 +247,8 @@ class ContainerWriter:
 
         The manifest holds every section's digest, so an HMAC over the manifest covers the whole file.
         """
+        self._drain()
+        self.close()
         manifest.format_version = FORMAT_VERSION
         manifest.hash_algorithm = self.hash_algorithm  # type: ignore[assignment]
         manifest.sections = self.sections
