@@ -52,6 +52,7 @@ def child(action: str, trace_pickle: str, target: str, dest: str) -> None:
         return
     import rdagent.core.experiment  # noqa: F401  the classes a restore needs, imported before the clock starts
     import rdagent.core.proposal  # noqa: F401
+
     from trace_ckpt import restore_trace, save_trace
 
     trace = pickle.loads(Path(trace_pickle).read_bytes()) if action == "save" else None

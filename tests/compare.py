@@ -116,3 +116,11 @@ def snapshot_folder(root: Any) -> dict[str, tuple[str, Any]]:
             else:
                 out[rel] = ("file", p.read_bytes())
     return out
+
+
+def folder_digests(root: Any) -> dict[str, list]:
+    """Like ``snapshot_folder``, with each file's content as its hex SHA-256 (JSON-able, for fixtures)."""
+    import hashlib
+
+    return {rel: [kind, hashlib.sha256(value).hexdigest() if kind == "file" else value]
+            for rel, (kind, value) in snapshot_folder(root).items()}

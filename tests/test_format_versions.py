@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import blake3
 import pytest
 
 from tests.builders import ALLOW, build_trace, data_folder
+from tests.compare import folder_digests
 from trace_ckpt import diff, prune, read_manifest, restore_trace, save_trace, verify_checkpoint
 from trace_ckpt.errors import CorruptCheckpointError
 from trace_ckpt.format.container import FOOTER
@@ -28,21 +28,6 @@ def v1(tmp_path: Path) -> Path:
     return path
 
 
-def _folder(root: Path) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink():
-                out[rel] = ["symlink", os.readlink(p)]
-            elif p.is_dir():
-                out[rel] = ["dir", None]
-            else:
-                out[rel] = ["file", hashlib.sha256(p.read_bytes()).hexdigest()]
-    return out
-
-
 def _assert_restores_as_saved(path: Path, root: Path) -> None:
     trace = restore_trace(path, workspace_root=root, allow_modules=ALLOW)
     assert [list(p) for p in trace.dag_parent] == EXPECT["dag_parent"]
@@ -52,7 +37,7 @@ def _assert_restores_as_saved(path: Path, root: Path) -> None:
     for (exp, _), at in zip(trace.hist, EXPECT["based_on_first"]):
         if at is not None:
             assert exp.based_experiments[at] is first  # shared, not a copy
-    assert {p.name: _folder(p) for p in root.iterdir()} == EXPECT["folders"]
+    assert {p.name: folder_digests(p) for p in root.iterdir()} == EXPECT["folders"]
 
 
 def test_a_new_file_is_v2_with_blake3_digests_of_its_stored_bytes(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ current format. v1.expect.json holds what the source trace and folders were, tak
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["WORKSPACE_PATH"] = str(TMP / "RD-Agent_workspace")  # read by rdagent at import
 
 from tests.builders import build_trace, data_folder  # noqa: E402
+from tests.compare import folder_digests  # noqa: E402
 from trace_ckpt import save_trace  # noqa: E402
 from trace_ckpt.rdagent.trace import iter_workspaces  # noqa: E402
 
@@ -34,21 +34,7 @@ def main() -> None:
     first = trace.hist[0][0].sub_workspace_list[0].workspace_path
     # a file of more than one pack (8 MB): stored in a section of its own and streamed on restore
     (Path(first) / "big.bin").write_bytes(b"".join(i.to_bytes(4, "little") * 64 for i in range(36_000)))
-    folders = {}
-    for ws in iter_workspaces(trace):
-        root = Path(ws.workspace_path)
-        files = {}
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in dirnames + filenames:
-                p = Path(dirpath) / name
-                rel = p.relative_to(root).as_posix()
-                if p.is_symlink():
-                    files[rel] = ["symlink", os.readlink(p)]
-                elif p.is_dir():
-                    files[rel] = ["dir", None]
-                else:
-                    files[rel] = ["file", hashlib.sha256(p.read_bytes()).hexdigest()]
-        folders[root.name] = files
+    folders = {Path(ws.workspace_path).name: folder_digests(ws.workspace_path) for ws in iter_workspaces(trace)}
     expect = {
         "dag_parent": [list(p) for p in trace.dag_parent],
         "hypotheses": [str(exp.hypothesis.hypothesis) for exp, _ in trace.hist],

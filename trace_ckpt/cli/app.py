@@ -12,9 +12,9 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Annotated, Optional, TextIO
 
 import typer
