@@ -49,6 +49,13 @@ def new_hash(algorithm: str) -> Any:
     return HASHES[algorithm]()
 
 
+def hex_digest(algorithm: str, data: bytes | bytearray | memoryview) -> str:
+    """Hex digest of ``data`` with ``algorithm`` (section checksums and blob addresses)."""
+    h = new_hash(algorithm)
+    h.update(data)
+    return str(h.hexdigest())
+
+
 class _HashingWriter(io.RawIOBase):
     """A write-only stream that hashes and counts what passes through to ``out``."""
 
@@ -238,9 +245,7 @@ class ContainerWriter:
 
     def digest(self, data: bytes | bytearray | memoryview) -> str:
         """Hex digest of ``data`` with this writer's algorithm (section checksums and blob addresses)."""
-        h = new_hash(self.hash_algorithm)
-        h.update(data)
-        return str(h.hexdigest())
+        return hex_digest(self.hash_algorithm, data)
 
     def finish(self, manifest: Manifest, *, key: bytes | None = None, key_id: str | None = None) -> Manifest:
         """Write ``manifest`` (its sections and sizes filled in here) and the footer, signed with ``key``.
@@ -348,9 +353,7 @@ class ContainerReader:
 
     def digest(self, data: bytes | bytearray | memoryview) -> str:
         """Hex digest of ``data`` with this file's algorithm (what its section checksums and blob addresses use)."""
-        h = new_hash(self.hash_algorithm)
-        h.update(data)
-        return str(h.hexdigest())
+        return hex_digest(self.hash_algorithm, data)
 
     def read_stored(self, s: SectionInfo) -> bytes:
         """The stored bytes of a section, checked against its digest (once: a verified section is not re-hashed)."""
