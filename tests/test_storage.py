@@ -27,7 +27,7 @@ from trace_ckpt.errors import (
 )
 from trace_ckpt.format.container import FOOTER, HEADER
 from trace_ckpt.rdagent.trace import iter_workspaces
-from trace_ckpt.storage import list_files, storage_options
+from trace_ckpt.storage import list_files, set_transfer_progress, storage_options
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE_CKPT = Path(sys.executable).parent / "trace-ckpt"
@@ -61,6 +61,35 @@ def test_memory_url_roundtrip(trace, tmp_path: Path) -> None:
 def test_file_url_roundtrip(trace, tmp_path: Path) -> None:
     _roundtrip(trace, f"file://{tmp_path}/run1.tckpt", tmp_path / "ws")
     assert (tmp_path / "run1.tckpt").is_file()
+
+
+def _transfers(trace, url: str, size_of_object, root: Path) -> None:
+    """A save uploads, a restore downloads: each reports every byte of the object once, labelled."""
+    import contextlib
+    import contextvars
+
+    seen: list[tuple[str, int | None, int]] = []
+
+    @contextlib.contextmanager
+    def bar(label: str, total: int | None):
+        moved = [0]
+        yield lambda n: moved.__setitem__(0, moved[0] + n)
+        seen.append((label, total, moved[0]))
+
+    def run() -> None:
+        set_transfer_progress(bar)
+        save_trace(trace, url)
+        restore_trace(url, workspace_root=root, allow_modules=ALLOW)
+
+    contextvars.copy_context().run(run)  # the bar stays in that context, as in the CLI
+    size = size_of_object()
+    assert seen == [("uploading", size, size), ("downloading", size, size)]
+
+
+def test_memory_url_transfers_report_progress(trace, tmp_path: Path) -> None:
+    fs = fsspec.filesystem("memory")
+    _transfers(trace, "memory://tckpt-progress/run.tckpt", lambda: fs.size("/tckpt-progress/run.tckpt"), tmp_path)
+    fs.rm("/tckpt-progress", recursive=True)
 
 
 def test_missing_backend_names_the_extra(capsys: pytest.CaptureFixture[str]) -> None:
@@ -132,6 +161,12 @@ def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, fac
     path_map = {str(a.workspace_path): str(b.workspace_path)
                 for a, b in zip(iter_workspaces(reference), iter_workspaces(restored))}
     assert_same_graph(reference, restored, path_map=path_map)
+
+
+def test_s3_transfers_report_progress(s3_env, trace, tmp_path: Path) -> None:
+    client = s3_env["client"]
+    _transfers(trace, "s3://research/progress/run.tckpt",
+               lambda: client.head_object(Bucket="research", Key="progress/run.tckpt")["ContentLength"], tmp_path)
 
 
 def test_s3_resume_restores_from_the_bucket(s3_env, factor_ckpt: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional, TextIO
+from typing import Annotated, Any, Optional, TextIO
 
 import typer
 
@@ -95,6 +95,10 @@ def _options(
     storage_option: Annotated[Optional[list[str]], typer.Option("--storage-option", metavar="KEY=VALUE", help="an fsspec option for checkpoint URLs (e.g. endpoint_url=http://127.0.0.1:9000); repeatable; goes before the command")] = None,
 ) -> None:
     """Checkpoint and restore RD-Agent's Trace: save a factor run, inspect it, resume a model phase on it."""
+    if err.is_terminal:
+        from trace_ckpt.storage import set_transfer_progress
+
+        set_transfer_progress(lambda label, total: _bars.bar(label, total, count_files=False))
     if storage_option:
         from trace_ckpt.storage import options_from_pairs, set_default_options
 
@@ -108,29 +112,67 @@ KEY_IC = "IC"
 KEY_ARR = "1day.excess_return_with_cost.annualized_return"
 
 
-@contextlib.contextmanager
-def _files_bar(label: str, total_bytes: int | None = None, total_files: int | None = None) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar of workspace files on stderr, on a terminal only: bytes, speed, files. Yields the
-    ``progress(n_bytes, n_files)`` callback; the bar goes away at ``total_files`` (RD-Agent logs after it)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+class _Bars:
+    """The command's progress bars on stderr, on a terminal only: one rich Progress, started when a bar first
+    moves and stopped when every bar is done, so a download, the files of a restore and the upload of a
+    save share it, and RD-Agent's logs after a restore never run through it."""
 
-    bar = Progress(
-        TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TextColumn("{task.fields[files]} files"),
-        console=Console(stderr=True, highlight=False), transient=True, disable=not err.is_terminal or total_files == 0,
-    )
-    task = bar.add_task(label, total=total_bytes, files=0)
-    done = 0
+    def __init__(self) -> None:
+        self._progress: Any = None
+        self._live = 0
 
-    def advance(n_bytes: int, n_files: int) -> None:
-        nonlocal done
-        done += n_files
-        bar.update(task, advance=n_bytes, files=done)
-        if total_files is not None and done >= total_files:
-            bar.stop()
+    @contextlib.contextmanager
+    def bar(self, label: str, total_bytes: int | None = None, total_files: int | None = None,
+            count_files: bool = True) -> Iterator[Callable[..., None]]:
+        """Yield ``advance(n_bytes, n_files=0)``; the bar goes when the block ends or ``total_files`` are done."""
+        if not err.is_terminal or total_files == 0:
+            yield lambda n_bytes, n_files=0: None
+            return
+        task: Any = None
+        done, finished = 0, False
 
-    with bar:
-        yield advance
+        def advance(n_bytes: int, n_files: int = 0) -> None:
+            nonlocal task, done
+            if finished:
+                return
+            if task is None:
+                task = self._start(label, total_bytes)
+            done += n_files
+            self._progress.update(task, advance=n_bytes, files=f"{done} files" if count_files else "")
+            if total_files is not None and done >= total_files:
+                finish()
+
+        def finish() -> None:
+            nonlocal finished
+            finished = True
+            if task is not None:
+                self._progress.remove_task(task)
+                self._live -= 1
+                if not self._live:
+                    self._progress.stop()
+
+        try:
+            yield advance
+        finally:
+            if not finished:
+                finish()
+
+    def _start(self, label: str, total: int | None) -> Any:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                TextColumn("{task.fields[files]}"), console=Console(stderr=True, highlight=False), transient=True,
+            )
+        if not self._live:
+            self._progress.start()
+        self._live += 1
+        return self._progress.add_task(label, total=total, files="")
+
+
+_bars = _Bars()
 
 
 def _human(n: float) -> str:
@@ -170,7 +212,7 @@ def save(
     trace = getattr(loop_obj, "trace", None)
     if trace is None or not hasattr(trace, "hist"):
         raise CorruptCheckpointError(f"{dump.path} holds a {type(loop_obj).__name__} without a trace")
-    with _files_bar("saving workspace files") as progress:
+    with _bars.bar("saving workspace files") as progress:
         manifest = save_trace(
             trace, out_path, level=level, max_file_bytes=max_file_bytes,
             metadata=loop_metadata(loop_obj, dump), progress=progress, allow_modules=allow_module or (),
@@ -318,7 +360,7 @@ def resume(
     from trace_ckpt.rdagent.resume import resume as run_resume
 
     ws = read_manifest(ckpt).workspace_stats
-    with _files_bar("restoring workspace files", ws.file_bytes, ws.files - ws.skipped) as progress:
+    with _bars.bar("restoring workspace files", ws.file_bytes, ws.files - ws.skipped) as progress:
         report = run_resume(
             ckpt, only=only.value if only else None, loop_n=loop_n, step_n=step_n, all_duration=all_duration,
             base_features=base_features, workspace_root=workspace_root, log_dir=log_dir,

@@ -19,6 +19,7 @@ from trace_ckpt.storage.remote import (
     is_remote,
     options_from_pairs,
     set_default_options,
+    set_transfer_progress,
     storage_options,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "open_read",
     "options_from_pairs",
     "set_default_options",
+    "set_transfer_progress",
     "size_of",
     "storage_options",
 ]

@@ -15,7 +15,8 @@ import os
 import posixpath
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +41,9 @@ OBJECT_STORES = frozenset(EXTRAS)
 UPLOAD_CHUNK_BYTES = 50 * 1024 * 1024  # multipart part size on S3 (s3fs's default; a smaller file is one PUT)
 
 _options: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("trace_ckpt_storage_options", default={})
+# bar(label, total_bytes) -> a context manager yielding advance(n_bytes): what shows a download or upload
+TransferProgress = Callable[[str, "int | None"], AbstractContextManager[Callable[[int], None]]]
+_transfer: contextvars.ContextVar[TransferProgress | None] = contextvars.ContextVar("trace_ckpt_transfer", default=None)
 
 
 def protocol_of(url: str) -> str | None:
@@ -73,6 +77,34 @@ def storage_options(**options: Any) -> Iterator[None]:
 def set_default_options(options: Mapping[str, Any]) -> None:
     """Set options for the rest of the current context (the CLI's ``--storage-option``)."""
     _options.set({**_options.get(), **options})
+
+
+def set_transfer_progress(bar: TransferProgress | None) -> None:
+    """Show downloads and uploads of remote checkpoints through ``bar`` for the rest of the current
+    context (the CLI's progress bars); ``bar(label, total_bytes)`` yields ``advance(n_bytes)``."""
+    _transfer.set(bar)
+
+
+@contextlib.contextmanager
+def _callback(label: str, total: int | None) -> Iterator[Any]:
+    """An fsspec transfer callback that feeds the context's progress bar (a no-op without one)."""
+    from fsspec.callbacks import Callback, NoOpCallback
+
+    bar = _transfer.get()
+    if bar is None:
+        yield NoOpCallback()
+        return
+
+    class _Advance(Callback):  # fsspec counts bytes done; the bar wants increments
+        seen = 0
+
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            if self.value > self.seen:
+                advance(self.value - self.seen)
+                self.seen = self.value
+
+    with bar(label, total) as advance:
+        yield _Advance()
 
 
 def _filesystem(url: str) -> tuple[Any, str]:
@@ -170,7 +202,8 @@ def local_copy(url: str) -> Iterator[Path]:
         try:
             if fs.isdir(path):
                 raise CorruptCheckpointError(f"{url} is a folder, not a checkpoint file")
-            fs.get_file(path, str(local))
+            with _callback("downloading", fs.size(path)) as callback:
+                fs.get_file(path, str(local), callback=callback)
         except CheckpointError:
             raise
         except Exception as e:
@@ -204,13 +237,14 @@ def _protocols(fs: Any) -> set[str]:
 def _upload(fs: Any, staged: Path, path: str, url: str) -> None:
     try:
         protocols = _protocols(fs)
-        if protocols & OBJECT_STORES:
-            # all-or-nothing: one PUT, or a multipart upload that s3fs aborts when a part fails
-            extra = {"chunksize": UPLOAD_CHUNK_BYTES} if protocols & {"s3", "s3a"} else {}
-            fs.put_file(str(staged), path, **extra)
-            return
-        tmp = f"{path}.tckpt-tmp-{uuid.uuid4().hex[:12]}.part"
-        fs.put_file(str(staged), tmp)
+        with _callback("uploading", staged.stat().st_size) as callback:
+            if protocols & OBJECT_STORES:
+                # all-or-nothing: one PUT, or a multipart upload that s3fs aborts when a part fails
+                extra = {"chunksize": UPLOAD_CHUNK_BYTES} if protocols & {"s3", "s3a"} else {}
+                fs.put_file(str(staged), path, callback=callback, **extra)
+                return
+            tmp = f"{path}.tckpt-tmp-{uuid.uuid4().hex[:12]}.part"
+            fs.put_file(str(staged), tmp, callback=callback)
         try:
             fs.mv(tmp, path)
         except BaseException:
