@@ -92,6 +92,15 @@ def test_memory_url_transfers_report_progress(trace, tmp_path: Path) -> None:
     fs.rm("/tckpt-progress", recursive=True)
 
 
+def test_a_remote_folder_is_not_a_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/tckpt-folder/runs/run1.tckpt", b"x")
+    code, _, err = run(capsys, "verify", "memory://tckpt-folder/runs")
+    fs.rm("/tckpt-folder", recursive=True)
+    assert code == CorruptCheckpointError.exit_code
+    assert "is a folder, not a checkpoint file" in err and err.count("\n") == 1
+
+
 def test_missing_backend_names_the_extra(capsys: pytest.CaptureFixture[str]) -> None:
     # gcsfs is not a dependency of the tests: gs:// has no backend here
     assert "gcsfs" not in sys.modules

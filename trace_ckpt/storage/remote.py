@@ -200,9 +200,10 @@ def local_copy(url: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="tckpt-fetch-") as tmp:
         local = Path(tmp) / (posixpath.basename(path) or "checkpoint")
         try:
-            if fs.isdir(path):
+            info = fs.info(path)  # one request for what the file is and its size
+            if info.get("type") == "directory":
                 raise CorruptCheckpointError(f"{url} is a folder, not a checkpoint file")
-            with _callback("downloading", fs.size(path)) as callback:
+            with _callback("downloading", info.get("size")) as callback:
                 fs.get_file(path, str(local), callback=callback)
         except CheckpointError:
             raise
