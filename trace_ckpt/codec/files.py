@@ -15,7 +15,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from functools import cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from trace_ckpt._os import current_umask
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
@@ -25,6 +29,60 @@ from trace_ckpt.format.manifest import WorkspaceStats
 # progress(n_bytes, n_files): increments of workspace bytes and files done; a large file may report its
 # bytes in several calls (n_files 0) and then count itself (n_bytes 0, n_files 1)
 Progress = Callable[[int, int], None]
+
+
+# The files index's schema (docs/format.md, "files"): checked once when a checkpoint is read, so the code
+# that restores, prunes, merges, diffs and exports can rely on every entry's fields and their types.
+_STRICT = ConfigDict(strict=True, extra="allow")
+_Mode = Annotated[int, Field(ge=0, le=0o7777)]
+_Size = Annotated[int, Field(ge=0)]
+
+
+class _File(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    path: str
+    type: Literal["file"]
+    digest: str
+    size: _Size
+    mode: _Mode
+
+
+class _Dir(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    path: str
+    type: Literal["dir"]
+    mode: _Mode
+
+
+class _Symlink(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    path: str
+    type: Literal["symlink"]
+    target: str
+
+
+class _Skipped(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    path: str
+    type: Literal["skipped"]
+    size: _Size
+    reason: str
+
+
+class _Workspace(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    exists: bool
+    entries: list[Annotated[Union[_File, _Dir, _Symlink, _Skipped], Field(discriminator="type")]]
+
+
+class _Index(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    workspaces: dict[str, _Workspace]
+
+
+@cache
+def _index_schema() -> TypeAdapter[_Index]:
+    return TypeAdapter(_Index)  # built on first read: commands that never read the index skip the cost
 
 
 @dataclass
@@ -39,17 +97,26 @@ class FilesIndex:
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> FilesIndex:
         try:
-            doc = json.loads(data)
-            ws = doc["workspaces"]
-            if not isinstance(ws, dict):
-                raise TypeError("workspaces is not an object")
-            for key, w in ws.items():
-                entries = w.get("entries") if isinstance(w, dict) else None
-                if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
-                    raise TypeError(f"workspace {key[-40:]!r} has no list of entries")
-        except (ValueError, KeyError, TypeError) as e:
-            raise CorruptCheckpointError(f"{source}: the files index is not valid ({e})") from None
-        return cls(ws)
+            doc = _index_schema().validate_json(data)
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            raise CorruptCheckpointError(
+                f"{source}: the files index is not valid ({_where(err['loc'])}: {err['msg']})"
+            ) from None
+        return cls(dict(doc["workspaces"]))
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A validation error's location as one short line: workspaces['…/ws_3'].entries[2].size."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}" if out else part
+        else:
+            out += f"[{('…' + part[-40:]) if len(part) > 41 else part!r}]"
+    return out or "the document"
 
 
 def capture_workspaces(
