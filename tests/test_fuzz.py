@@ -110,41 +110,60 @@ def _with_section(data: bytes, name: str, new: bytes, raw_length: int) -> bytes:
     return _seal(bytes(out), doc)
 
 
-def _edit_files_index(edit: Callable[[dict, dict], object]) -> Callable[[bytes], bytes]:
-    """A maker of a resealed checkpoint whose files index went through ``edit(index, first_entry)``."""
+def _edit_json_section(name: str, edit: Callable[[dict], object]) -> Callable[[bytes], bytes]:
+    """A maker of a resealed checkpoint whose JSON section ``name`` went through ``edit(document)``."""
 
     def make(data: bytes) -> bytes:
         body, doc = _split(data)
-        s = next(t for t in doc["sections"] if t["name"] == "files")
-        index = json.loads(zstandard.ZstdDecompressor().decompress(body[s["offset"] : s["offset"] + s["length"]]))
-        edit(index, next(e for w in index["workspaces"].values() for e in w["entries"] if e["type"] == "file"))
-        raw = json.dumps(index).encode()
-        return _with_section(data, "files", zstandard.ZstdCompressor().compress(raw), len(raw))
+        s = next(t for t in doc["sections"] if t["name"] == name)
+        document = json.loads(zstandard.ZstdDecompressor().decompress(body[s["offset"] : s["offset"] + s["length"]]))
+        edit(document)
+        raw = json.dumps(document).encode()
+        return _with_section(data, name, zstandard.ZstdCompressor().compress(raw), len(raw))
 
     return make
 
 
-# Damage that passes every checksum (the file was edited and resealed) but breaks the files index's schema.
-BAD_INDEXES = {
-    "entry without a path": lambda ix, e: e.pop("path"),
-    "unknown entry type": lambda ix, e: e.update(type="fifo"),
-    "size as a string": lambda ix, e: e.update(size=str(e["size"])),
-    "negative size": lambda ix, e: e.update(size=-1),
-    "mode out of range": lambda ix, e: e.update(mode=0o200000),
-    "digest as a number": lambda ix, e: e.update(digest=7),
-    "entry is a list": lambda ix, e: next(iter(ix["workspaces"].values()))["entries"].append([e]),
-    "workspace without entries": lambda ix, e: next(iter(ix["workspaces"].values())).pop("entries"),
-    "exists as a string": lambda ix, e: next(iter(ix["workspaces"].values())).update(exists="yes"),
-    "no workspaces": lambda ix, e: ix.pop("workspaces"),
+def _first_file(index: dict) -> dict:
+    return next(e for w in index["workspaces"].values() for e in w["entries"] if e["type"] == "file")
+
+
+def _first_workspace(index: dict) -> dict:
+    return next(iter(index["workspaces"].values()))
+
+
+def _first_blob(index: dict) -> list:
+    return next(iter(index.values()))
+
+
+# Damage that passes every checksum (the file was edited and resealed) but breaks a JSON section's schema.
+BAD_JSON = {
+    "files: entry without a path": ("files", lambda ix: _first_file(ix).pop("path")),
+    "files: unknown entry type": ("files", lambda ix: _first_file(ix).update(type="fifo")),
+    "files: size as a string": ("files", lambda ix: _first_file(ix).update(size=str(_first_file(ix)["size"]))),
+    "files: negative size": ("files", lambda ix: _first_file(ix).update(size=-1)),
+    "files: mode out of range": ("files", lambda ix: _first_file(ix).update(mode=0o200000)),
+    "files: digest as a number": ("files", lambda ix: _first_file(ix).update(digest=7)),
+    "files: entry is a list": ("files", lambda ix: _first_workspace(ix)["entries"].append(["x"])),
+    "files: workspace without entries": ("files", lambda ix: _first_workspace(ix).pop("entries")),
+    "files: exists as a string": ("files", lambda ix: _first_workspace(ix).update(exists="yes")),
+    "files: no workspaces": ("files", lambda ix: ix.pop("workspaces")),
+    "index: negative length": ("index", lambda ix: _first_blob(ix).__setitem__(2, -1)),
+    "index: start as a string": ("index", lambda ix: _first_blob(ix).__setitem__(1, "0")),
+    "index: a field missing": ("index", lambda ix: _first_blob(ix).pop()),
+    "index: unknown section": ("index", lambda ix: _first_blob(ix).__setitem__(0, "blobs/99")),
+    "index: not an object": ("index", lambda ix: ix.clear() or ix.update({"a": None})),
 }
+WHAT = {"files": "the files index", "index": "the blob index"}
 
 
-@pytest.mark.parametrize("damage", BAD_INDEXES, ids=list(BAD_INDEXES))
-def test_files_index_schema_is_checked(tmp_path: Path, seed_file: bytes, damage: str) -> None:
+@pytest.mark.parametrize("damage", BAD_JSON, ids=list(BAD_JSON))
+def test_json_sections_are_checked_against_their_schema(tmp_path: Path, seed_file: bytes, damage: str) -> None:
+    section, edit = BAD_JSON[damage]
     path = tmp_path / "bad.tckpt"
-    path.write_bytes(_edit_files_index(BAD_INDEXES[damage])(seed_file))
+    path.write_bytes(_edit_json_section(section, edit)(seed_file))
     read_manifest(path)  # the manifest and every checksum are fine
-    with pytest.raises(CorruptCheckpointError, match="the files index is not valid") as info:
+    with pytest.raises(CorruptCheckpointError, match=f"{WHAT[section]} is not valid") as info:
         restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "ws").exists()  # refused before anything is written
@@ -153,7 +172,7 @@ def test_files_index_schema_is_checked(tmp_path: Path, seed_file: bytes, damage:
 def test_files_index_keeps_unknown_fields(tmp_path: Path, seed_file: bytes) -> None:
     """A field a later version adds is kept, not refused: the schema checks what this version reads."""
     path = tmp_path / "extra.tckpt"
-    path.write_bytes(_edit_files_index(lambda ix, e: e.update(xattrs={"user.k": "v"}))(seed_file))
+    path.write_bytes(_edit_json_section("files", lambda ix: _first_file(ix).update(xattrs={"user.k": "v"}))(seed_file))
     assert restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW).hist
 
 

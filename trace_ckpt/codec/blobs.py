@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
+from typing import Annotated
 
 import zstandard
+from pydantic import Field, TypeAdapter
 
+from trace_ckpt.codec.schema import STRICT, load_json
 from trace_ckpt.errors import CorruptCheckpointError, SaveError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter, new_hash
 from trace_ckpt.format.manifest import SectionInfo
@@ -135,6 +139,15 @@ class BlobPacker:
         self._writer.add_bytes("index", "index", json.dumps(doc, separators=(",", ":")).encode())
 
 
+_Offset = Annotated[int, Field(ge=0)]
+
+
+@cache
+def _index_schema() -> TypeAdapter[dict[str, tuple[str, int, int]]]:
+    """The ``index`` section: blob digest -> [pack section name, start, length] (docs/format.md)."""
+    return TypeAdapter(dict[str, tuple[str, _Offset, _Offset]], config=STRICT)
+
+
 class BlobSource:
     """Reads blobs back by digest, decompressing each section at most once while it is in use."""
 
@@ -143,14 +156,16 @@ class BlobSource:
         self._sections = {s.name: s for s in reader.manifest.sections if s.kind == "blobs"}
         self.index: dict[str, tuple[SectionInfo, int, int]] = {}
         try:
-            doc = json.loads(reader.read_section(reader.manifest.section("index")))
-            for digest, (name, start, length) in doc.items():
-                section = self._sections[name]
-                if not (isinstance(start, int) and isinstance(length, int)) or start < 0 or start + length > section.raw_length:
-                    raise ValueError(f"blob {digest[:12]} lies outside section {name}")
-                self.index[digest] = (section, start, length)
-        except (KeyError, ValueError, TypeError, AttributeError) as e:
-            raise CorruptCheckpointError(f"{reader.source}: the blob index is not valid ({e})") from None
+            data = reader.read_section(reader.manifest.section("index"))
+        except KeyError:
+            raise CorruptCheckpointError(f"{reader.source}: no blob index section") from None
+        for digest, (name, start, length) in load_json(_index_schema(), data, "the blob index", reader.source).items():
+            section = self._sections.get(name)
+            if section is None or start + length > section.raw_length:
+                raise CorruptCheckpointError(
+                    f"{reader.source}: the blob index is not valid (blob {digest[:12]} lies outside section {name})"
+                )
+            self.index[digest] = (section, start, length)
         self._cache_name: str | None = None
         self._cache: bytes = b""
 

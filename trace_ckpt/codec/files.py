@@ -14,15 +14,16 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
 from functools import cache
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from trace_ckpt._os import current_umask
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
+from trace_ckpt.codec.schema import STRICT, load_json
 from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, WorkspaceConflictError
 from trace_ckpt.format.manifest import WorkspaceStats
 
@@ -33,13 +34,12 @@ Progress = Callable[[int, int], None]
 
 # The files index's schema (docs/format.md, "files"): checked once when a checkpoint is read, so the code
 # that restores, prunes, merges, diffs and exports can rely on every entry's fields and their types.
-_STRICT = ConfigDict(strict=True, extra="allow")
 _Mode = Annotated[int, Field(ge=0, le=0o7777)]
 _Size = Annotated[int, Field(ge=0)]
 
 
 class _File(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     path: str
     type: Literal["file"]
     digest: str
@@ -48,21 +48,21 @@ class _File(TypedDict):
 
 
 class _Dir(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     path: str
     type: Literal["dir"]
     mode: _Mode
 
 
 class _Symlink(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     path: str
     type: Literal["symlink"]
     target: str
 
 
 class _Skipped(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     path: str
     type: Literal["skipped"]
     size: _Size
@@ -70,13 +70,13 @@ class _Skipped(TypedDict):
 
 
 class _Workspace(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     exists: bool
     entries: list[Annotated[Union[_File, _Dir, _Symlink, _Skipped], Field(discriminator="type")]]
 
 
 class _Index(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     workspaces: dict[str, _Workspace]
 
 
@@ -96,27 +96,8 @@ class FilesIndex:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> FilesIndex:
-        try:
-            doc = _index_schema().validate_json(data)
-        except ValidationError as e:
-            err = e.errors(include_url=False)[0]
-            raise CorruptCheckpointError(
-                f"{source}: the files index is not valid ({_where(err['loc'])}: {err['msg']})"
-            ) from None
+        doc = load_json(_index_schema(), data, "the files index", source)
         return cls(dict(doc["workspaces"]))
-
-
-def _where(loc: tuple[int | str, ...]) -> str:
-    """A validation error's location as one short line: workspaces['…/ws_3'].entries[2].size."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.isidentifier():
-            out += f".{part}" if out else part
-        else:
-            out += f"[{('…' + part[-40:]) if len(part) > 41 else part!r}]"
-    return out or "the document"
 
 
 def capture_workspaces(

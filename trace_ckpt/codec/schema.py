@@ -1,0 +1,40 @@
+"""JSON sections (files index, blob index) checked against a schema when read.
+
+A damaged document becomes one CorruptCheckpointError that says where it is wrong, and the code after
+the check can rely on every field and its type.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from trace_ckpt.errors import CorruptCheckpointError
+
+T = TypeVar("T")
+
+# strict: "12" is not a size; extra fields a later writer adds are kept, not refused
+STRICT = ConfigDict(strict=True, extra="allow")
+
+
+def load_json(schema: TypeAdapter[T], data: bytes, what: str, source: str) -> T:
+    """``data`` parsed and validated by ``schema``; CorruptCheckpointError naming ``what`` and the place if not."""
+    try:
+        return schema.validate_json(data)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        raise CorruptCheckpointError(f"{source}: {what} is not valid ({_where(err['loc'])}: {err['msg']})") from None
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A validation error's location as one short line: workspaces['…/ws_3'].entries[2].size."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}" if out else part
+        else:
+            out += f"[{('…' + part[-40:]) if len(part) > 41 else part!r}]"
+    return out or "the document"
