@@ -5,7 +5,8 @@ A case that runs for a minute counts as a hang and fails the test; how fast the 
 by the benchmarks, not here (a shared CI machine can stall one case for seconds).
 
 Re-sealed cases recompute the checksums after mutating, so the damage reaches the decompressor, the
-blob index, the files index and the unpickler, not only the checksum check.
+blob index, the files index and the unpickler, not only the checksum check; one maker edits the JSON
+sections' structure (a value replaced or a key dropped) rather than their bytes.
 """
 
 from __future__ import annotations
@@ -94,6 +95,29 @@ def _resealed_section(rng: random.Random, data: bytes) -> bytes:
         raw = _mutate_bytes(rng, zstandard.ZstdDecompressor().decompress(stored))
         return _with_section(data, s["name"], zstandard.ZstdCompressor(level=1).compress(raw), len(raw))
     return _with_section(data, s["name"], _mutate_bytes(rng, stored), s["raw_length"])  # damage the frame itself
+
+
+def _resealed_json(rng: random.Random, data: bytes) -> bytes:
+    """One value somewhere in the files index or the blob index replaced by an odd one, resealed."""
+
+    def edit(doc: object) -> None:
+        nodes = []  # every (container, key) pair of the document
+        stack = [doc]
+        while stack:
+            node = stack.pop()
+            pairs = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+            for k, v in pairs:
+                nodes.append((node, k))
+                stack.append(v)
+        if nodes:
+            node, key = rng.choice(nodes)
+            odd = rng.choice([0, -1, 2**63, 1.5, True, None, "", "..", "/etc", "x" * 300, [], {}, ["blobs/0", 0, 1]])
+            if isinstance(node, dict) and rng.random() < 0.2:
+                del node[key]
+            else:
+                node[key] = odd
+
+    return _edit_json_section(rng.choice(["files", "index"]), edit)(data)
 
 
 def _with_section(data: bytes, name: str, new: bytes, raw_length: int) -> bytes:
@@ -195,15 +219,17 @@ def _watchdog(seconds: int) -> Iterator[None]:
 
 def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: bytes) -> None:
     rng = random.Random(20261124)
-    makers = [
-        lambda: _mutate_bytes(rng, seed_file),
-        lambda: seed_file[: rng.randrange(len(seed_file))],
-        lambda: rng.randbytes(rng.randint(0, 4096)),
-        lambda: b"TRACECKP" + struct.pack("<II", 1, 0) + rng.randbytes(rng.randint(0, 512)),
-        lambda: _resealed_manifest(rng, seed_file),
-        lambda: _resealed_section(rng, seed_file),
-        lambda: _resealed_section(rng, seed_file),
-    ]
+    makers = {
+        "flipped, cut or inserted bytes": lambda: _mutate_bytes(rng, seed_file),
+        "truncated": lambda: seed_file[: rng.randrange(len(seed_file))],
+        "random bytes": lambda: rng.randbytes(rng.randint(0, 4096)),
+        "valid header, random rest": lambda: b"TRACECKP" + struct.pack("<II", 1, 0) + rng.randbytes(rng.randint(0, 512)),
+        "resealed manifest": lambda: _resealed_manifest(rng, seed_file),
+        "resealed section": lambda: _resealed_section(rng, seed_file),
+        "resealed section (2)": lambda: _resealed_section(rng, seed_file),
+        "resealed JSON structure": lambda: _resealed_json(rng, seed_file),
+    }
+    names = list(makers)
     path = tmp_path / "case.tckpt"
     outcomes = {"error": 0, "loaded": 0}
     kinds: dict[str, int] = {}
@@ -211,7 +237,8 @@ def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: byte
     start = time.perf_counter()
     with _watchdog(HANG_SECONDS):
         for i in range(CASES):
-            path.write_bytes(makers[i % len(makers)]())
+            kind = names[i % len(names)]
+            path.write_bytes(makers[kind]())
             t = time.perf_counter()
             signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)
             try:
@@ -223,9 +250,9 @@ def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: byte
                 outcomes["error"] += 1
                 kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
             except _Hung:
-                pytest.fail(f"case {i} ({makers[i % len(makers)]}) still ran after {HANG_SECONDS}s")
+                pytest.fail(f"case {i} ({kind}) still ran after {HANG_SECONDS}s")
             except BaseException as e:  # anything else is a bug in the reader
-                pytest.fail(f"case {i} ({makers[i % len(makers)]}) raised {type(e).__name__}: {e}")
+                pytest.fail(f"case {i} ({kind}) raised {type(e).__name__}: {e}")
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             slowest = max(slowest, (time.perf_counter() - t, i))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,10 +12,14 @@ import pandas as pd
 import pytest
 
 from tests.builders import ALLOW, build_trace, data_folder
-from trace_ckpt import UntrustedContentError, restore_trace, save_trace
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trace_ckpt import CorruptCheckpointError, UntrustedContentError, restore_trace, save_trace
 from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec.blobs import BlobPacker
 from trace_ckpt.codec.files import FilesIndex
+from trace_ckpt.codec.opcodes import unsafe_opcode
 from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
 from trace_ckpt.format.manifest import Manifest, Producer
 
@@ -59,6 +64,52 @@ def test_hostile_pickle_is_refused_and_never_runs(tmp_path: Path, payload) -> No
     with pytest.raises(UntrustedContentError, match="not on the allowlist"):
         restore_trace(path, workspace_root=tmp_path / "ws")
     assert not marker.exists()
+
+
+# Small pickles that make CPython's C unpickler allocate far more than they hold. The first one is what
+# the fuzz test found: a LONG_BINPUT memo index of ~0.8e9 made 3.11's unpickler allocate and zero 12 GB
+# (CPython gh-115952). An index of 2**31 - 1 asks for 32 GB.
+MEMORY_BOMBS = {
+    "LONG_BINPUT index": b"\x80\x05]r" + struct.pack("<I", 779_317_097) + b".",
+    "LONG_BINPUT 2**31": b"\x80\x05]r\xff\xff\xff\x7f.",
+    "PUT index": b"(lp2000000000\n.",
+    "BYTEARRAY8 length": b"\x80\x05\x96" + struct.pack("<Q", 1 << 34) + b"abc.",
+    "BINBYTES8 length": b"\x80\x05\x8e" + struct.pack("<Q", 1 << 34) + b"abc.",
+    "FRAME length": b"\x80\x05\x95" + struct.pack("<Q", 1 << 40) + b"N.",
+}
+
+
+@pytest.mark.parametrize("bomb", MEMORY_BOMBS, ids=list(MEMORY_BOMBS))
+def test_memory_bomb_pickles_never_reach_the_unpickler(tmp_path: Path, bomb: str) -> None:
+    path = tmp_path / "bomb.tckpt"
+    _forge(path, MEMORY_BOMBS[bomb])
+    with pytest.raises(CorruptCheckpointError, match="the graph is damaged or crafted") as e:
+        restore_trace(path, workspace_root=tmp_path / "ws")
+    assert "\n" not in str(e.value)
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
+    | st.binary().map(bytearray) | st.integers(-(2**200), 2**200),
+    lambda inner: st.lists(inner) | st.tuples(inner, inner) | st.dictionaries(st.text(), inner)
+    | st.frozensets(st.integers()) | st.sets(st.text()),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values, st.integers(0, pickle.HIGHEST_PROTOCOL))
+def test_the_opcode_scan_passes_every_pickle_pickle_writes(value: object, protocol: int) -> None:
+    shared = [value, value]  # memo references too
+    assert unsafe_opcode(pickle.dumps(shared, protocol=protocol)) is None
+    assert unsafe_opcode(pickle._dumps(shared, protocol=protocol)) is None  # the pure-Python writer (dill's base)
+
+
+def test_the_opcode_scan_passes_real_checkpoint_graphs(tmp_path: Path) -> None:
+    """The graph of a saved trace (RD-Agent objects, blobs, tables) loads, so the scan passed it."""
+    trace = build_trace([(), (0,), (1,)], [True, False, True], data_folder(tmp_path / "data"))
+    save_trace(trace, tmp_path / "t.tckpt")
+    assert len(restore_trace(tmp_path / "t.tckpt", workspace_root=tmp_path / "ws").hist) == 3
 
 
 def _global_pickle(module: str, name: str) -> bytes:

@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 from trace_ckpt.codec.allowlist import Allowlist
-from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec import tables
+from trace_ckpt.codec.blobs import BlobPacker, BlobSource
+from trace_ckpt.codec.opcodes import unsafe_opcode
 from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 
@@ -224,6 +225,9 @@ def decode_graph(reader: ContainerReader, blobs: BlobSource, allow: Allowlist) -
     except KeyError:
         raise CorruptCheckpointError(f"{reader.source}: no graph section") from None
     data = reader.read_section(section)
+    reason = unsafe_opcode(data)  # before the C unpickler sees it: some inputs make it allocate gigabytes
+    if reason is not None:
+        raise CorruptCheckpointError(f"{reader.source}: the graph is damaged or crafted ({reason})")
     try:
         return _GraphUnpickler(io.BytesIO(data), blobs, reader, allow).load()
     except CheckpointError:
