@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from tests.compare import assert_same_graph
 from trace_ckpt.codec.tables import from_arrow, to_arrow
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def roundtrip(obj):
@@ -93,3 +100,27 @@ def test_restored_values_can_be_edited_in_place(obj) -> None:
     back = roundtrip(obj)
     back.iloc[0] = 5  # RD-Agent code edits results in place; Arrow's read-only views would refuse
     assert (back.iloc[0] == 5).all()
+
+
+def test_a_string_offset_past_its_data_is_refused_not_read() -> None:
+    """IPC reading does not check offsets; a crafted one would make to_pandas read out of bounds (a crash
+    at worst). Run in a child process so that, were the check missing, a crash fails this test only."""
+    probe = textwrap.dedent(
+        """
+        import pandas as pd, pyarrow as pa
+        from trace_ckpt.codec.tables import from_arrow, to_arrow
+        data, labels = to_arrow(pd.Series([1.0, 2.0], index=["abc", "def"]))
+        offsets = (0).to_bytes(4, "little") + (3).to_bytes(4, "little") + (6).to_bytes(4, "little")
+        assert data.count(offsets) == 1
+        bad = data.replace(offsets, offsets[:8] + (2**31 - 1).to_bytes(4, "little"))
+        try:
+            from_arrow(bad, labels)
+        except pa.ArrowInvalid as e:
+            print("refused:", e)
+        else:
+            print("loaded")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("refused:"), r.stdout

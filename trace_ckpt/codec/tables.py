@@ -99,6 +99,9 @@ def _plain_index(table: pa.Table, spec: dict[str, Any]) -> pd.Index:
 def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:
     """Rebuild the Series/DataFrame written by :func:`to_arrow`."""
     table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    # reading IPC does not check buffer contents: a crafted string offset would make to_pandas read out of
+    # bounds (Arrow's security notes); the full check raises ArrowInvalid instead, a corrupt graph
+    table.validate(full=True)
     if "index" in labels:
         index = _plain_index(table, labels["index"])
         cols = [n for n in table.column_names if n != "__index__"]
