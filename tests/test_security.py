@@ -68,7 +68,7 @@ def test_hostile_pickle_is_refused_and_never_runs(tmp_path: Path, payload) -> No
 
 # Small pickles that make CPython's C unpickler allocate far more than they hold. The first one is what
 # the fuzz test found: a LONG_BINPUT memo index of ~0.8e9 made 3.11's unpickler allocate and zero 12 GB
-# (CPython gh-115952). An index of 2**31 - 1 asks for 32 GB.
+# (CPython gh-115952). An index of 2**31 - 1 asks for 34 GB (a table of twice the index, 8 bytes each).
 MEMORY_BOMBS = {
     "LONG_BINPUT index": b"\x80\x05]r" + struct.pack("<I", 779_317_097) + b".",
     "LONG_BINPUT 2**31": b"\x80\x05]r\xff\xff\xff\x7f.",

@@ -96,8 +96,7 @@ class FilesIndex:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> FilesIndex:
-        doc = load_json(_index_schema(), data, "the files index", source)
-        return cls(dict(doc["workspaces"]))
+        return cls(load_json(_index_schema(), data, "the files index", source)["workspaces"])
 
 
 def capture_workspaces(

@@ -1,8 +1,8 @@
 """A linear pre-scan of a pickle's opcodes, run on the graph before it is unpickled.
 
-CPython's C unpickler sizes its memo table from the index a PUT opcode names, so five bytes such as
-``]r\\xff\\xff\\xff\\x7f`` make it allocate and zero gigabytes (CPython gh-115952, fixed only in later
-releases than many of ours). A checkpoint's pickle numbers its memo entries in order (pickle's own
+CPython's C unpickler sizes its memo table from the index a PUT opcode names, so six bytes such as
+``]r\\xff\\xff\\xff\\x7f`` make it allocate and zero 34 GB (CPython gh-115952, fixed only in newer
+releases than the 3.11.7 we run). A checkpoint's pickle numbers its memo entries in order (pickle's own
 writers do), so an index far beyond the entries stored so far, a length beyond the end of the input, or
 an unknown opcode means a crafted or damaged graph: refused here, in time linear in its size.
 """
