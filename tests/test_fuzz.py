@@ -26,7 +26,8 @@ import pytest
 import zstandard
 
 from tests.builders import ALLOW, build_trace, data_folder
-from trace_ckpt import CheckpointError, CorruptCheckpointError, read_manifest, restore_trace, save_trace
+from trace_ckpt import CheckpointError, CorruptCheckpointError, diff, read_manifest, restore_trace, save_trace
+from trace_ckpt.export import export_factors
 
 CASES = 10_000
 HANG_SECONDS = 60
@@ -191,6 +192,25 @@ def test_json_sections_are_checked_against_their_schema(tmp_path: Path, seed_fil
         restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "ws").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize("section", ["graph", "index", "files"])
+def test_a_section_missing_from_the_manifest_is_named(tmp_path: Path, seed_file: bytes, section: str) -> None:
+    """Every reader (restore, diff, export-factors) says which section is missing, not a KeyError."""
+    body, doc = _split(seed_file)
+    doc["sections"] = [s for s in doc["sections"] if s["name"] != section]
+    path = tmp_path / "missing.tckpt"
+    path.write_bytes(_seal(body, doc))
+    readers = {
+        "restore": lambda: restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW),
+        "diff": lambda: diff(path, path),
+        "export-factors": lambda: export_factors(path, tmp_path / "f.parquet"),
+    }
+    needs = {"restore": {"graph", "index", "files"}, "diff": {"files"}, "export-factors": {"index", "files"}}
+    for name, read in readers.items():
+        if section in needs[name]:
+            with pytest.raises(CorruptCheckpointError, match=f"no '{section}' section"):
+                read()
 
 
 def test_files_index_keeps_unknown_fields(tmp_path: Path, seed_file: bytes) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from tests.builders import ALLOW, build_trace, data_folder
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.builders import ALLOW, build_trace, data_folder
 from trace_ckpt import CorruptCheckpointError, UntrustedContentError, restore_trace, save_trace
 from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec.blobs import BlobPacker

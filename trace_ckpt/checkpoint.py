@@ -204,10 +204,7 @@ def open_checkpoint(
             )
         blobs = BlobSource(reader)
         root = decode_graph(reader, blobs, Allowlist(allow_modules))
-        try:
-            files = FilesIndex.from_bytes(reader.read_section(reader.manifest.section("files")), str(path))
-        except KeyError:
-            raise CorruptCheckpointError(f"{path}: no files section") from None
+        files = FilesIndex.from_bytes(reader.read_section(reader.section("files")), str(path))
         yield LoadedCheckpoint(reader.manifest, root, files, reader, blobs)
 
 

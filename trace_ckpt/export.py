@@ -31,7 +31,7 @@ def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
         nodes = [n for n in m.nodes if n.decision and n.kind == "factor"]
         if not nodes:
             raise NothingToExportError(f"{path} holds no accepted factor experiment, so no SOTA factor values")
-        files = FilesIndex.from_bytes(reader.read_section(m.section("files")), str(path))
+        files = FilesIndex.from_bytes(reader.read_section(reader.section("files")), str(path))
         blobs = BlobSource(reader)
         frames: list[pd.DataFrame] = []
         seen: set[str] = set()

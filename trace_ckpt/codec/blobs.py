@@ -155,10 +155,7 @@ class BlobSource:
         self._reader = reader
         self._sections = {s.name: s for s in reader.manifest.sections if s.kind == "blobs"}
         self.index: dict[str, tuple[SectionInfo, int, int]] = {}
-        try:
-            data = reader.read_section(reader.manifest.section("index"))
-        except KeyError:
-            raise CorruptCheckpointError(f"{reader.source}: no blob index section") from None
+        data = reader.read_section(reader.section("index"))
         for digest, (name, start, length) in load_json(_index_schema(), data, "the blob index", reader.source).items():
             section = self._sections.get(name)
             if section is None or start + length > section.raw_length:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec import tables
+from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec.opcodes import unsafe_opcode
 from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError, UntrustedContentError
@@ -220,11 +220,7 @@ class _GraphUnpickler(pickle.Unpickler):
 
 def decode_graph(reader: ContainerReader, blobs: BlobSource, allow: Allowlist) -> Any:
     """Load the ``graph`` section with the restricted unpickler (sections must be verified first)."""
-    try:
-        section = reader.manifest.section("graph")
-    except KeyError:
-        raise CorruptCheckpointError(f"{reader.source}: no graph section") from None
-    data = reader.read_section(section)
+    data = reader.read_section(reader.section("graph"))
     reason = unsafe_opcode(data)  # before the C unpickler sees it: some inputs make it allocate gigabytes
     if reason is not None:
         raise CorruptCheckpointError(f"{reader.source}: the graph is damaged or crafted ({reason})")

@@ -15,8 +15,8 @@ import io
 import json
 import os
 import struct
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 import blake3
@@ -389,6 +389,13 @@ class ContainerReader:
             else:
                 self._verified.add((s.offset, s.length, s.digest))
         return bad
+
+    def section(self, name: str) -> SectionInfo:
+        """The manifest's section ``name``; CorruptCheckpointError when the file has none (every reader needs it)."""
+        try:
+            return self.manifest.section(name)
+        except KeyError:
+            raise CorruptCheckpointError(f"{self.source}: no {name!r} section") from None
 
     def read_section(self, s: SectionInfo) -> bytes:
         """Verified and decompressed bytes of a section, never more than its declared raw length."""

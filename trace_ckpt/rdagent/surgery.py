@@ -583,17 +583,12 @@ def _read_index(path: PathLike, algorithm: str | None = None) -> tuple[Manifest,
     v1 file is compared with a v2 one) its file digests are recomputed from the stored bytes with it."""
     from trace_ckpt.codec.blobs import BlobSource
     from trace_ckpt.codec.files import FilesIndex
-    from trace_ckpt.errors import CorruptCheckpointError
     from trace_ckpt.format.container import ContainerReader, new_hash
     from trace_ckpt.storage import open_read
 
     with open_read(path) as f:
         reader = ContainerReader(f, source=str(path))
-        try:
-            section = reader.manifest.section("files")
-        except KeyError:
-            raise CorruptCheckpointError(f"{path}: no files section") from None
-        files = FilesIndex.from_bytes(reader.read_section(section), str(path)).workspaces
+        files = FilesIndex.from_bytes(reader.read_section(reader.section("files")), str(path)).workspaces
         if algorithm is None or algorithm == reader.hash_algorithm:
             return reader.manifest, files
         blobs = BlobSource(reader)
