@@ -213,6 +213,16 @@ def test_a_section_missing_from_the_manifest_is_named(tmp_path: Path, seed_file:
                 read()
 
 
+def test_a_file_whose_content_is_not_stored_is_found_before_any_use(tmp_path: Path, seed_file: bytes) -> None:
+    path = tmp_path / "dangling.tckpt"
+    path.write_bytes(_edit_json_section("files", lambda ix: _first_file(ix).update(digest="ab" * 32))(seed_file))
+    for read in (lambda: restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW),
+                 lambda: export_factors(path, tmp_path / "f.parquet")):
+        with pytest.raises(CorruptCheckpointError, match="refers to a missing blob"):
+            read()
+    assert not (tmp_path / "ws").exists()
+
+
 def test_files_index_keeps_unknown_fields(tmp_path: Path, seed_file: bytes) -> None:
     """A field a later version adds is kept, not refused: the schema checks what this version reads."""
     path = tmp_path / "extra.tckpt"

@@ -204,7 +204,7 @@ def open_checkpoint(
             )
         blobs = BlobSource(reader)
         root = decode_graph(reader, blobs, Allowlist(allow_modules))
-        files = FilesIndex.from_bytes(reader.read_section(reader.section("files")), str(path))
+        files = FilesIndex.read(reader, blobs)
         yield LoadedCheckpoint(reader.manifest, root, files, reader, blobs)
 
 

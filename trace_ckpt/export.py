@@ -31,8 +31,8 @@ def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
         nodes = [n for n in m.nodes if n.decision and n.kind == "factor"]
         if not nodes:
             raise NothingToExportError(f"{path} holds no accepted factor experiment, so no SOTA factor values")
-        files = FilesIndex.from_bytes(reader.read_section(reader.section("files")), str(path))
         blobs = BlobSource(reader)
+        files = FilesIndex.read(reader, blobs)
         frames: list[pd.DataFrame] = []
         seen: set[str] = set()
         with tempfile.TemporaryDirectory(prefix="tckpt-export-") as tmp:

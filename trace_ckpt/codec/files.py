@@ -25,6 +25,7 @@ from trace_ckpt._os import current_umask
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec.schema import STRICT, load_json
 from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, WorkspaceConflictError
+from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.format.manifest import WorkspaceStats
 
 # progress(n_bytes, n_files): increments of workspace bytes and files done; a large file may report its
@@ -96,7 +97,19 @@ class FilesIndex:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str) -> FilesIndex:
+        """The index as stored, checked against its schema (CorruptCheckpointError if it does not fit)."""
         return cls(load_json(_index_schema(), data, "the files index", source)["workspaces"])
+
+    @classmethod
+    def read(cls, reader: ContainerReader, blobs: BlobSource) -> FilesIndex:
+        """The checkpoint's ``files`` section, checked against its schema and against the blob index: a
+        file whose content is not stored is a corrupt checkpoint, found before anything uses the index."""
+        index = cls.from_bytes(reader.read_section(reader.section("files")), reader.source)
+        for key, ws in index.workspaces.items():
+            for e in ws["entries"]:
+                if e["type"] == "file" and e["digest"] not in blobs:
+                    raise CorruptCheckpointError(f"{reader.source}: file {e['path']} of {key} refers to a missing blob")
+        return index
 
 
 def capture_workspaces(
@@ -177,7 +190,8 @@ def materialize(
     source: str = "checkpoint",
     progress: Progress | None = None,
 ) -> int:
-    """Write every captured workspace into its new folder (``mapping``: original key -> new path).
+    """Write every captured workspace into its new folder (``mapping``: original key -> new path); ``index``
+    comes from :meth:`FilesIndex.read`, so every file's content is in ``blobs``.
 
     A first pass checks every target and raises WorkspaceConflictError before anything is written
     when an existing, different file is in the way. Returns the number of files written.
@@ -196,8 +210,6 @@ def materialize(
             if links and len(rel.parts) > 1 and any(str(p) in links for p in rel.parents):
                 raise CorruptCheckpointError(f"{source}: workspace entry {rel} lies under a symlink")
             plan.append((e, os.path.join(root, *rel.parts), fresh))
-            if e.get("type") == "file" and e.get("digest") not in blobs:
-                raise CorruptCheckpointError(f"{source}: file {rel} refers to a missing blob")
 
     if not overwrite:  # conflict check before any write
         for e, target, fresh in plan:
