@@ -26,7 +26,7 @@ import pytest
 import zstandard
 
 from tests.builders import ALLOW, build_trace, data_folder
-from trace_ckpt import CheckpointError, CorruptCheckpointError, diff, read_manifest, restore_trace, save_trace
+from trace_ckpt import CheckpointError, CorruptCheckpointError, diff, prune, read_manifest, restore_trace, save_trace
 from trace_ckpt.export import export_factors
 
 CASES = 10_000
@@ -247,9 +247,9 @@ def _watchdog(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: bytes) -> None:
-    rng = random.Random(20261124)
-    makers = {
+def _makers(rng: random.Random, seed_file: bytes) -> dict[str, Callable[[], bytes]]:
+    """Named ways of damaging ``seed_file`` (each call draws a new case from ``rng``)."""
+    return {
         "flipped, cut or inserted bytes": lambda: _mutate_bytes(rng, seed_file),
         "truncated": lambda: seed_file[: rng.randrange(len(seed_file))],
         "random bytes": lambda: rng.randbytes(rng.randint(0, 4096)),
@@ -259,26 +259,30 @@ def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: byte
         "resealed section (2)": lambda: _resealed_section(rng, seed_file),
         "resealed JSON structure": lambda: _resealed_json(rng, seed_file),
     }
+
+
+def _survives(
+    tmp_path: Path, makers: dict[str, Callable[[], bytes]], cases: int, read: Callable[[Path, int], object]
+) -> dict[str, int]:
+    """Run ``read(path, i)`` on ``cases`` damaged files: each must load or raise a one-line CheckpointError,
+    and none may run for a minute. Returns how many loaded and how many failed with each error class."""
     names = list(makers)
     path = tmp_path / "case.tckpt"
-    outcomes = {"error": 0, "loaded": 0}
-    kinds: dict[str, int] = {}
+    outcomes: dict[str, int] = {"loaded": 0}
     slowest = (0.0, -1)
     start = time.perf_counter()
     with _watchdog(HANG_SECONDS):
-        for i in range(CASES):
+        for i in range(cases):
             kind = names[i % len(names)]
             path.write_bytes(makers[kind]())
             t = time.perf_counter()
             signal.setitimer(signal.ITIMER_REAL, HANG_SECONDS)
             try:
-                read_manifest(path)
-                restore_trace(path, workspace_root=tmp_path / f"ws{i % 3}", overwrite=True, allow_modules=ALLOW)
+                read(path, i)
                 outcomes["loaded"] += 1
             except CheckpointError as e:
                 assert "\n" not in str(e), (i, str(e))
-                outcomes["error"] += 1
-                kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
+                outcomes[type(e).__name__] = outcomes.get(type(e).__name__, 0) + 1
             except _Hung:
                 pytest.fail(f"case {i} ({kind}) still ran after {HANG_SECONDS}s")
             except BaseException as e:  # anything else is a bug in the reader
@@ -286,5 +290,30 @@ def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: byte
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             slowest = max(slowest, (time.perf_counter() - t, i))
-    print(f"fuzz: {outcomes} {kinds} in {time.perf_counter() - start:.1f}s, slowest: case {slowest[1]} {slowest[0]:.2f}s")
-    assert outcomes["error"] > CASES * 0.9
+    print(f"fuzz: {outcomes} in {time.perf_counter() - start:.1f}s, slowest: case {slowest[1]} {slowest[0]:.2f}s")
+    return outcomes
+
+
+def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: bytes) -> None:
+    def read(path: Path, i: int) -> None:
+        read_manifest(path)
+        restore_trace(path, workspace_root=tmp_path / f"ws{i % 3}", overwrite=True, allow_modules=ALLOW)
+
+    outcomes = _survives(tmp_path, _makers(random.Random(20261124), seed_file), CASES, read)
+    assert outcomes["loaded"] < CASES * 0.1
+
+
+def test_diff_prune_and_export_survive_bad_inputs(tmp_path: Path, seed_file: bytes) -> None:
+    """The other readers of a checkpoint, on resealed damage (which passes every checksum)."""
+    seed = tmp_path / "seed.tckpt"
+    seed.write_bytes(seed_file)
+    readers = [
+        lambda path: diff(seed, path),
+        lambda path: diff(path, seed),
+        lambda path: prune(path, tmp_path / "pruned.tckpt", keep="last:1", allow_modules=ALLOW),
+        lambda path: export_factors(path, tmp_path / "factors.parquet"),
+    ]
+    makers = {k: v for k, v in _makers(random.Random(20261128), seed_file).items() if k.startswith("resealed")}
+    # reader i // len(makers): every reader meets every kind of damage
+    outcomes = _survives(tmp_path, makers, 2000, lambda path, i: readers[(i // len(makers)) % len(readers)](path))
+    assert outcomes["loaded"] < 2000 * 0.5
