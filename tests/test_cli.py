@@ -102,6 +102,21 @@ def test_export_factors_with_no_sota(capsys: pytest.CaptureFixture[str], tmp_pat
     assert not (tmp_path / "o.parquet").exists()
 
 
+def test_export_factors_with_duplicate_rows(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Factor values with a repeated (datetime, instrument) row cannot be lined up with the others: a
+    one-line error naming the node, not pandas' InvalidIndexError."""
+    trace = build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data"))
+    h5 = trace.hist[1][0].sub_workspace_list[0].workspace_path / "result.h5"
+    values = pd.read_hdf(h5)
+    pd.concat([values, values.iloc[:3]]).to_hdf(h5, key="data")
+    write_session(tmp_path / "run", trace, loops=2)
+    run(capsys, "save", tmp_path / "run", tmp_path / "c.tckpt")
+    code, _, err = run(capsys, "export-factors", tmp_path / "c.tckpt", tmp_path / "o.parquet")
+    assert code == NothingToExportError.exit_code, err
+    assert "result.h5 of node 1 (factor_1) has 3 duplicate index rows" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.parquet").exists()
+
+
 def test_save_takes_the_end_of_a_chosen_loop(capsys: pytest.CaptureFixture[str], work: Path, tmp_path: Path) -> None:
     code, out, _ = run(capsys, "save", work / "run", tmp_path / "l0.tckpt", "--loop", "0")
     assert code == 0 and "from loop 0 step record" in out

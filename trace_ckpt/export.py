@@ -55,6 +55,11 @@ def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
                         raise CorruptCheckpointError(f"{path}: {RESULT_FILE} of node {node.index} is unreadable ({e})") from None
                     if isinstance(df, pd.Series):
                         df = df.to_frame(name)
+                    if not df.index.is_unique:  # pd.concat cannot align it; RD-Agent's model runner could not either
+                        raise NothingToExportError(
+                            f"{path}: {RESULT_FILE} of node {node.index} ({name}) has "
+                            f"{int(df.index.duplicated().sum())} duplicate index rows, so it cannot be combined with other factors"
+                        )
                     renamed = []
                     for col in df.columns:
                         new = str(col)
@@ -67,7 +72,10 @@ def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
                     frames.append(df)
     if not frames:
         raise NothingToExportError(f"{path}: the SOTA factor experiments have no captured {RESULT_FILE} files")
-    return pd.concat(frames, axis=1).sort_index(), notes
+    try:
+        return pd.concat(frames, axis=1).sort_index(), notes
+    except (TypeError, ValueError, pd.errors.InvalidIndexError) as e:  # indexes of different kinds (a foreign result.h5)
+        raise NothingToExportError(f"{path}: the SOTA factor values cannot be combined into one table ({e})") from None
 
 
 def export_factors(path: PathLike, out: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[str]]:
