@@ -47,7 +47,7 @@ EXIT_CODES: dict[int, str] = {
     SaveError.exit_code: "save failed: the output could not be written (the previous file is untouched)",
     WorkspaceConflictError.exit_code: "conflict: restoring would overwrite a different existing file",
     MissingClassError.exit_code: "missing class: a module the file needs is not importable here",
-    NothingToExportError.exit_code: "nothing to export: the checkpoint holds no such data",
+    NothingToExportError.exit_code: "nothing to export: the checkpoint holds no such data, or factor values that cannot be combined",
     ResumeError.exit_code: "cannot resume: the new run cannot be set up as asked (e.g. a bad --base-features folder)",
     MissingExtraError.exit_code: "missing extra: an optional dependency is not installed (e.g. pip install 'trace-ckpt[plot]' for --plot, 'trace-ckpt[s3]' for s3:// URLs)",
     StorageAccessError.exit_code: "storage: the store behind a URL refused access (credentials) or could not be reached",
