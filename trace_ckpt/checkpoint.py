@@ -269,14 +269,10 @@ def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> 
                 if folder.replace and e.get("path") in folder.replace:
                     data = folder.replace[e["path"]]
                     if callable(data):
-                        if e.get("digest") not in src._blobs:
-                            raise CorruptCheckpointError(f"{src._reader.source}: file {e.get('path')} refers to a missing blob")
                         data = data(src._blobs.get(e["digest"]))
                     e["digest"] = packer.put(data)
                     e["size"] = len(data)
-                else:
-                    if e.get("digest") not in src._blobs:
-                        raise CorruptCheckpointError(f"{src._reader.source}: file {e.get('path')} refers to a missing blob")
+                else:  # FilesIndex.read checked that the source holds the blob
                     wanted.setdefault(id(src), (src, set()))[1].add(e["digest"])
                     carried.append((src, e))
                 stats.file_bytes += int(e.get("size", 0))
