@@ -102,18 +102,28 @@ def test_export_factors_with_no_sota(capsys: pytest.CaptureFixture[str], tmp_pat
     assert not (tmp_path / "o.parquet").exists()
 
 
-def test_export_factors_with_duplicate_rows(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Factor values with a repeated (datetime, instrument) row cannot be lined up with the others: a
-    one-line error naming the node, not pandas' InvalidIndexError."""
+UNCOMBINABLE = {
+    # a repeated (datetime, instrument) row: pd.concat cannot line it up with the other factors
+    "duplicate rows": (lambda v: pd.concat([v, v.iloc[:3]]), "result.h5 of node 1 (factor_1) has 3 duplicate index rows"),
+    # a foreign result.h5 indexed by instrument only: its rows cannot be sorted among (datetime, instrument)
+    "plain index": (lambda v: v.reset_index(drop=True).set_axis([f"i{k}" for k in range(len(v))]),
+                    "the SOTA factor values cannot be combined into one table"),
+}
+
+
+@pytest.mark.parametrize("damage", UNCOMBINABLE, ids=list(UNCOMBINABLE))
+def test_export_factors_that_cannot_be_combined(capsys: pytest.CaptureFixture[str], tmp_path: Path, damage: str) -> None:
+    """Factor values that cannot be lined up with the others are a one-line error (exit 10), not a pandas
+    InvalidIndexError or TypeError."""
+    change, message = UNCOMBINABLE[damage]
     trace = build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data"))
     h5 = trace.hist[1][0].sub_workspace_list[0].workspace_path / "result.h5"
-    values = pd.read_hdf(h5)
-    pd.concat([values, values.iloc[:3]]).to_hdf(h5, key="data")
+    change(pd.read_hdf(h5)).to_hdf(h5, key="data")
     write_session(tmp_path / "run", trace, loops=2)
     run(capsys, "save", tmp_path / "run", tmp_path / "c.tckpt")
     code, _, err = run(capsys, "export-factors", tmp_path / "c.tckpt", tmp_path / "o.parquet")
     assert code == NothingToExportError.exit_code, err
-    assert "result.h5 of node 1 (factor_1) has 3 duplicate index rows" in err and err.count("\n") == 1
+    assert message in err and err.count("\n") == 1
     assert not (tmp_path / "o.parquet").exists()
 
 
