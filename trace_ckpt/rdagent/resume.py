@@ -26,6 +26,7 @@ from typing import Any, Literal
 from trace_ckpt.checkpoint import PathLike, read_manifest
 from trace_ckpt.errors import ResumeError, SaveError
 from trace_ckpt.rdagent.checkpoint import restore_trace
+from trace_ckpt.rdagent.qlib_env import check_base_features, qlib_env_name
 from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments
 
 log = logging.getLogger("trace_ckpt")
@@ -143,17 +144,6 @@ def load_base_features(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
     return features, codes
 
 
-def validate_features(features: dict[str, str]) -> bool:
-    """RD-Agent's own check of Qlib expressions (it needs a Qlib environment); False when it cannot run."""
-    try:
-        from rdagent.utils.qlib import validate_qlib_features
-
-        return bool(validate_qlib_features(list(features.values())))
-    except Exception as e:  # noqa: BLE001 - no Qlib env here: treated as "could not validate"
-        log.debug("feature validation failed to run: %s", e)
-        return False
-
-
 def _settings_and_loop(only: Phase | None) -> tuple[Any, type]:
     from trace_ckpt.rdagent import proposal
 
@@ -223,8 +213,16 @@ def resume(
         _writable(Path(LOG_SETTINGS.trace_path), "the log folder (LOG_TRACE_PATH)")
     _writable(Path(RD_AGENT_SETTINGS.workspace_path), "the workspace root")
 
+    validated = None
     if base_features is not None:
         features, codes = load_base_features(Path(base_features))
+        validated = check_base_features(features, base_features)  # a bad expression stops here, named
+        if features and validated is None:
+            log.warning(
+                "the %d base features in %s could NOT be validated (RD-Agent's check needs a Qlib environment: "
+                "conda listing %s, docs/guide.md); they are used as given — RD-Agent itself would have "
+                "silently fallen back to Alpha20", len(features), base_features, qlib_env_name(),
+            )
     else:
         plan = manifest.metadata.get("plan") if isinstance(manifest.metadata, dict) else None
         features = dict((plan or {}).get("features") or {})
@@ -235,17 +233,8 @@ def resume(
     offset = restore_into(loop, ckpt, workspace_root=RD_AGENT_SETTINGS.workspace_path, **restore_kwargs)
     run_setup_hook(setup or os.environ.get("TRACE_CKPT_RESUME_SETUP"), loop)
 
-    validated = None
     if features:
         loop.plan["features"] = features
-        if base_features is not None:
-            validated = validate_features(features)
-            if not validated:
-                log.warning(
-                    "the %d base features in %s could NOT be validated (RD-Agent's check needs a Qlib environment); "
-                    "they are used as given — RD-Agent itself would have silently fallen back to Alpha20",
-                    len(features), base_features,
-                )
     if codes:
         loop.plan["feature_codes"] = codes
 
