@@ -12,10 +12,10 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
-from trace_ckpt.format.container import ContainerReader, ContainerWriter
+from trace_ckpt.errors import CorruptCheckpointError, UnsupportedVersionError, UntrustedContentError
+from trace_ckpt.format.container import ED25519, HMAC_SHA256, ContainerReader, ContainerWriter
 from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.storage import atomic_write, local_copy, open_read
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trace_ckpt.codec.blobs import BlobPacker, BlobSource
     from trace_ckpt.codec.files import FilesIndex, Progress
     from trace_ckpt.format.manifest import WorkspaceStats
+    from trace_ckpt.signing import TrustedKey
 
 PathLike = str | os.PathLike[str]
 
@@ -75,8 +76,10 @@ def _write(
     from trace_ckpt.codec.allowlist import Allowlist
     from trace_ckpt.codec.blobs import BlobPacker
     from trace_ckpt.codec.graph import encode_graph
-    from trace_ckpt.signing import key_id
+    from trace_ckpt.signing import configured_private_key, key_id, public_key_id
 
+    private_key = configured_private_key()  # an Ed25519 key, when configured, signs instead of the HMAC key
+    signer_id = public_key_id(private_key.public_key()) if private_key else key_id(key) if key else None
     with atomic_write(path) as f:
         writer = ContainerWriter(f, level=level, threads=threads)
         try:
@@ -90,7 +93,7 @@ def _write(
             manifest.pandas_pickled = stats.pandas_pickled
             manifest.blobs = len(packer.index)
             manifest.workspace_stats = ws_stats
-            return writer.finish(manifest, key=key, key_id=key_id(key) if key else None)
+            return writer.finish(manifest, key=key, key_id=signer_id, private_key=private_key)
         finally:
             writer.close()  # the compression thread, when a save fails part-way
 
@@ -104,43 +107,127 @@ def read_manifest(path: PathLike) -> Manifest:
         return ContainerReader(f, source=str(path)).manifest
 
 
+SignatureState = Literal["unsigned", "ok", "bad", "unchecked", "unknown-key", "unsupported"]
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    """Whether a checkpoint's signature is verified by a configured key, and by whom.
+
+    ``state``: ``ok`` (verified: ``signer`` names the key), ``bad`` (it does not hold: the file changed after
+    signing, or another HMAC key signed it), ``unsigned``, ``unchecked`` (HMAC, but no HMAC key configured),
+    ``unknown-key`` (Ed25519, by a key not among the trusted keys), ``unsupported`` (an algorithm this
+    trace-ckpt does not know). Only ``ok`` vouches for the content.
+    """
+
+    state: SignatureState
+    algorithm: str | None = None
+    key_id: str | None = None
+    signer: str | None = None  # the trusted key's name (its comment or principal), or "shared HMAC key"
+
+    @property
+    def verified(self) -> bool:
+        """True only when a configured or trusted key verified the signature."""
+        return self.state == "ok"
+
+    def describe(self) -> str:
+        """One phrase for people: what is known about who signed."""
+        if self.state == "unsigned":
+            return "unsigned"
+        if self.algorithm == HMAC_SHA256:
+            return {"ok": f"signed, signature ok (key id {self.key_id})",
+                    "bad": f"bad signature: signed with another key (key id {self.key_id})",
+                    }.get(self.state, f"signed (key id {self.key_id}), signature not checked: no key configured")
+        if self.state == "ok":
+            return f"signed by {self.signer}, signature ok ({self.algorithm} key {self.key_id})"
+        if self.state == "bad":
+            return (f"bad signature: it does not hold for {self.signer}'s key ({self.algorithm} key {self.key_id}); "
+                    "the file was changed after it was signed")
+        if self.state == "unknown-key":
+            return (f"signed by an unknown key ({self.algorithm} key {self.key_id}, not among your trusted keys), "
+                    "signature not checked")
+        return (f"signed with algorithm {self.algorithm!r}, which this trace-ckpt does not know: signature not "
+                "checked (upgrade trace-ckpt)")
+
+
 @dataclass
 class VerifyReport:
     """What ``verify`` found: bad sections, and the signature status."""
 
     manifest: Manifest
     bad_sections: list[str]
-    signature: str  # "unsigned" | "ok" | "bad" | "unchecked" (signed, but no key configured)
+    status: SignatureStatus
+
+    @property
+    def signature(self) -> SignatureState:
+        """The signature's state: "unsigned", "ok", "bad", "unchecked", "unknown-key" or "unsupported"."""
+        return self.status.state
 
     @property
     def ok(self) -> bool:
         return not self.bad_sections and self.signature != "bad"
 
 
-def _signature_status(reader: ContainerReader, key: bytes | None) -> str:
-    if not reader.signed:
-        return "unsigned"
-    if key is None:
-        return "unchecked"
-    return "ok" if reader.signature_matches(key) else "bad"
+def _status(
+    reader: ContainerReader, key: bytes | None, trusted: Mapping[str, TrustedKey] | None = None
+) -> SignatureStatus:
+    """The signature status with HMAC ``key`` and the ``trusted`` Ed25519 keys (None: the configured ones, read
+    only when the file is Ed25519-signed)."""
+    sig = reader.manifest.signature
+    if sig is None:
+        return SignatureStatus("unsigned")
+    algorithm, kid = sig.algorithm, sig.key_id
+    if algorithm == HMAC_SHA256:
+        if key is None:
+            return SignatureStatus("unchecked", algorithm, kid)
+        return SignatureStatus("ok" if reader.signature_matches(key) else "bad", algorithm, kid, "shared HMAC key")
+    if algorithm == ED25519:
+        if trusted is None:
+            from trace_ckpt.signing import configured_trusted_keys
+
+            trusted = configured_trusted_keys()
+        known = trusted.get(kid)
+        if known is None:
+            return SignatureStatus("unknown-key", algorithm, kid)
+        holds = reader.signature_verifies(known.public_key)
+        return SignatureStatus("ok" if holds else "bad", algorithm, kid, known.name)
+    return SignatureStatus("unsupported", algorithm, kid)
 
 
-def verify_checkpoint(path: PathLike, *, key: bytes | None = None) -> VerifyReport:
-    """Check the manifest, every section's digest and, when a key is given or configured, the signature."""
+def signature_status(
+    reader: ContainerReader, *, key: bytes | None = None, trusted: Mapping[str, TrustedKey] | None = None
+) -> SignatureStatus:
+    """Is this reader's signature verified by a configured key (HMAC) or trusted key (Ed25519), and by whom?
+
+    ``key`` and ``trusted`` default to the configured ones (TRACE_CKPT_SIGNING_KEY..., TRACE_CKPT_TRUSTED_KEYS).
+    """
     from trace_ckpt.signing import configured_key
 
-    key = key if key is not None else configured_key()
+    return _status(reader, key if key is not None else configured_key(), trusted)
+
+
+def verify_checkpoint(
+    path: PathLike, *, key: bytes | None = None, trusted: Mapping[str, TrustedKey] | None = None
+) -> VerifyReport:
+    """Check the manifest, every section's digest and the signature, with the given or configured keys."""
     with local_copy(path) as local, open_read(local) as f:  # a remote file is fetched once, streamed
         reader = ContainerReader(f, source=str(path))
-        return VerifyReport(reader.manifest, reader.verify(), _signature_status(reader, key))
+        return VerifyReport(reader.manifest, reader.verify(), signature_status(reader, key=key, trusted=trusted))
 
 
-def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -> None:
-    """Refuse a file signed with another key, and (with ``require``) one whose signature cannot be checked."""
+def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -> str:
+    """Refuse a file signed with another key, and (with ``require``) one whose signature cannot be checked.
+
+    Returns the status ("ok", "unsigned", "unchecked", "unknown-key" or "unsupported"); an unsigned file read while
+    a key is configured is logged. Ed25519 signatures are checked with the configured trusted keys.
+    """
     from trace_ckpt.signing import key_id
 
-    status = _signature_status(reader, key)
+    st = _status(reader, key)
+    status = st.state
     src = reader.source
+    if status == "bad" and st.algorithm != HMAC_SHA256:
+        raise UntrustedContentError(f"{src}: {st.describe()}: refused")
     if status == "bad":
         theirs = reader.manifest.signature.key_id if reader.manifest.signature else "?"
         raise UntrustedContentError(
@@ -152,8 +239,21 @@ def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -
         raise UntrustedContentError(
             f"{src} is signed but no key is configured to check it: set TRACE_CKPT_SIGNING_KEY or TRACE_CKPT_SIGNING_KEY_FILE"
         )
+    if require and status == "unknown-key":
+        raise UntrustedContentError(
+            f"{src} is signed by an unknown key ({st.key_id}) and a signature is required: if you trust that key, "
+            "add its public key to TRACE_CKPT_TRUSTED_KEYS"
+        )
+    if require and status == "unsupported":
+        raise UnsupportedVersionError(f"{src} is {st.describe()}, and a signature is required")
     if status == "unchecked":
         log.warning("%s is signed but no key is configured, so the signature was not checked", src)
+    if status in ("unknown-key", "unsupported"):
+        log.warning("%s is %s", src, st.describe())
+    if status == "unsigned" and key is not None:
+        log.warning("%s is unsigned although a signing key is configured: its content is not vouched for "
+                    "(TRACE_CKPT_REQUIRE_SIGNATURE=true refuses such files)", src)
+    return status
 
 
 @dataclass

@@ -29,6 +29,10 @@ class TraceCkptSettings(BaseSettings):
     """...or with the key in this file."""
     use_rdagent_key: bool = False
     """...or with RD-Agent's own artifact signing key."""
+    private_key_file: Path | None = None
+    """Sign saves with this Ed25519 private key (OpenSSH or PEM; ``trace-ckpt keygen`` makes one); wins over HMAC."""
+    trusted_keys: Path | None = None
+    """Verify Ed25519 signatures with these public keys: a .pub / allowed-signers file, or a folder of .pub files."""
     require_signature: bool = False
     """Refuse to load checkpoints that are unsigned or whose signature cannot be checked."""
 

@@ -300,27 +300,49 @@ def _print_manifest(ckpt: str, m: Manifest) -> None:
 @app.command()
 def verify(
     ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="fail unless the file is signed with your key")] = False,
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="fail unless the file is signed with your key or a trusted key")] = False,
 ) -> None:
-    """Check every section's checksum and the signature; exit 0 only when all hold."""
+    """Check every section's checksum and the signature, and say who signed; exit 0 only when all hold."""
     from trace_ckpt.checkpoint import verify_checkpoint
 
     report = verify_checkpoint(ckpt)
-    m = report.manifest
+    m, st = report.manifest, report.status
     if report.bad_sections:
         raise CorruptCheckpointError(
             f"{ckpt}: {len(report.bad_sections)} of {len(m.sections)} sections fail their checksum "
             f"({', '.join(report.bad_sections[:5])})"
         )
-    key = m.signature.key_id if m.signature else ""
-    if report.signature == "bad":
-        raise UntrustedContentError(f"{ckpt}: bad signature: signed with another key (key id {key})")
-    if require_signature and report.signature != "ok":
-        what = "unsigned" if report.signature == "unsigned" else f"signed (key id {key}) but no key is configured to check it"
-        raise UntrustedContentError(f"{ckpt}: {what}, and --require-signature was given")
-    sig = {"unsigned": "unsigned", "ok": f"signed, signature ok (key id {key})",
-           "unchecked": f"signed (key id {key}), signature not checked: no key configured"}[report.signature]
-    out.print(f"ok: {ckpt}: {len(m.sections)} sections, every checksum holds; {sig}")
+    if st.state == "bad":
+        raise UntrustedContentError(f"{ckpt}: {st.describe()}")
+    if require_signature and st.state != "ok":
+        what = {"unsigned": "unsigned", "unchecked": f"signed (key id {st.key_id}) but no key is configured to check it",
+                "unknown-key": f"signed by an unknown key ({st.key_id}): add its public key to TRACE_CKPT_TRUSTED_KEYS "
+                               "if you trust it"}.get(st.state, st.describe())
+        error = UnsupportedVersionError if st.state == "unsupported" else UntrustedContentError
+        raise error(f"{ckpt}: {what}, and --require-signature was given")
+    out.print(f"ok: {ckpt}: {len(m.sections)} sections, every checksum holds; {st.describe()}")
+
+
+@app.command()
+def keygen(
+    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="private key file to write (mode 0600); the public key goes to OUT.pub")],
+    comment: Annotated[Optional[str], typer.Option("--comment", help="the name the public key carries, which verify reports (default: user@host)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace OUT and OUT.pub if they exist")] = False,
+) -> None:
+    """Make an Ed25519 key pair: sign with OUT on one machine, verify with OUT.pub everywhere else."""
+    import getpass
+    import socket
+
+    from trace_ckpt.signing import generate_key_pair
+
+    if comment is None:
+        try:
+            comment = f"{getpass.getuser()}@{socket.gethostname()}"
+        except (KeyError, OSError):
+            comment = ""
+    kid = generate_key_pair(out_path, comment=comment, force=force)
+    out.print(f"wrote {out_path} (private: keep it here, TRACE_CKPT_PRIVATE_KEY_FILE={out_path.absolute()}) and {out_path}.pub "
+              f"(public: copy it into TRACE_CKPT_TRUSTED_KEYS on the machines that verify); key {kid} {comment}")
 
 
 @app.command("export-factors")

@@ -4,7 +4,9 @@
 
 The manifest sits at the end so a save streams in one pass; a reader finds it through the fixed
 footer. Every section is checked against its digest (BLAKE3 in v2, SHA-256 in v1) before a byte of
-it is decompressed; the manifest itself is covered by a SHA-256 (and an HMAC) in the footer.
+it is decompressed; the manifest itself is covered by a SHA-256 in the footer, and a signature: an HMAC
+in the footer, or an Ed25519 signature in the 64 bytes just before the manifest (the footer then holds
+its SHA-256).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import blake3
 import zstandard
@@ -30,6 +32,9 @@ from trace_ckpt.errors import (
 )
 from trace_ckpt.format.manifest import Manifest, SectionInfo, SignatureInfo
 
+if TYPE_CHECKING:  # cryptography is imported only when a signature is checked: `inspect` stays light
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 MAGIC = b"TRACECKP"
 FORMAT_VERSION = 2
 # the digest of sections and blob contents, by format version: v2 moved from SHA-256 to BLAKE3, which is
@@ -37,9 +42,13 @@ FORMAT_VERSION = 2
 HASH_OF_VERSION = {1: "sha256", 2: "blake3"}
 HASHES: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "blake3": blake3.blake3}
 HEADER = struct.Struct("<8sII")  # magic, format_version, flags (0)
-# manifest offset, manifest length, sha256(manifest) (in every version), HMAC-SHA256(key, manifest) or 32 zero bytes, magic
+# manifest offset, manifest length, sha256(manifest) (in every version), the signature slot, magic. The slot holds
+# HMAC-SHA256(key, manifest), or SHA-256 of the Ed25519 signature (the 64 bytes before the manifest), or 32 zero bytes
 FOOTER = struct.Struct("<QQ32s32s8s")
 NO_SIGNATURE = bytes(32)
+HMAC_SHA256 = "hmac-sha256"
+ED25519 = "ed25519"
+ED25519_SIGNATURE_BYTES = 64
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 _CHUNK = 1 << 20
 
@@ -247,10 +256,12 @@ class ContainerWriter:
         """Hex digest of ``data`` with this writer's algorithm (section checksums and blob addresses)."""
         return hex_digest(self.hash_algorithm, data)
 
-    def finish(self, manifest: Manifest, *, key: bytes | None = None, key_id: str | None = None) -> Manifest:
-        """Write ``manifest`` (its sections and sizes filled in here) and the footer, signed with ``key``.
+    def finish(self, manifest: Manifest, *, key: bytes | None = None, key_id: str | None = None,
+               private_key: Ed25519PrivateKey | None = None) -> Manifest:
+        """Write ``manifest`` (its sections and sizes filled in here) and the footer, signed with the Ed25519
+        ``private_key`` or else the HMAC ``key`` (``key_id`` names it).
 
-        The manifest holds every section's digest, so an HMAC over the manifest covers the whole file.
+        The manifest holds every section's digest, so a signature over the manifest covers the whole file.
         """
         self._drain()
         self.close()
@@ -259,9 +270,15 @@ class ContainerWriter:
         manifest.sections = self.sections
         manifest.sizes.raw = sum(s.raw_length for s in self.sections)
         manifest.sizes.stored = sum(s.length for s in self.sections)
-        manifest.signature = SignatureInfo(key_id=key_id or "") if key else None
+        algorithm = ED25519 if private_key is not None else HMAC_SHA256 if key else None
+        manifest.signature = SignatureInfo(algorithm=algorithm, key_id=key_id or "") if algorithm else None
         body = manifest.model_dump_json().encode("utf-8")
-        mac = hmac.digest(key, body, "sha256") if key else NO_SIGNATURE
+        if private_key is not None:
+            signature = private_key.sign(body)
+            self._write(signature)
+            mac = hashlib.sha256(signature).digest()
+        else:
+            mac = hmac.digest(key, body, "sha256") if key else NO_SIGNATURE
         offset = self._pos
         self._write(body)
         self._write(FOOTER.pack(offset, len(body), hashlib.sha256(body).digest(), mac, MAGIC))
@@ -336,10 +353,15 @@ class ContainerReader:
             raise CorruptCheckpointError(f"{source}: the footer and the manifest disagree on whether the file is signed")
         self._body, self._mac = body, mac
         self._data_end = m_off
+        if self.signature_algorithm == ED25519:  # its signature sits just before the manifest
+            self._data_end = m_off - ED25519_SIGNATURE_BYTES
+            if self._data_end < HEADER.size:
+                raise CorruptCheckpointError(f"{source} is too short for the Ed25519 signature its manifest announces")
         self._verified: set[tuple[int, int, str]] = set()
         self.hash_algorithm: str = self.manifest.hash_algorithm
         for s in self.manifest.sections:
-            if s.offset < HEADER.size or s.length < 0 or s.raw_length < 0 or s.offset + s.length > m_off:
+            end = s.offset + s.length
+            if s.offset < HEADER.size or s.length < 0 or s.raw_length < 0 or end > self._data_end:
                 raise CorruptCheckpointError(f"{source}: section {s.name!r} lies outside the data area")
 
     @property
@@ -347,9 +369,35 @@ class ContainerReader:
         """Whether the writer signed the file (says nothing about whose key)."""
         return self.manifest.signature is not None
 
+    @property
+    def signature_algorithm(self) -> str | None:
+        """The manifest's ``signature.algorithm`` (``hmac-sha256``, ``ed25519``, or one this reader does not know)."""
+        return self.manifest.signature.algorithm if self.manifest.signature is not None else None
+
     def signature_matches(self, key: bytes) -> bool:
-        """Whether the file's HMAC was made with ``key``."""
-        return self.signed and hmac.compare_digest(hmac.digest(key, self._body, "sha256"), self._mac)
+        """Whether the file's HMAC was made with ``key`` (False for a file signed otherwise)."""
+        return self.signature_algorithm == HMAC_SHA256 and hmac.compare_digest(
+            hmac.digest(key, self._body, "sha256"), self._mac
+        )
+
+    def signature_verifies(self, public_key: Ed25519PublicKey) -> bool:
+        """Whether the file's Ed25519 signature over the manifest holds for ``public_key`` (False for a file signed
+        otherwise); CorruptCheckpointError when the signature bytes do not match the footer's checksum of them."""
+        from cryptography.exceptions import InvalidSignature
+
+        if self.signature_algorithm != ED25519:
+            return False
+        self._f.seek(self._data_end)
+        signature = self._f.read(ED25519_SIGNATURE_BYTES)
+        if len(signature) != ED25519_SIGNATURE_BYTES or hashlib.sha256(signature).digest() != self._mac:
+            raise CorruptCheckpointError(
+                f"{self.source}: the Ed25519 signature does not match the footer's checksum of it; the file is damaged"
+            )
+        try:
+            public_key.verify(signature, self._body)
+        except InvalidSignature:
+            return False
+        return True
 
     def digest(self, data: bytes | bytearray | memoryview) -> str:
         """Hex digest of ``data`` with this file's algorithm (what its section checksums and blob addresses use)."""
