@@ -4,7 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 
-.PHONY: test demo venv install bench clean
+# Qlib for RD-Agent's model phase without Docker/conda (docs/guide.md, "Model phase on a machine without
+# Docker"): a virtualenv RD-Agent reaches through the conda stand-in examples/qlib_env/bin/conda.
+QLIB_VENV ?= .qlib-venv
+QLIB_STAMP := $(QLIB_VENV)/.installed
+
+.PHONY: test demo venv install bench clean qlib-env e2e
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +29,23 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py demo-out
 
+$(QLIB_STAMP): examples/qlib_env/requirements.txt
+	rm -rf $(QLIB_VENV)
+	$(PYTHON) -m venv $(QLIB_VENV)
+	$(QLIB_VENV)/bin/python -m pip install --quiet -r examples/qlib_env/requirements.txt
+	touch $(QLIB_STAMP)
+
+qlib-env: $(QLIB_STAMP)
+
+# Factor phase -> trace-ckpt save -> model phase on real Qlib (RD-Agent's QlibModelRunner, real qrun); only
+# the LLM, the code it writes, the market and conda stand in. Ends with one "e2e ok: ..." line.
+E2E_DIR ?= e2e-out
+e2e: $(STAMP) $(QLIB_STAMP)
+	rm -rf $(E2E_DIR)
+	$(PY) -m examples.qlib_e2e --workdir $(E2E_DIR)
+
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(QLIB_VENV) build *.egg-info

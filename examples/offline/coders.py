@@ -32,7 +32,7 @@ from torch import nn
 
 
 class Net(nn.Module):  # [simulated LLM-written code] {name}
-    def __init__(self, num_features: int, hidden: int = {hidden}) -> None:
+    def __init__(self, num_features: int, num_timesteps: int | None = None, hidden: int = {hidden}) -> None:
         super().__init__()
         self.gru = nn.GRU(num_features, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
