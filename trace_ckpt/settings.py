@@ -22,7 +22,9 @@ class TraceCkptSettings(BaseSettings):
     min_blob_bytes: int = 256
     """Strings and bytes at least this long are stored once, by content, outside the pickle."""
     allow_modules: list[str] = []
-    """Extra modules whose classes a checkpoint may load (your own scenario classes)."""
+    """Extra modules whose classes a checkpoint may load (your own scenario classes), or fully qualified classes."""
+    allow_classes: list[str] = []
+    """Extra fully qualified classes a checkpoint may load (built from their state, never called)."""
     signing_key: SecretStr | None = None
     """Sign saves and check loads with this key (at least 32 bytes)."""
     signing_key_file: Path | None = None
@@ -35,6 +37,11 @@ class TraceCkptSettings(BaseSettings):
     """Verify Ed25519 signatures with these public keys: a .pub / allowed-signers file, or a folder of .pub files."""
     require_signature: bool = False
     """Refuse to load checkpoints that are unsigned or whose signature cannot be checked."""
+
+    @property
+    def allowed(self) -> list[str]:
+        """What loads may name beyond the built-in class list: ``allow_modules`` and ``allow_classes``."""
+        return [*self.allow_modules, *self.allow_classes]
 
 
 def get_settings() -> TraceCkptSettings:

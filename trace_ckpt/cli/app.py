@@ -199,7 +199,7 @@ def save(
     level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
     max_file_bytes: Annotated[Optional[int], typer.Option("--max-file-bytes", min=0, help="list but do not store workspace files larger than this")] = None,
     trust_legacy: Annotated[bool, typer.Option("--trust-legacy", help="accept unsigned pre-1.0 RD-Agent dumps")] = False,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes that loads of this checkpoint may use (repeatable)")] = None,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes that loads of this checkpoint may use (repeatable)")] = None,
 ) -> None:
     """Turn an RD-Agent run folder into one checkpoint file."""
     from trace_ckpt.rdagent import save_trace
@@ -374,7 +374,7 @@ def resume(
     base_features: Annotated[Optional[Path], typer.Option("--base-features", help="folder with base_factors.json and/or *.py (RD-Agent's format); default: the plan in the checkpoint")] = None,
     workspace_root: Annotated[Optional[Path], typer.Option("--workspace-root", help="where restored and new workspaces go (default: RD-Agent's WORKSPACE_PATH)")] = None,
     log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="the new run's log folder (default: RD-Agent's LOG_TRACE_PATH)")] = None,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes the checkpoint may load (repeatable)")] = None,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)")] = None,
     require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
 ) -> None:
     """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""

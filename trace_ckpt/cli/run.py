@@ -55,7 +55,7 @@ def run(
     keep: Annotated[int, typer.Option("--keep", min=1, help="keep the checkpoints of the last N loops")] = 3,
     keep_best: Annotated[bool, typer.Option("--keep-best", help="also keep the checkpoint whose SOTA node has "
                                                                 "the best IC")] = False,
-    allow_module: Annotated[list[str] | None, typer.Option("--allow-module", help="a module of your own classes "
+    allow_module: Annotated[list[str] | None, typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes "
                                                            "the checkpoints may hold (repeatable)")] = None,
 ) -> None:
     """Run an RD-Agent app and write a checkpoint after every completed loop, keeping the last N."""

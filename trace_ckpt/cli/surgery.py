@@ -40,7 +40,7 @@ def prune(
     keep: Annotated[str, typer.Option("--keep", metavar="sota|accepted|last:N", callback=_keep, help="sota: the last accepted node of each sub-trace; accepted: every accepted node; last:N: the last N nodes")],
     action: Annotated[Optional[Action], typer.Option("--action", help="consider only factor or only model nodes")] = None,
     level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes the checkpoint may load (repeatable)")] = None,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)")] = None,
     require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
 ) -> None:
     """Write a smaller checkpoint holding only the chosen nodes, re-indexed, with their workspaces."""
@@ -59,7 +59,7 @@ def prune(
 def merge(
     paths: Annotated[list[str], typer.Argument(metavar="A B [C ...] OUT", help="two or more checkpoints, then the checkpoint to write")],
     level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", help="a module of your own classes the checkpoints may load (repeatable)")] = None,
+    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes the checkpoints may load (repeatable)")] = None,
     require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse unsigned checkpoints")] = False,
 ) -> None:
     """Merge checkpoints into one trace, each input a separate sub-trace (root), in the order given."""

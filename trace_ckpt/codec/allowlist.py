@@ -1,127 +1,158 @@
-"""What a checkpoint's pickle may name: the allowlist of the restricted unpickler.
+"""What a checkpoint's pickle may name, and how it may use each name.
 
-A pickle can call any callable it names, so loading resolves a name only when its module is allowed
-AND it is a class, or a reconstructor function listed here. Everything else (os.system, eval,
-getattr, subprocess, ...) is refused with an error naming it, before it is ever called.
+A pickle can call any callable it names, so loading resolves only the fully qualified names listed in
+:mod:`trace_ckpt.codec.classes` (plus the classes a user allows per call or by setting), and each name
+carries a :class:`Rule` saying how the pickle may use it. ``opcodes.check_pickle`` enforces the rules on
+the whole graph before the unpickler runs; ``find_class`` enforces the names again while it runs.
+
+Usage::
+
+    allow = Allowlist(["my_pkg.scen.MyScenario"])
+    reason = check_pickle(data, allow.rule)      # before unpickling
+    obj = allow.resolve("pathlib", "PosixPath")  # what find_class returns
 """
 
 from __future__ import annotations
 
 import builtins
+import enum
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from trace_ckpt.errors import MissingClassError, UntrustedContentError
 
-DEFAULT_MODULES: tuple[str, ...] = (
-    "rdagent",
-    "trace_ckpt",
-    "pandas",
-    "numpy",
-    "pyarrow",
-    "datetime",
-    "pathlib",
-    "collections",
-    "uuid",
-    "decimal",
-    "enum",
-)
 
-# builtins classes a trace needs: containers, scalars, and exceptions (feedback.exception).
-_BUILTIN_CLASSES = frozenset(
-    {"set", "frozenset", "slice", "complex", "bytearray", "bytes", "list", "dict", "tuple", "str", "int",
-     "float", "bool", "range", "object"}
-)
+@dataclass(frozen=True)
+class Rule:
+    """How a name the pickle resolves may be used (checked by ``opcodes.check_pickle`` before unpickling)."""
 
-# Functions (not classes) that pickles of allowed objects legitimately call.
-SAFE_FUNCTIONS = frozenset(
-    {
-        ("copyreg", "_reconstructor"),
-        ("copyreg", "__newobj__"),
-        ("copyreg", "__newobj_ex__"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy.random._pickle", "__randomstate_ctor"),
-        ("numpy.random._pickle", "__bit_generator_ctor"),
-        ("numpy.random._pickle", "__generator_ctor"),
-        ("pandas._libs.internals", "_unpickle_block"),
-        ("pandas.core.internals.blocks", "new_block"),
-        ("pandas.core.indexes.base", "_new_Index"),
-        ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
-        ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
-        ("pandas._libs.tslibs.nattype", "__nat_unpickle"),
-        ("pandas.core.arrays.categorical", "_unpickle"),
-        ("pathlib", "_make_child_relpath"),
-    }
-)
+    call: bool = False
+    """REDUCE may call it with arguments: a value type whose construction has no side effect, or a reconstructor."""
+    new: bool = False
+    """NEWOBJ may make an instance with ``cls.__new__(cls)``."""
+    new_args: bool = False
+    """...and pass arguments to ``__new__`` (a value type)."""
+    state: bool = False
+    """BUILD may give objects made from it their state (``__setstate__`` or ``__dict__``)."""
+    items: bool = False
+    """SETITEM(S) may fill objects made from it (a mapping)."""
+    append: bool = False
+    """APPEND(S) may fill objects made from it (a sequence)."""
+    check_args: Callable[[tuple], str | None] | None = None
+    """For a callable: why these (abstract) arguments are refused, or None."""
+
+
+# The usage rules (docs/security.md, "Classes and how they may be used").
+NAME_ONLY = Rule()
+"""A class or function the graph may hold as a value (a dtype's scalar type), never call or instantiate."""
+STATE = Rule(new=True, state=True)
+"""Built with ``cls.__new__(cls)`` (no arguments) and given its state: never called, so no constructor runs."""
+VALUE = Rule(call=True, new=True, new_args=True, state=True)
+"""A value type whose construction has no side effect (``datetime``, ``PosixPath``): may be called."""
+MAPPING = Rule(call=True, new=True, state=True, items=True)
+"""A value-type mapping (``OrderedDict``): may be called with no side effect and filled with items."""
+
+
+def one_arg(args: tuple) -> str | None:
+    """A check_args: exactly one argument."""
+    return None if len(args) == 1 else f"takes one argument here, not {len(args)}"
+
+
+ENUM = Rule(call=True, check_args=one_arg)
+"""An Enum: called with one value, which looks a member up (two or more arguments would create a class)."""
+EXCEPTION = Rule(call=True, state=True)
+"""A builtin exception class (or a listed one whose constructor only stores its arguments)."""
 
 
 class Allowlist:
-    """Decides which ``module.name`` a checkpoint's pickle may resolve."""
+    """Decides which ``module.name`` a checkpoint's pickle may resolve, and with what :class:`Rule`.
 
-    def __init__(self, extra_modules: Iterable[str] = ()) -> None:
-        self.modules = tuple(DEFAULT_MODULES) + tuple(m for m in extra_modules if m)
+    ``extra`` names what the user allows beyond :mod:`~trace_ckpt.codec.classes`: a fully qualified class
+    name allows that class, a module name every class *defined* in that module or below it (your own
+    code). They get the STATE rule (enums and exceptions their own), never VALUE. ``rules`` replaces the
+    built-in list (tests of the mechanism).
+    """
 
-    def module_allowed(self, module: str) -> bool:
-        """True when ``module`` is an allowed module or inside one."""
-        return any(module == m or module.startswith(m + ".") for m in self.modules)
+    def __init__(self, extra: Iterable[str] = (), *, rules: Mapping[str, Rule] | None = None) -> None:
+        from trace_ckpt.codec.classes import RULES
+
+        self._rules = RULES if rules is None else rules
+        self.extra = tuple(e for e in extra if e)
+        self._classes = frozenset(self.extra)
+        self._cache: dict[tuple[str, str], tuple[object, Rule]] = {}
+
+    def rule(self, module: str, name: str) -> Rule:
+        """The rule for ``module.name``; raises UntrustedContentError (not allowed) or MissingClassError."""
+        return self._get(module, name)[1]
 
     def resolve(self, module: str, name: str) -> object:
-        """Import and return ``module.name``, or raise UntrustedContentError naming it.
+        """Import and return ``module.name`` (what find_class returns), or raise naming it."""
+        return self._get(module, name)[0]
 
-        A class must also be *defined* in an allowed module, so ``rdagent.x.subprocess.Popen`` style
-        re-exports are refused; dunder attributes are never traversed.
-        """
-        if module == "copy_reg":
-            module = "copyreg"
+    def _get(self, module: str, name: str) -> tuple[object, Rule]:
+        key = (module, name)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cache[key] = self._lookup_rule(module, name)
+        return hit
+
+    def _lookup_rule(self, module: str, name: str) -> tuple[object, Rule]:
         where = f"{module}.{name}"
-        if module == "builtins":
-            obj = getattr(builtins, name, None)
-            if name in _BUILTIN_CLASSES or (isinstance(obj, type) and issubclass(obj, BaseException)):
-                return obj
+        if any(part.startswith("__") and part.endswith("__") for part in name.split(".")) and where not in self._rules:
             raise self._refused(where, module)
-        safe_function = (module, name) in SAFE_FUNCTIONS
-        if not (safe_function or self.module_allowed(module)):
+        listed = self._rules.get(where)
+        if listed is None and where not in self._classes and not self._module_allowed(module):
             raise self._refused(where, module)
-        if any(part.startswith("__") and part.endswith("__") for part in name.split(".")) and not safe_function:
-            raise self._refused(where, module)
-        obj = self._lookup(module, name)
+        obj = _import(module, name)
         if obj is None:
             raise MissingClassError(
                 f"checkpoint refers to {where}, which cannot be imported here: install the package that "
                 f"provides {module} or put it on PYTHONPATH"
             )
-        if safe_function:
-            return obj
+        if listed is not None:
+            return obj, listed
+        # a user-allowed name: a class defined where it is named (a re-export such as my_pkg.Popen is refused)
         if not isinstance(obj, type):
             raise UntrustedContentError(
-                f"checkpoint refers to {where}, a {type(obj).__name__} and not a class; only classes and known "
-                "reconstructors are loaded"
+                f"checkpoint refers to {where}, a {type(obj).__name__} and not a class; only classes are loaded "
+                "from allowed modules"
             )
-        if not self.module_allowed(getattr(obj, "__module__", "") or ""):
-            raise self._refused(f"{obj.__module__}.{obj.__qualname__} (as {where})", obj.__module__)
-        return obj
+        defined = f"{obj.__module__}.{obj.__qualname__}"
+        if defined != where and not (defined in self._classes or self._module_allowed(obj.__module__)):
+            raise self._refused(f"{defined} (as {where})", obj.__module__)
+        return obj, rule_for_class(obj)
+
+    def _module_allowed(self, module: str) -> bool:
+        return any(module == m or module.startswith(m + ".") for m in self.extra)
 
     def _refused(self, where: str, module: str) -> UntrustedContentError:
-        top = module.split(".")[0]
+        name, top = where.split(" ")[0], module.split(".")[0]
         return UntrustedContentError(
-            f"checkpoint refers to {where}, which is not on the allowlist; if you trust this file and {top} is "
-            f"your own code, allow it with allow_modules=[{top!r}] (CLI: --allow-module {top})"
+            f"checkpoint refers to {where}, which is not on the allowlist; if you trust this file and it is your "
+            f"own class, allow it with allow_modules=[{name!r}] or [{top!r}] (CLI: --allow-class {name} or "
+            f"--allow-module {top}; setting: TRACE_CKPT_ALLOW_CLASSES)"
         )
 
-    @staticmethod
-    def _lookup(module: str, name: str) -> object:
-        try:
-            mod = importlib.import_module(module)
-        except Exception:  # an allowed module that fails to import is "cannot be imported here"
+
+def rule_for_class(cls: type) -> Rule:
+    """The rule a user-allowed class gets: STATE, except enums (looked up by value) and exceptions."""
+    if issubclass(cls, enum.Enum):
+        return ENUM
+    if issubclass(cls, BaseException):
+        return EXCEPTION
+    return STATE
+
+
+def _import(module: str, name: str) -> object | None:
+    if module == "builtins":
+        return getattr(builtins, name, None)
+    try:
+        obj: object = importlib.import_module(module)
+    except Exception:  # an allowed module that fails to import is "cannot be imported here"
+        return None
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
             return None
-        obj: object = mod
-        for part in name.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                return None
-        return obj
+    return obj

@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from trace_ckpt.codec import tables
-from trace_ckpt.codec.allowlist import Allowlist
+from trace_ckpt.codec.allowlist import Allowlist, Rule
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
-from trace_ckpt.codec.opcodes import unsafe_opcode
+from trace_ckpt.codec.opcodes import check_pickle
 from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 
@@ -50,9 +50,8 @@ class _Encoder:
     # id(obj) -> persistent id; the object is kept alive so ids stay unique during the dump
     _tables: dict[int, tuple[Any, tuple]] = field(default_factory=dict)
     _no_arrow: set[int] = field(default_factory=set)
-    # every type pickled, and every class or function pickled as a value: what a load will resolve
+    # every type pickled: where a save that a load would refuse finds the offending object
     types: set[type] = field(default_factory=set)
-    globals: set[tuple[str, str]] = field(default_factory=set)
 
     def persistent_id(self, obj: Any) -> tuple | None:
         t = type(obj)
@@ -66,8 +65,6 @@ class _Encoder:
             return None
         if t not in self.types:
             self.types.add(t)
-        if t in _FUNCTION_TYPES or issubclass(t, type):
-            self.globals.add((getattr(obj, "__module__", None) or "builtins", getattr(obj, "__qualname__", "?")))
         if t is pd.DataFrame or t is pd.Series:
             key = id(obj)
             hit = self._tables.get(key)
@@ -128,35 +125,41 @@ def encode_graph(
             _pickler_class(dill.Pickler)(buf, enc).dump(root)
         except Exception as e:
             raise SaveError(f"the trace cannot be pickled, not even with dill: {e}") from None
-    if allow is not None:
-        _check_loadable(root, enc, allow)
     data = buf.getbuffer()
+    if allow is not None:
+        _check_loadable(root, data, enc, allow)
     writer.add_bytes("graph", "graph", data, meta={"pickler": enc.stats.pickler, "protocol": PROTOCOL})
     return enc.stats
 
 
-def _check_loadable(root: Any, enc: _Encoder, allow: Allowlist) -> None:
-    refused: dict[type, str] = {}
-    for t in enc.types - _NATIVE:
-        if t in _FUNCTION_TYPES or issubclass(t, type):
-            continue  # classes and functions as values: checked by name below
+def _check_loadable(root: Any, data: memoryview, enc: _Encoder, allow: Allowlist) -> None:
+    """Refuse a graph that a load with ``allow`` would refuse (the same check the load runs), naming the
+    object path of the first object of a refused class."""
+    refused: list[str] = []
+
+    def rule(module: str, name: str) -> Rule:
         try:
-            allow.resolve(t.__module__, t.__qualname__)
-        except CheckpointError as e:
-            refused[t] = str(e)
-    if refused:
-        where, t = find_path(root, tuple(refused))
-        top = t.__module__.split(".")[0]
+            return allow.rule(module, name)
+        except CheckpointError:
+            refused.append(f"{module}.{name}")
+            raise
+
+    try:
+        reason = check_pickle(data, rule)
+    except CheckpointError as e:
+        name = refused[-1] if refused else "?"
+        wanted = tuple(t for t in enc.types if f"{t.__module__}.{t.__qualname__}" == name)
+        if not wanted:  # a class or function held as a value
+            raise UntrustedContentError(f"save refused: the trace holds {name}, which a load refuses ({e})") from None
+        where, t = find_path(root, wanted)
+        top = name.split(".")[0]
         raise UntrustedContentError(
-            f"save refused: {where} is a {t.__module__}.{t.__qualname__}, which a load with the current allowlist "
-            f"refuses; if it is your code, allow it with allow_modules=[{top!r}] (CLI: --allow-module {top})"
-        )
-    for module, name in sorted(enc.globals):
-        try:
-            allow.resolve(module, name)
-        except CheckpointError as e:
-            raise UntrustedContentError(f"save refused: the trace holds {module}.{name} as a value, which a load "
-                                        f"refuses ({e})") from None
+            f"save refused: {where} is a {name}, which a load with the current allowlist refuses; if it is your "
+            f"code, allow it with allow_modules=[{name!r}] or [{top!r}] (CLI: --allow-class {name} or "
+            f"--allow-module {top})"
+        ) from None
+    if reason is not None:
+        raise UntrustedContentError(f"save refused: a load would refuse the trace's graph ({reason})")
 
 
 def find_path(root: Any, wanted: tuple[type, ...], name: str = "trace") -> tuple[str, type]:
@@ -221,7 +224,9 @@ class _GraphUnpickler(pickle.Unpickler):
 def decode_graph(reader: ContainerReader, blobs: BlobSource, allow: Allowlist) -> Any:
     """Load the ``graph`` section with the restricted unpickler (sections must be verified first)."""
     data = reader.read_section(reader.section("graph"))
-    reason = unsafe_opcode(data)  # before the C unpickler sees it: some inputs make it allocate gigabytes
+    # before the C unpickler sees a byte: every name is allowed, every call it would make is one the name's
+    # rule allows, and nothing makes it allocate gigabytes
+    reason = check_pickle(data, allow.rule)
     if reason is not None:
         raise CorruptCheckpointError(f"{reader.source}: the graph is damaged or crafted ({reason})")
     try:

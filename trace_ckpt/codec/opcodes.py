@@ -1,16 +1,33 @@
-"""A linear pre-scan of a pickle's opcodes, run on the graph before it is unpickled.
+"""A linear check of a pickle's opcodes, run on the graph before it is unpickled.
 
-CPython's C unpickler sizes its memo table from the index a PUT opcode names, so six bytes such as
-``]r\\xff\\xff\\xff\\x7f`` make it allocate and zero 34 GB (CPython gh-115952, fixed only in newer
-releases than the 3.11.7 we run). A checkpoint's pickle numbers its memo entries in order (pickle's own
-writers do), so an index far beyond the entries stored so far, a length beyond the end of the input, or
-an unknown opcode means a crafted or damaged graph: refused here, in time linear in its size.
+Two things are checked in one pass, both before the C unpickler sees a byte:
+
+* **Bombs.** CPython's C unpickler sizes its memo table from the index a PUT opcode names, so six bytes
+  such as ``]r\\xff\\xff\\xff\\x7f`` make it allocate and zero 34 GB (CPython gh-115952, fixed only in
+  newer releases than the 3.11.7 we run). A checkpoint's pickle numbers its memo entries in order (pickle's
+  own writers do), so an index far beyond the entries stored so far, a length beyond the end of the
+  input, or an unknown opcode means a crafted or damaged graph.
+* **How each class is used.** The stack is simulated abstractly (what each slot is: a named class or
+  function, an object made from one, a plain container, something else), so every call the unpickler
+  would make is known before it makes it: ``REDUCE`` may call only a name whose rule allows calling,
+  ``NEWOBJ`` may only give a class its ``__new__`` with no arguments (unless its rule allows arguments),
+  ``BUILD`` may only set the state of an object the pickle made from an allowed name, and item opcodes
+  may only fill plain lists, dicts and sets (or a class whose rule says it is a container). Opcodes no
+  writer of ours emits (``INST``, ``OBJ``, extension codes, text persistent ids, out-of-band buffers) are
+  refused. The rules themselves live in :mod:`trace_ckpt.codec.allowlist`.
+
+Usage::
+
+    reason = check_pickle(data, allowlist.rule)   # None, or why the graph must not be unpickled
 """
 
 from __future__ import annotations
 
 import pickletools
 import struct
+from collections.abc import Callable
+
+from trace_ckpt.codec.allowlist import Rule
 
 # an index this far past the entries stored so far is refused (pickle's writers use exactly that count)
 MEMO_SLACK = 1024
@@ -45,11 +62,113 @@ def _tables() -> tuple[dict[int, int], dict[int, tuple[int, bool]], dict[int, in
 
 
 _FIXED, _COUNTED, _LINES = _tables()
-_MEMOIZE, _PUT, _BINPUT, _LONG_BINPUT, _FRAME, _STOP = (ord(c) for c in "\x94pqr\x95.")
+
+
+_BY_NAME = {o.name: ord(o.code) for o in pickletools.opcodes}
+
+
+def _op(name: str) -> int:
+    return _BY_NAME[name]
+
+
+# opcodes by what they do to the abstract stack
+_PUSH_ANY = frozenset(
+    _op(n) for n in (
+        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "NONE", "NEWTRUE", "NEWFALSE",
+        "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINBYTES",
+        "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8",
+    )
+)
+_PUSH_STR = frozenset(_op(n) for n in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"))
+_REFUSED = {
+    _op(n): n
+    for n in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "NEXT_BUFFER", "READONLY_BUFFER")
+}
+(
+    _MARK, _STOP, _POP, _POP_MARK, _DUP, _BINPERSID, _REDUCE, _APPEND, _APPENDS, _BUILD, _GLOBAL, _DICT,
+    _EMPTY_DICT, _GET, _BINGET, _LONG_BINGET, _LIST, _EMPTY_LIST, _PUT, _BINPUT, _LONG_BINPUT, _SETITEM,
+    _SETITEMS, _TUPLE, _EMPTY_TUPLE, _TUPLE1, _TUPLE2, _TUPLE3, _NEWOBJ, _NEWOBJ_EX, _EMPTY_SET, _ADDITEMS,
+    _FROZENSET, _STACK_GLOBAL, _MEMOIZE, _FRAME, _PROTO, _NONE,
+) = (
+    _op(n) for n in (
+        "MARK", "STOP", "POP", "POP_MARK", "DUP", "BINPERSID", "REDUCE", "APPEND", "APPENDS", "BUILD",
+        "GLOBAL", "DICT", "EMPTY_DICT", "GET", "BINGET", "LONG_BINGET", "LIST", "EMPTY_LIST", "PUT", "BINPUT",
+        "LONG_BINPUT", "SETITEM", "SETITEMS", "TUPLE", "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NEWOBJ",
+        "NEWOBJ_EX", "EMPTY_SET", "ADDITEMS", "FROZENSET", "STACK_GLOBAL", "MEMOIZE", "FRAME", "PROTO", "NONE",
+    )
+)
+_NAMES = {ord(o.code): o.name for o in pickletools.opcodes}
+
+
+class _Kind:
+    """An abstract stack value that is not a name or an object made from one."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __repr__(self) -> str:
+        return self.what
+
+
+# plain containers the pickle built itself (item opcodes may fill them), and anything else
+LIST, DICT, SET, OTHER = _Kind("a list"), _Kind("a dict"), _Kind("a set"), _Kind("a value")
+
+
+class Name:
+    """A ``module.name`` the pickle resolved (GLOBAL / STACK_GLOBAL), with its rule."""
+
+    __slots__ = ("where", "rule")
+
+    def __init__(self, where: str, rule: Rule) -> None:
+        self.where, self.rule = where, rule
+
+    def __repr__(self) -> str:
+        return self.where
+
+
+class Made:
+    """An object the pickle made by calling (REDUCE) or ``__new__`` (NEWOBJ) of a name."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: Name) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"a {self.name.where}"
+
+
+Resolver = Callable[[str, str], Rule]
+
+
+class _Refused(Exception):
+    pass
 
 
 def unsafe_opcode(data: bytes) -> str | None:
-    """Why ``data`` must not reach the C unpickler (a short reason), or None when the scan finds nothing."""
+    """Why ``data`` must not reach the C unpickler on size grounds alone (names are not checked), or None."""
+    return check_pickle(data, None)
+
+
+def check_pickle(data: bytes, resolve: Resolver | None) -> str | None:
+    """Why ``data`` must not reach the C unpickler (a short reason), or None when the check finds nothing.
+
+    ``resolve(module, name)`` gives each name's rule (raising a CheckpointError to refuse the name); with
+    None only the size checks run (names and their use are not simulated).
+    """
+    if not isinstance(data, bytes):
+        data = bytes(data)  # a memoryview has no find() or decode()
+    try:
+        if resolve is None:
+            return _scan(data)
+        return _simulate(data, resolve)
+    except _Refused as e:
+        return str(e)
+
+
+def _scan(data: bytes) -> str | None:
     pos, end, stored = 0, len(data), 0
     fixed, counted, lines = _FIXED, _COUNTED, _LINES
     while pos < end:
@@ -102,3 +221,301 @@ def unsafe_opcode(data: bytes) -> str | None:
             stored += 1
         pos += 1
     return "the data ends without a STOP opcode"
+
+
+def _text(data: bytes, pos: int) -> str:
+    """The string a SHORT_BINUNICODE / BINUNICODE / BINUNICODE8 opcode at ``pos`` pushes."""
+    code = data[pos]
+    if code == _PUSH_STR_SHORT:
+        n, at = data[pos + 1], pos + 2
+    elif code == _PUSH_STR_4:
+        n, at = _U4(data, pos + 1)[0], pos + 5
+    else:
+        n, at = _U8(data, pos + 1)[0], pos + 9
+    try:
+        return data[at : at + n].decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise _Refused(f"a name at byte {pos} is not valid UTF-8") from None
+
+
+_PUSH_STR_SHORT, _PUSH_STR_4 = _op("SHORT_BINUNICODE"), _op("BINUNICODE")
+
+
+def _simulate(data: bytes, resolve: Resolver) -> str | None:
+    """The bomb checks of ``_scan`` plus the abstract stack: every call the unpickler would make is checked."""
+    pos, end = 0, len(data)
+    fixed, counted, lines = _FIXED, _COUNTED, _LINES
+    stack: list[object] = []
+    marks: list[int] = []
+    fence = 0
+    memo: dict[int, object] = {}
+    names: dict[tuple[str, str], Name] = {}
+
+    def name(module: str, qualname: str, at: int) -> Name:
+        key = (module, qualname)
+        got = names.get(key)
+        if got is None:
+            got = names[key] = Name(f"{module}.{qualname}", resolve(module, qualname))
+        return got
+
+    def underflow(at: int) -> _Refused:
+        return _Refused(f"{_NAMES.get(data[at], '?')} at byte {at} reads below the stack")
+
+    def pop_mark(at: int) -> list[object]:
+        nonlocal fence
+        if not marks:
+            raise _Refused(f"{_NAMES.get(data[at], '?')} at byte {at} has no MARK")
+        m = marks.pop()
+        fence = marks[-1] if marks else 0
+        items = stack[m:]
+        del stack[m:]
+        return items
+
+    push = stack.append
+    LONG_BINGET, BINGET, MEMOIZE, SHORT_BINUNICODE, NONE = _LONG_BINGET, _BINGET, _MEMOIZE, _PUSH_STR_SHORT, _NONE
+    while pos < end:
+        code = data[pos]
+        # --- the hot path: the opcodes that make up most of a trace's graph, each advancing by itself ---
+        if code == LONG_BINGET:
+            if pos + 5 > end:
+                return f"opcode at byte {pos} is cut off"
+            value = memo.get(_U4(data, pos + 1)[0], memo)
+            if value is memo:
+                return f"memo entry {_U4(data, pos + 1)[0]} read at byte {pos} was never stored"
+            push(value)
+            pos += 5
+            continue
+        if code == BINGET:
+            if pos + 2 > end:
+                return f"opcode at byte {pos} is cut off"
+            value = memo.get(data[pos + 1], memo)
+            if value is memo:
+                return f"memo entry {data[pos + 1]} read at byte {pos} was never stored"
+            push(value)
+            pos += 2
+            continue
+        if code == MEMOIZE:
+            if len(stack) <= fence:
+                raise underflow(pos)
+            memo[len(memo)] = stack[-1]
+            pos += 1
+            continue
+        if code == SHORT_BINUNICODE:
+            if pos + 2 > end or pos + 2 + data[pos + 1] > end:
+                return f"opcode at byte {pos} is cut off"
+            push(pos)  # an int: a string whose text is read back only if a STACK_GLOBAL names it
+            pos += 2 + data[pos + 1]
+            continue
+        if code == NONE:
+            push(OTHER)
+            pos += 1
+            continue
+        at = pos
+        # --- advance past the opcode and its argument (the bounds checks of _scan) ---
+        size = fixed.get(code)
+        if size is not None:
+            if pos + size > end:
+                return f"opcode at byte {pos} is cut off"
+            pos += size
+        else:
+            width_signed = counted.get(code)
+            if width_signed is not None:
+                width, signed = width_signed
+                if pos + 1 + width > end:
+                    return f"opcode at byte {pos} is cut off"
+                if width == 1:
+                    length = data[pos + 1]
+                elif width == 4:
+                    length = (_I4 if signed else _U4)(data, pos + 1)[0]
+                else:
+                    length = _U8(data, pos + 1)[0]
+                if length < 0 or pos + 1 + width + length > end:
+                    return f"a length of {length} at byte {pos} runs past the end of the data"
+                pos += 1 + width + length
+            else:
+                n_lines = lines.get(code)
+                if n_lines is None:
+                    return f"unknown opcode {code:#04x} at byte {pos}"
+                for _ in range(n_lines):
+                    pos = data.find(b"\n", pos + 1)
+                    if pos < 0:
+                        return f"opcode at byte {at} is cut off"
+                pos += 1
+
+        # --- what the opcode does to the stack, most frequent first ---
+        if code == _EMPTY_DICT:
+            push(DICT)
+        elif code == _MARK:
+            marks.append(len(stack))
+            fence = len(stack)
+        elif code in _PUSH_STR:
+            push(at)  # an int: a string whose text is read back only if a STACK_GLOBAL names it
+        elif code == _GET:
+            text = data[at + 1 : pos - 1]
+            index = int(text) if text.isdigit() and len(text) <= 18 else -1
+            if index not in memo:
+                return f"memo entry {index} read at byte {at} was never stored"
+            push(memo[index])
+        elif code in _PUSH_ANY:
+            push(OTHER)
+        elif code == _BINPERSID:
+            if len(stack) <= fence:
+                raise underflow(at)
+            stack[-1] = OTHER  # persistent_load checks the reference itself
+        elif code == _TUPLE1 or code == _TUPLE2 or code == _TUPLE3:
+            n = 1 if code == _TUPLE1 else 2 if code == _TUPLE2 else 3
+            if len(stack) - n < fence:
+                raise underflow(at)
+            items = tuple(stack[-n:])
+            del stack[-n:]
+            stack.append(items)
+        elif code == _EMPTY_TUPLE:
+            stack.append(())
+        elif code == _TUPLE:
+            stack.append(tuple(pop_mark(at)))
+        elif code == _EMPTY_DICT:
+            stack.append(DICT)
+        elif code == _EMPTY_LIST:
+            stack.append(LIST)
+        elif code == _EMPTY_SET:
+            stack.append(SET)
+        elif code == _DICT:
+            if len(pop_mark(at)) % 2:
+                return f"DICT at byte {at} has an odd number of items"
+            stack.append(DICT)
+        elif code == _LIST:
+            pop_mark(at)
+            stack.append(LIST)
+        elif code == _FROZENSET:
+            pop_mark(at)
+            stack.append(OTHER)
+        elif code == _SETITEMS or code == _APPENDS or code == _ADDITEMS:
+            if not marks:
+                raise _Refused(f"{_NAMES[code]} at byte {at} has no MARK")
+            x = marks[-1]
+            items = pop_mark(at)
+            if x < 1:
+                raise underflow(at)
+            if items:
+                if code == _SETITEMS and len(items) % 2:
+                    return f"SETITEMS at byte {at} has an odd number of items"
+                _check_fill(code, stack[x - 1], at)
+        elif code == _SETITEM or code == _APPEND:
+            n = 2 if code == _SETITEM else 1
+            if len(stack) - n < 1:
+                raise underflow(at)
+            target = stack[-n - 1]
+            del stack[-n:]
+            _check_fill(_SETITEMS if code == _SETITEM else _APPENDS, target, at)
+        elif code == _BUILD:
+            if len(stack) - 1 <= fence:
+                raise underflow(at)
+            stack.pop()
+            target = stack[-1]
+            if not isinstance(target, Made) or not target.name.rule.state:
+                return f"BUILD at byte {at} sets the state of {target!r}, which is not an object made from an allowed class"
+        elif code == _NEWOBJ or code == _NEWOBJ_EX:
+            n = 3 if code == _NEWOBJ_EX else 2
+            if len(stack) - n < fence:
+                raise underflow(at)
+            parts = stack[-n:]
+            del stack[-n:]
+            cls, args = parts[0], parts[1]
+            if not isinstance(cls, Name):
+                return f"{_NAMES[code]} at byte {at} makes an object of {cls!r}, not of a named class"
+            rule = cls.rule
+            if not rule.new:
+                return f"{_NAMES[code]} at byte {at}: {cls.where} may not be made with __new__"
+            extra = code == _NEWOBJ_EX and parts[2] is not DICT
+            if not isinstance(args, tuple):
+                return f"{_NAMES[code]} at byte {at}: the arguments of {cls.where} are not a tuple"
+            if (args or extra) and not rule.new_args:
+                return f"{_NAMES[code]} at byte {at}: {cls.where}.__new__ may not be given arguments"
+            stack.append(Made(cls))
+        elif code == _REDUCE:
+            if len(stack) - 1 <= fence:
+                raise underflow(at)
+            args = stack.pop()
+            func = stack[-1]
+            if not isinstance(func, Name):
+                return f"REDUCE at byte {at} calls {func!r}, not a named class or function"
+            rule = func.rule
+            if not rule.call:
+                return f"REDUCE at byte {at}: {func.where} may not be called (its objects are built from their state)"
+            if not isinstance(args, tuple):
+                return f"REDUCE at byte {at}: the arguments of {func.where} are not a tuple"
+            if rule.check_args is not None:
+                why = rule.check_args(args)
+                if why:
+                    return f"REDUCE at byte {at}: {func.where} {why}"
+            stack[-1] = Made(func)
+        elif code == _STACK_GLOBAL:
+            if len(stack) - 2 < fence:
+                raise underflow(at)
+            module, qual = stack[-2], stack[-1]
+            del stack[-2:]
+            if type(module) is not int or type(qual) is not int:
+                return f"STACK_GLOBAL at byte {at} names a class by a computed value"
+            stack.append(name(_text(data, module), _text(data, qual), at))
+        elif code == _GLOBAL:
+            first = data.find(b"\n", at + 1)
+            try:
+                module = data[at + 1 : first].decode("utf-8")
+                qual = data[first + 1 : pos - 1].decode("utf-8")
+            except UnicodeDecodeError:
+                return f"GLOBAL at byte {at} is not valid UTF-8"
+            stack.append(name(module, qual, at))
+        elif code == _BINPUT or code == _LONG_BINPUT or code == _PUT:
+            if code == _BINPUT:
+                index = data[at + 1]
+            elif code == _LONG_BINPUT:
+                index = _U4(data, at + 1)[0]
+            else:
+                text = data[at + 1 : pos - 1]
+                if not text.isdigit() or len(text) > 18:
+                    return f"memo index {text[:20]!r} at byte {at} is not a small number"
+                index = int(text)
+            if index > len(memo) + MEMO_SLACK:
+                return f"memo index {index} at byte {at} is far beyond the {len(memo)} entries stored"
+            if len(stack) <= fence:
+                raise underflow(at)
+            memo[index] = stack[-1]
+        elif code == _POP:
+            if marks and marks[-1] == len(stack):
+                marks.pop()
+                fence = marks[-1] if marks else 0
+            elif len(stack) <= fence:
+                raise underflow(at)
+            else:
+                stack.pop()
+        elif code == _POP_MARK:
+            pop_mark(at)
+        elif code == _DUP:
+            if len(stack) <= fence:
+                raise underflow(at)
+            stack.append(stack[-1])
+        elif code == _FRAME:
+            if _U8(data, at + 1)[0] > end - pos:
+                return f"a frame at byte {at} runs past the end of the data"
+        elif code == _PROTO:
+            if data[at + 1] > 5:
+                return f"pickle protocol {data[at + 1]} at byte {at} is newer than this reader knows"
+        elif code == _STOP:
+            return None
+        elif code in _REFUSED:
+            return f"{_REFUSED[code]} at byte {at} is not used by checkpoints and is refused"
+        else:  # every opcode of pickletools' table is handled above; a new one is refused, not guessed at
+            return f"opcode {_NAMES.get(code, hex(code))} at byte {at} is not handled"
+    return "the data ends without a STOP opcode"
+
+
+def _check_fill(code: int, target: object, at: int) -> None:
+    """Item opcodes may fill only what the pickle built as that container, or a class whose rule allows it."""
+    if code == _SETITEMS:
+        ok = target is DICT or (isinstance(target, Made) and target.name.rule.items)
+    elif code == _APPENDS:
+        ok = target is LIST or (isinstance(target, Made) and target.name.rule.append)
+    else:
+        ok = target is SET
+    if not ok:
+        raise _Refused(f"{_NAMES[code]} at byte {at} fills {target!r}, which is not a container the pickle built")

@@ -92,7 +92,7 @@ def save_trace(
         max_file_bytes=settings.max_file_bytes if max_file_bytes is None else max_file_bytes,
         min_blob=settings.min_blob_bytes,
         progress=progress,
-        allow_modules=[*settings.allow_modules, *allow_modules],
+        allow_modules=[*settings.allowed, *allow_modules],
         key=configured_key(settings),
     )
 
@@ -150,7 +150,7 @@ def restore_trace(
     """
     settings = get_settings()
     root = Path(workspace_root) if workspace_root is not None else default_workspace_root()
-    allow = [*settings.allow_modules, *allow_modules]
+    allow = [*settings.allowed, *allow_modules]
     require = settings.require_signature if require_signature is None else require_signature
     with open_checkpoint(path, allow_modules=allow, key=configured_key(settings), require_signature=require) as ck:
         trace = ck.root

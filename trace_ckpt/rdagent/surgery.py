@@ -177,7 +177,7 @@ def keep_nodes(trace: Any, indices: Sequence[int]) -> Any:
 def _load(path: PathLike, allow_modules: Sequence[str], require_signature: bool | None) -> Iterator[LoadedCheckpoint]:
     settings = get_settings()
     require = settings.require_signature if require_signature is None else require_signature
-    with open_checkpoint(path, allow_modules=[*settings.allow_modules, *allow_modules],
+    with open_checkpoint(path, allow_modules=[*settings.allowed, *allow_modules],
                          key=configured_key(settings), require_signature=require) as ck:
         check_trace_shape(ck.root, str(path))
         yield ck
@@ -189,7 +189,7 @@ def _write(trace: Any, out: PathLike, folders: dict[str, CarriedFolder], metadat
     manifest = new_manifest(trace, metadata)
     return write_checkpoint_carrying(
         out, trace, manifest, folders, level=settings.level if level is None else level, threads=settings.threads,
-        min_blob=settings.min_blob_bytes, allow_modules=[*settings.allow_modules, *allow_modules],
+        min_blob=settings.min_blob_bytes, allow_modules=[*settings.allowed, *allow_modules],
         key=configured_key(settings),
     )
 
