@@ -106,6 +106,13 @@ def test_new_with_arguments_on_a_state_class_is_refused(tmp_path: Path) -> None:
     _refused(tmp_path, graph, match="may not be given arguments")
 
 
+def test_keyword_arguments_to_new_on_a_state_class_are_refused(tmp_path: Path) -> None:
+    """NEWOBJ_EX with an empty tuple but a filled kwargs dict: __new__(cls, **kwargs)."""
+    graph = prog(G("rdagent.core.proposal Trace"), EMPTY_TUPLE, EMPTY_DICT, MARK, U("scen"), NONE, SETITEMS,
+                 b"\x92")
+    _refused(tmp_path, graph, match="may not be given arguments")
+
+
 def test_items_into_a_state_object_are_refused(tmp_path: Path) -> None:
     graph = prog(G("rdagent.core.proposal Hypothesis"), EMPTY_TUPLE, NEWOBJ, MARK, U("k"), U("v"), SETITEMS)
     _refused(tmp_path, graph, match="SETITEMS .* fills a rdagent.core.proposal.Hypothesis")

@@ -426,10 +426,10 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             rule = cls.rule
             if not rule.new:
                 return f"{_NAMES[code]} at byte {at}: {cls.where} may not be made with __new__"
-            extra = code == _NEWOBJ_EX and parts[2] is not DICT
             if not isinstance(args, tuple):
                 return f"{_NAMES[code]} at byte {at}: the arguments of {cls.where} are not a tuple"
-            if (args or extra) and not rule.new_args:
+            # NEWOBJ_EX passes keyword arguments, which the abstract stack does not tell empty from filled
+            if (args or code == _NEWOBJ_EX) and not rule.new_args:
                 return f"{_NAMES[code]} at byte {at}: {cls.where}.__new__ may not be given arguments"
             stack.append(Made(cls))
         elif code == _REDUCE:
