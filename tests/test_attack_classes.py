@@ -155,6 +155,13 @@ def test_state_of_something_not_made_from_a_listed_class_is_refused(tmp_path: Pa
     _refused(tmp_path, graph, match="BUILD .* not an object made from an allowed class")
 
 
+def test_slot_state_that_would_setattr_on_a_class_without_setstate_is_refused(tmp_path: Path) -> None:
+    """BUILD with (None, {"__class__": X}) would setattr each key: swap the class, call property setters."""
+    graph = prog(G("rdagent.core.proposal Hypothesis"), EMPTY_TUPLE, NEWOBJ,
+                 NONE, EMPTY_DICT, MARK, U("__class__"), G("pandas.core.indexes.base Index"), SETITEMS, TUPLE2, BUILD)
+    _refused(tmp_path, graph, match="slot state")
+
+
 def test_a_memo_slot_overwritten_with_a_made_object_is_tracked(tmp_path: Path) -> None:
     """PUT 0 holds an allowed value type, then a made object; GET 0 + REDUCE calls the made object."""
     graph = prog(G("datetime timedelta"), BINPUT0, POP,

@@ -18,7 +18,7 @@ import builtins
 import enum
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from trace_ckpt.errors import MissingClassError, UntrustedContentError
 
@@ -41,6 +41,9 @@ class Rule:
     """APPEND(S) may fill objects made from it (a sequence)."""
     check_args: Callable[[tuple], str | None] | None = None
     """For a callable: why these (abstract) arguments are refused, or None."""
+    setstate: bool = True
+    """Its objects take their state through ``__setstate__``. When False, BUILD fills ``__dict__`` only: pickle's
+    other form, a ``(dict, slots)`` pair, would ``setattr`` each slot and reach properties and ``__class__``."""
 
 
 # The usage rules (docs/security.md, "Classes and how they may be used").
@@ -111,7 +114,7 @@ class Allowlist:
                 f"provides {module} or put it on PYTHONPATH"
             )
         if listed is not None:
-            return obj, listed
+            return obj, _with_setstate(obj, listed)
         # a user-allowed name: a class defined where it is named (a re-export such as my_pkg.Popen is refused)
         if not isinstance(obj, type):
             raise UntrustedContentError(
@@ -121,7 +124,7 @@ class Allowlist:
         defined = f"{obj.__module__}.{obj.__qualname__}"
         if defined != where and not (defined in self._classes or self._module_allowed(obj.__module__)):
             raise self._refused(f"{defined} (as {where})", obj.__module__)
-        return obj, rule_for_class(obj)
+        return obj, _with_setstate(obj, rule_for_class(obj))
 
     def _module_allowed(self, module: str) -> bool:
         return any(module == m or module.startswith(m + ".") for m in self.extra)
@@ -133,6 +136,13 @@ class Allowlist:
             f"own class, allow it with allow_modules=[{name!r}] or [{top!r}] (CLI: --allow-class {name} or "
             f"--allow-module {top}; setting: TRACE_CKPT_ALLOW_CLASSES)"
         )
+
+
+def _with_setstate(obj: object, rule: Rule) -> Rule:
+    """A class without ``__setstate__`` gets ``setstate=False`` (functions keep it: they return library objects)."""
+    if isinstance(obj, type) and rule.state and getattr(obj, "__setstate__", None) is None:
+        return replace(rule, setstate=False)
+    return rule
 
 
 def rule_for_class(cls: type) -> Rule:

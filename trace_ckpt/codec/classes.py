@@ -31,14 +31,12 @@ def _names(*where: str) -> str | None:
 
 def _factory(args: tuple) -> str | None:
     """defaultdict's default factory: none, or a builtin container or scalar type (it is called later)."""
-    from trace_ckpt.codec.opcodes import OTHER, Name
+    from trace_ckpt.codec.opcodes import NONE, Name
 
     if not args:
         return None
     f = args[0]
-    if isinstance(f, Name) and f.where in _FACTORIES:
-        return None
-    if f is OTHER and len(args) == 1:  # None (a NONE opcode)
+    if f is NONE or (isinstance(f, Name) and f.where in _FACTORIES):
         return None
     return f"takes a builtin type as its default factory, not {f!r}"
 

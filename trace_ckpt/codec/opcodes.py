@@ -74,7 +74,7 @@ def _op(name: str) -> int:
 # opcodes by what they do to the abstract stack
 _PUSH_ANY = frozenset(
     _op(n) for n in (
-        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "NONE", "NEWTRUE", "NEWFALSE",
+        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "NEWTRUE", "NEWFALSE",
         "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINBYTES",
         "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8",
     )
@@ -113,7 +113,7 @@ class _Kind:
 
 
 # plain containers the pickle built itself (item opcodes may fill them), and anything else
-LIST, DICT, SET, OTHER = _Kind("a list"), _Kind("a dict"), _Kind("a set"), _Kind("a value")
+LIST, DICT, SET, OTHER, NONE = _Kind("a list"), _Kind("a dict"), _Kind("a set"), _Kind("a value"), _Kind("None")
 
 
 class Name:
@@ -272,7 +272,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
         return items
 
     push = stack.append
-    LONG_BINGET, BINGET, MEMOIZE, SHORT_BINUNICODE, NONE = _LONG_BINGET, _BINGET, _MEMOIZE, _PUSH_STR_SHORT, _NONE
+    LONG_BINGET, BINGET, MEMOIZE, SHORT_BINUNICODE, NONE_OP = _LONG_BINGET, _BINGET, _MEMOIZE, _PUSH_STR_SHORT, _NONE
     while pos < end:
         code = data[pos]
         # --- the hot path: the opcodes that make up most of a trace's graph, each advancing by itself ---
@@ -306,8 +306,8 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             push(pos)  # an int: a string whose text is read back only if a STACK_GLOBAL names it
             pos += 2 + data[pos + 1]
             continue
-        if code == NONE:
-            push(OTHER)
+        if code == NONE_OP:
+            push(NONE)
             pos += 1
             continue
         at = pos
@@ -410,10 +410,12 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
         elif code == _BUILD:
             if len(stack) - 1 <= fence:
                 raise underflow(at)
-            stack.pop()
+            state = stack.pop()
             target = stack[-1]
             if not isinstance(target, Made) or not target.name.rule.state:
                 return f"BUILD at byte {at} sets the state of {target!r}, which is not an object made from an allowed class"
+            if type(state) is tuple and len(state) == 2 and state[1] is not NONE and not target.name.rule.setstate:
+                return f"BUILD at byte {at} sets attributes of {target!r} one by one (slot state), which it does not use"
         elif code == _NEWOBJ or code == _NEWOBJ_EX:
             n = 3 if code == _NEWOBJ_EX else 2
             if len(stack) - n < fence:
