@@ -62,7 +62,9 @@ def main() -> None:
     step("phase 2, on 'another machine' (a new folder, no factor data): trace-ckpt resume --only model --loop-n 2")
     model_box.mkdir(parents=True)
     env2 = {**os.environ, **offline_env(model_box, "model")}
-    resumed = cli(["resume", str(ckpt), "--only", "model", "--loop-n", "2", "--allow-module", "examples"], env2, model_box)
+    # --trust: resume runs the checkpoint's factor code; this unsigned file is our own run's (docs/security.md)
+    resumed = cli(["resume", str(ckpt), "--only", "model", "--loop-n", "2", "--allow-module", "examples", "--trust"],
+                  env2, model_box)
     print(resumed.strip().splitlines()[-1])  # RD-Agent's own progress log is in the run's log folder
 
     os.environ["ARTIFACT_SIGNING_KEY"] = env2["ARTIFACT_SIGNING_KEY"]  # before rdagent reads its settings

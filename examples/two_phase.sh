@@ -34,8 +34,10 @@ fi
 if [[ -f "$HOME/.trace-ckpt.key" ]]; then
     export TRACE_CKPT_SIGNING_KEY_FILE="$HOME/.trace-ckpt.key"
     VERIFY_ARGS=(--require-signature)
+    RESUME_ARGS=(--require-signature)   # a checkpoint signed with your key is trusted: resume runs its code
 else
     VERIFY_ARGS=()
+    RESUME_ARGS=(--trust)   # unsigned: resume runs its factor code, so say you trust it (your own run)
 fi
 # (${VERIFY_ARGS[@]+"${VERIFY_ARGS[@]}"} below: an empty array under set -u, also on bash 3.2)
 
@@ -62,7 +64,7 @@ model_phase() {
     if [[ -n "$BASE_FEATURES" ]]; then
         args+=(--base-features "$BASE_FEATURES")     # base_factors.json and/or *.py, RD-Agent's format
     fi
-    trace-ckpt resume "$CKPT" "${args[@]}" ${VERIFY_ARGS[@]+"${VERIFY_ARGS[@]}"}
+    trace-ckpt resume "$CKPT" "${args[@]}" "${RESUME_ARGS[@]}"
 
     # Both phases in one checkpoint, to inspect, plot or resume again later.
     trace-ckpt save "$MODEL_DIR" "$BOTH_CKPT"

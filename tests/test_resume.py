@@ -34,10 +34,11 @@ def ckpts(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return {"all": _save(factor_run, d / "run1.tckpt"), "one": _save(factor_run, d / "one.tckpt", "--loop", "0")}
 
 
-def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str,
-                           data: bool = False) -> tuple[subprocess.CompletedProcess, Path]:
+def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str, data: bool = False,
+                           trust: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
     """Run the CLI as a user would, offline, in a folder with no cache and no data folder (with the
-    factor data folder if ``data``: RD-Agent's quant scenario reads it, its factor rounds run factor code)."""
+    factor data folder if ``data``: RD-Agent's quant scenario reads it, its factor rounds run factor code).
+    The test's checkpoints are unsigned, so ``--trust`` is passed unless ``trust`` is False."""
     from examples.offline.run import offline_env, prepare_data
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,8 @@ def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str,
     spy.chmod(0o755)
     env = {**os.environ, **offline_env(workdir, "model"), "FACTOR_CoSTEER_PYTHON_BIN": str(spy),
            "TRACE_CKPT_OFFLINE_PROMPT_LOG": str(workdir / "prompts.jsonl")}
-    proc = subprocess.run([str(TRACE_CKPT), "resume", str(ckpt), *args, "--allow-module", "examples"],
+    proc = subprocess.run([str(TRACE_CKPT), "resume", str(ckpt), *args, "--allow-module", "examples",
+                           *(["--trust"] if trust else [])],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert data or not Path(env["FACTOR_CoSTEER_DATA_FOLDER"]).exists()
     return proc, Path(env["LOG_TRACE_PATH"])
@@ -146,7 +148,7 @@ def test_factor_phase_continues(ckpts: dict[str, Path], tmp_path: Path) -> None:
     prepare_data(tmp_path)  # more factor loops run factor code, so they need the data folder
     env = {**os.environ, **offline_env(tmp_path, "factor2")}
     proc = subprocess.run([str(TRACE_CKPT), "resume", str(ckpts["all"]), "--only", "factor", "--loop-n", "1",
-                           "--allow-module", "examples"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           "--allow-module", "examples", "--trust"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trace = loads(list_dumps(Path(env["LOG_TRACE_PATH"]) / "__session__")[-1].path.read_bytes()).trace
@@ -177,7 +179,7 @@ def test_bad_input(capsys: pytest.CaptureFixture[str], ckpts: dict[str, Path], t
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit) as e:
-        main(["resume", str(ckpts["all"]), "--only", "model", "--workspace-root", str(blocker / "ws")])
+        main(["resume", str(ckpts["all"]), "--only", "model", "--workspace-root", str(blocker / "ws"), "--trust"])
     err = capsys.readouterr().err
     assert e.value.code == SaveError.exit_code and "not writable" in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as e:
@@ -186,6 +188,6 @@ def test_bad_input(capsys: pytest.CaptureFixture[str], ckpts: dict[str, Path], t
     (tmp_path / "feats").mkdir()
     (tmp_path / "feats" / "base_factors.json").write_text("[1, 2]")
     with pytest.raises(SystemExit) as e:
-        main(["resume", str(ckpts["all"]), "--only", "model", "--base-features", str(tmp_path / "feats")])
+        main(["resume", str(ckpts["all"]), "--only", "model", "--base-features", str(tmp_path / "feats"), "--trust"])
     err = capsys.readouterr().err
     assert e.value.code == ResumeError.exit_code and "base_factors.json" in err and err.count("\n") == 1

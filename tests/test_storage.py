@@ -185,7 +185,7 @@ def test_s3_resume_restores_from_the_bucket(s3_env, factor_ckpt: Path, tmp_path:
     s3_env["client"].upload_file(str(factor_ckpt), "research", "runs/resume.tckpt")
     env = {**os.environ, **offline_env(tmp_path, "model"), **s3_env["env"]}
     proc = subprocess.run([str(TRACE_CKPT), "resume", "s3://research/runs/resume.tckpt", "--only", "model",
-                           "--step-n", "1", "--allow-module", "examples"],
+                           "--step-n", "1", "--allow-module", "examples", "--trust"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     restored_nodes = read_manifest(factor_ckpt).counts.hist

@@ -1,32 +1,36 @@
 """SOTA factor values out of a checkpoint, without unpickling anything and without rdagent.
 
 The manifest says which nodes were accepted factor experiments and which folders are their
-sub-workspaces; each sub-workspace holds the ``result.h5`` RD-Agent's factor execution wrote.
+sub-workspaces; each sub-workspace holds the ``result.h5`` RD-Agent's factor execution wrote, read
+through ``trace_ckpt.codec.hdf`` (checked before pandas sees it). The signature is checked as every
+reader checks it (``require_signature`` / ``TRACE_CKPT_REQUIRE_SIGNATURE``).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
-from trace_ckpt.checkpoint import PathLike
+from trace_ckpt.checkpoint import PathLike, check_signature
 from trace_ckpt.codec.blobs import BlobSource
 from trace_ckpt.codec.files import FilesIndex
-from trace_ckpt.errors import CorruptCheckpointError, NothingToExportError
+from trace_ckpt.codec.hdf import RESULT_FILE, read_factor_values
+from trace_ckpt.errors import NothingToExportError
 from trace_ckpt.format.container import ContainerReader
+from trace_ckpt.settings import get_settings
+from trace_ckpt.signing import configured_key
 from trace_ckpt.storage import atomic_write, local_copy, open_read
 
-RESULT_FILE = "result.h5"
 
-
-def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
+def sota_factor_values(path: PathLike, *, require_signature: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
     """One column per SOTA factor, index (datetime, instrument); plus notes on renamed/missing factors."""
     notes: list[str] = []
+    settings = get_settings()
+    require = settings.require_signature if require_signature is None else require_signature
     with local_copy(path) as local, open_read(local) as f:
         reader = ContainerReader(f, source=str(path))
+        check_signature(reader, configured_key(settings), require)
         m = reader.manifest
         nodes = [n for n in m.nodes if n.decision and n.kind == "factor"]
         if not nodes:
@@ -35,41 +39,35 @@ def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
         files = FilesIndex.read(reader, blobs)
         frames: list[pd.DataFrame] = []
         seen: set[str] = set()
-        with tempfile.TemporaryDirectory(prefix="tckpt-export-") as tmp:
-            for node in nodes:
-                for i, key in enumerate(node.sub_workspaces):
-                    entry = next(
-                        (e for e in files.workspaces.get(key or "", {}).get("entries", [])
-                         if e.get("path") == RESULT_FILE and e.get("type") == "file"),
-                        None,
+        for node in nodes:
+            for i, key in enumerate(node.sub_workspaces):
+                entry = next(
+                    (e for e in files.workspaces.get(key or "", {}).get("entries", [])
+                     if e.get("path") == RESULT_FILE and e.get("type") == "file"),
+                    None,
+                )
+                name = node.factors[i] if i < len(node.factors) else f"factor_{node.index}_{i}"
+                if entry is None:
+                    notes.append(f"node {node.index}: {name} has no captured {RESULT_FILE}")
+                    continue
+                df = read_factor_values(blobs.get(entry["digest"]), f"{path}: {RESULT_FILE} of node {node.index}")
+                if isinstance(df, pd.Series):
+                    df = df.to_frame(name)
+                if not df.index.is_unique:  # pd.concat cannot align it; RD-Agent's model runner could not either
+                    raise NothingToExportError(
+                        f"{path}: {RESULT_FILE} of node {node.index} ({name}) has "
+                        f"{int(df.index.duplicated().sum())} duplicate index rows, so it cannot be combined with other factors"
                     )
-                    name = node.factors[i] if i < len(node.factors) else f"factor_{node.index}_{i}"
-                    if entry is None:
-                        notes.append(f"node {node.index}: {name} has no captured {RESULT_FILE}")
-                        continue
-                    h5 = Path(tmp) / f"{node.index}_{i}.h5"
-                    h5.write_bytes(blobs.get(entry["digest"]))
-                    try:
-                        df = pd.read_hdf(h5)
-                    except Exception as e:  # a damaged or foreign HDF5 file inside a valid checkpoint
-                        raise CorruptCheckpointError(f"{path}: {RESULT_FILE} of node {node.index} is unreadable ({e})") from None
-                    if isinstance(df, pd.Series):
-                        df = df.to_frame(name)
-                    if not df.index.is_unique:  # pd.concat cannot align it; RD-Agent's model runner could not either
-                        raise NothingToExportError(
-                            f"{path}: {RESULT_FILE} of node {node.index} ({name}) has "
-                            f"{int(df.index.duplicated().sum())} duplicate index rows, so it cannot be combined with other factors"
-                        )
-                    renamed = []
-                    for col in df.columns:
-                        new = str(col)
-                        if new in seen:
-                            new = f"{new}@node{node.index}"
-                            notes.append(f"node {node.index}: factor {col} exists already, exported as {new}")
-                        seen.add(new)
-                        renamed.append(new)
-                    df.columns = renamed
-                    frames.append(df)
+                renamed = []
+                for col in df.columns:
+                    new = str(col)
+                    if new in seen:
+                        new = f"{new}@node{node.index}"
+                        notes.append(f"node {node.index}: factor {col} exists already, exported as {new}")
+                    seen.add(new)
+                    renamed.append(new)
+                df.columns = renamed
+                frames.append(df)
     if not frames:
         raise NothingToExportError(f"{path}: the SOTA factor experiments have no captured {RESULT_FILE} files")
     try:
@@ -78,9 +76,11 @@ def sota_factor_values(path: PathLike) -> tuple[pd.DataFrame, list[str]]:
         raise NothingToExportError(f"{path}: the SOTA factor values cannot be combined into one table ({e})") from None
 
 
-def export_factors(path: PathLike, out: str | os.PathLike[str]) -> tuple[pd.DataFrame, list[str]]:
+def export_factors(
+    path: PathLike, out: str | os.PathLike[str], *, require_signature: bool | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """Write :func:`sota_factor_values` to ``out`` as Parquet (atomically); return what was written."""
-    values, notes = sota_factor_values(path)
+    values, notes = sota_factor_values(path, require_signature=require_signature)
     with atomic_write(out) as f:
         values.to_parquet(f)
     return values, notes

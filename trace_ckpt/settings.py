@@ -37,6 +37,8 @@ class TraceCkptSettings(BaseSettings):
     """Verify Ed25519 signatures with these public keys: a .pub / allowed-signers file, or a folder of .pub files."""
     require_signature: bool = False
     """Refuse to load checkpoints that are unsigned or whose signature cannot be checked."""
+    trust_resume: bool = False
+    """Let ``resume`` run checkpoints that no configured key has verified (resume runs their code; see docs/security.md)."""
 
     @property
     def allowed(self) -> list[str]:

@@ -43,7 +43,7 @@ EXIT_CODES: dict[int, str] = {
     CheckpointNotFoundError.exit_code: "not found: the input path does not exist, or holds no session dump",
     CorruptCheckpointError.exit_code: "corrupt: not a checkpoint, truncated, or a checksum does not hold",
     UnsupportedVersionError.exit_code: "unsupported version: written by a newer trace-ckpt",
-    UntrustedContentError.exit_code: "untrusted: a class off the allowlist, a bad signature, an unsigned legacy dump",
+    UntrustedContentError.exit_code: "untrusted: a class off the allowlist, a bad signature, an unsigned legacy dump, a result.h5 that could run code, resume of a checkpoint neither signed with your key nor trusted (--trust)",
     SaveError.exit_code: "save failed: the output could not be written (the previous file is untouched)",
     WorkspaceConflictError.exit_code: "conflict: restoring would overwrite a different existing file",
     MissingClassError.exit_code: "missing class: a module the file needs is not importable here",
@@ -349,11 +349,12 @@ def keygen(
 def export_factors_cmd(
     ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
     out_path: Annotated[str, typer.Argument(metavar="OUT.parquet", help="Parquet file or URL to write")],
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
 ) -> None:
     """Write the SOTA factor values (one column per factor, index datetime x instrument) to Parquet."""
     from trace_ckpt.export import export_factors
 
-    values, notes = export_factors(ckpt, out_path)
+    values, notes = export_factors(ckpt, out_path, require_signature=require_signature or None)
     for note in notes:
         err.print(f"trace-ckpt: note: {note}")
     out.print(f"wrote {out_path}: {values.shape[1]} factors x {values.shape[0]} rows")
@@ -376,6 +377,7 @@ def resume(
     log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="the new run's log folder (default: RD-Agent's LOG_TRACE_PATH)")] = None,
     allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)")] = None,
     require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
+    trust: Annotated[bool, typer.Option("--trust", help="run a checkpoint no configured key has verified: resume runs its factor code, feature code and workspace files (docs/security.md)")] = False,
 ) -> None:
     """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
     from trace_ckpt.checkpoint import read_manifest
@@ -387,6 +389,7 @@ def resume(
             ckpt, only=only.value if only else None, loop_n=loop_n, step_n=step_n, all_duration=all_duration,
             base_features=base_features, workspace_root=workspace_root, log_dir=log_dir,
             allow_modules=allow_module or (), require_signature=require_signature or None, progress=progress,
+            trust=trust or None,
         )
     out.print(
         f"resumed {ckpt}: {report.restored_nodes} restored nodes ({report.sota_factor_experiments} SOTA factor "

@@ -89,11 +89,12 @@ def diff(
     a: Annotated[str, typer.Argument(metavar="A", help="checkpoint file or URL")],
     b: Annotated[str, typer.Argument(metavar="B", help="checkpoint file or URL")],
     as_json: Annotated[bool, typer.Option("--json", help="print the differences as one JSON object")] = False,
+    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse unsigned checkpoints")] = False,
 ) -> None:
     """Show which nodes, factors and metrics differ (from the manifests; nothing is unpickled). Exit 0 when equal, 1 when not."""
     from trace_ckpt.rdagent.surgery import diff as api_diff
 
-    d = api_diff(a, b)
+    d = api_diff(a, b, require_signature=require_signature or None)
     if as_json:
         sys.stdout.write(json.dumps({"equal": d.equal, **asdict(d)}, default=str) + "\n")
     else:

@@ -11,6 +11,11 @@ From Python, with a loop you built yourself::
 
 Everything RD-Agent needs follows from ``loop.trace.hist``: the model proposal takes every accepted
 experiment as ``based_experiments`` (``ModelExperiment`` is an alias of ``Experiment``).
+
+Resume runs what the checkpoint holds (factor code on a cache miss, the plan's feature code and
+expressions, workspace files), so :func:`resume` needs a checkpoint signed with a configured key or an
+explicit ``trust=True`` (``--trust``, ``TRACE_CKPT_TRUST_RESUME``). Its factor values are seeded into a
+cache folder of the resumed run only, never into RD-Agent's shared pickle cache.
 """
 
 from __future__ import annotations
@@ -19,15 +24,22 @@ import asyncio
 import importlib
 import json
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trace_ckpt.checkpoint import PathLike, read_manifest
-from trace_ckpt.errors import ResumeError, SaveError
+from trace_ckpt.checkpoint import PathLike, check_signature
+from trace_ckpt.codec.hdf import RESULT_FILE, read_factor_values
+from trace_ckpt.errors import CorruptCheckpointError, ResumeError, SaveError, UntrustedContentError
+from trace_ckpt.format.container import ContainerReader
+from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.rdagent.checkpoint import restore_trace
 from trace_ckpt.rdagent.qlib_env import check_base_features, qlib_env_name
 from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments
+from trace_ckpt.settings import get_settings
+from trace_ckpt.signing import configured_key
+from trace_ckpt.storage import open_read
 
 log = logging.getLogger("trace_ckpt")
 Phase = Literal["model", "factor"]
@@ -45,6 +57,7 @@ class ResumeReport:
     base_features: dict[str, str] = field(default_factory=dict)
     features_validated: bool | None = None
     seeded_cache_entries: int = 0
+    cache_dir: Path | None = None
     new_nodes: int = 0
 
 
@@ -87,18 +100,18 @@ def restore_into(loop: Any, ckpt: PathLike, *, workspace_root: PathLike | None =
     return offset
 
 
-def seed_execute_cache(trace: Any) -> int:
-    """Seed RD-Agent's factor execute cache from the captured result files of the SOTA factors.
+def seed_execute_cache(trace: Any, cache_dir: PathLike) -> int:
+    """Seed the factor execute cache in ``cache_dir`` from the captured result files of the SOTA factors.
 
     RD-Agent's model runner re-executes every SOTA factor on the full data; with the cache seeded
-    (signed with the local rdagent key) it runs no factor code and needs no factor data folder.
+    (signed with the local rdagent key) it runs no factor code and needs no factor data folder. The cache
+    is keyed on the factor code alone, so ``cache_dir`` must be read by the resumed run only (:func:`resume`
+    makes one in the run's log folder): a shared cache would hand these values to any later run of that code.
     """
-    import pandas as pd
     from rdagent.components.coder.factor_coder.factor import FactorFBWorkspace
-    from rdagent.core.conf import RD_AGENT_SETTINGS
     from rdagent.core.serialization import dumps
 
-    folder = Path(RD_AGENT_SETTINGS.pickle_cache_folder_path_str) / EXECUTE_CACHE
+    folder = Path(cache_dir) / EXECUTE_CACHE
     seeded = 0
     for exp in iter_experiments(trace):
         if experiment_kind(exp) != "factor":
@@ -107,15 +120,15 @@ def seed_execute_cache(trace: Any) -> int:
             if not isinstance(ws, FactorFBWorkspace):
                 continue
             key = ws.hash_func("All")
-            result = Path(ws.workspace_path) / "result.h5"
+            result = Path(ws.workspace_path) / RESULT_FILE
             if key is None or not result.is_file():
                 continue
             target = folder / f"{key}.pkl"
             if target.exists():
                 continue
-            try:
-                values = pd.read_hdf(result)
-            except Exception as e:  # noqa: BLE001 - a damaged artifact only costs a re-execution
+            try:  # values that could run code when read are refused (UntrustedContentError) and end the resume
+                values = read_factor_values(result.read_bytes(), str(result))
+            except CorruptCheckpointError as e:  # a damaged artifact only costs a re-execution
                 log.warning("cannot seed the factor cache from %s: %s", result, e)
                 continue
             folder.mkdir(parents=True, exist_ok=True)
@@ -192,16 +205,25 @@ def resume(
     workspace_root: Path | None = None,
     log_dir: Path | None = None,
     setup: str | None = None,
+    trust: bool | None = None,
     **restore_kwargs: Any,
 ) -> ResumeReport:
-    """Run RD-Agent's model (``only="model"``), factor, or quant loop on top of a restored trace."""
+    """Run RD-Agent's model (``only="model"``), factor, or quant loop on top of a restored trace.
+
+    The checkpoint must be signed with a configured key, or trusted (``trust``, default
+    ``TRACE_CKPT_TRUST_RESUME``): resume runs its content. UntrustedContentError otherwise.
+    """
     import os
 
     from rdagent.core.conf import RD_AGENT_SETTINGS
     from rdagent.log import rdagent_logger
     from rdagent.log.conf import LOG_SETTINGS
 
-    manifest = read_manifest(ckpt)  # fail on a bad file before any RD-Agent set-up
+    manifest, verified = _checked_manifest(ckpt, restore_kwargs.get("require_signature"))
+    if not verified and not (get_settings().trust_resume if trust is None else trust):
+        raise UntrustedContentError(_untrusted_message(ckpt, manifest))
+    if verified and not trust:
+        restore_kwargs["require_signature"] = True  # the restore reads the file again: it must still be signed
     if workspace_root is not None:
         _writable(workspace_root, "--workspace-root")
         RD_AGENT_SETTINGS.workspace_path = Path(workspace_root).absolute()
@@ -241,16 +263,46 @@ def resume(
     sota = [exp for exp, fb in loop.trace.hist if fb and experiment_kind(exp) == "factor"]
     if only == "model" and not sota:
         log.warning("the checkpoint holds no accepted factor experiment: the model phase trains on base features only")
-    seeded = seed_execute_cache(loop.trace)
-    report = ResumeReport(
-        log_dir=Path(LOG_SETTINGS.trace_path), restored_nodes=len(loop.trace.hist), first_loop_id=offset,
-        sota_factor_experiments=len(sota), base_features=dict(loop.plan.get("features") or {}),
-        features_validated=validated, seeded_cache_entries=seeded,
-    )
-    remaining = None if loop_n is None else offset + loop_n
-    asyncio.run(loop.run(step_n=step_n, loop_n=remaining, all_duration=all_duration))
+    # RD-Agent's pickle cache is keyed on code alone: the resumed run reads and writes a cache of its own
+    cache_dir = Path(tempfile.mkdtemp(prefix="pickle_cache-", dir=LOG_SETTINGS.trace_path))
+    shared_cache = RD_AGENT_SETTINGS.pickle_cache_folder_path_str
+    RD_AGENT_SETTINGS.pickle_cache_folder_path_str = str(cache_dir)
+    try:
+        seeded = seed_execute_cache(loop.trace, cache_dir)
+        report = ResumeReport(
+            log_dir=Path(LOG_SETTINGS.trace_path), restored_nodes=len(loop.trace.hist), first_loop_id=offset,
+            sota_factor_experiments=len(sota), base_features=dict(loop.plan.get("features") or {}),
+            features_validated=validated, seeded_cache_entries=seeded, cache_dir=cache_dir,
+        )
+        remaining = None if loop_n is None else offset + loop_n
+        asyncio.run(loop.run(step_n=step_n, loop_n=remaining, all_duration=all_duration))
+    finally:
+        RD_AGENT_SETTINGS.pickle_cache_folder_path_str = shared_cache
     report.new_nodes = len(loop.trace.hist) - report.restored_nodes
     return report
+
+
+def _checked_manifest(ckpt: PathLike, require_signature: bool | None) -> tuple[Manifest, bool]:
+    """The manifest, and whether a configured key verified the signature (a bad one is refused here)."""
+    settings = get_settings()
+    require = settings.require_signature if require_signature is None else require_signature
+    with open_read(ckpt) as f:  # the manifest only: fail on a bad file before any RD-Agent set-up
+        reader = ContainerReader(f, source=str(ckpt))
+        return reader.manifest, check_signature(reader, configured_key(settings), require) == "ok"
+
+
+def _untrusted_message(ckpt: PathLike, m: Manifest) -> str:
+    status = "signed, but no key configured here checks it" if m.signature else "unsigned"
+    factors = sum(len(n.factors) or len(n.sub_workspaces) for n in m.nodes if n.kind == "factor")
+    plan = m.metadata.get("plan") if isinstance(m.metadata, dict) else None
+    codes = len(plan.get("feature_codes") or {}) if isinstance(plan, dict) else 0
+    return (
+        f"{ckpt} is {status}, and resume runs its content: the factor.py of its {factors} factor(s) whenever "
+        f"their values are not cached, its {codes} base feature code file(s) and feature expressions, and the "
+        "code and configs of its workspaces; resume it only if you trust its author: pass --trust "
+        "(Python: trust=True; or TRACE_CKPT_TRUST_RESUME=true), or configure the key it was signed with "
+        "(TRACE_CKPT_TRUSTED_KEYS for an Ed25519 public key, TRACE_CKPT_SIGNING_KEY or _FILE for an HMAC key)"
+    )
 
 
 def _writable(folder: Path, what: str) -> None:

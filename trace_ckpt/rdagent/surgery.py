@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from trace_ckpt.checkpoint import CarriedFolder, LoadedCheckpoint, PathLike, open_checkpoint, write_checkpoint_carrying
-from trace_ckpt.errors import NothingToExportError
+from trace_ckpt.codec.hdf import RESULT_FILE
+from trace_ckpt.errors import NothingToExportError, UntrustedContentError
 from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.rdagent.checkpoint import check_trace_shape, new_manifest
 from trace_ckpt.rdagent.trace import class_path, experiment_kind, iter_workspaces, workspace_key
@@ -34,7 +34,6 @@ from trace_ckpt.signing import configured_key
 Action = Literal["factor", "model"]
 ACTIONS: tuple[str, ...] = ("factor", "model")
 FACTOR_FILE = "factor.py"
-RESULT_FILE = "result.h5"
 # Appended to the factor.py of a renamed factor: RD-Agent names a factor's data column after what its code
 # writes, so only the code itself can carry the new name into every re-execution (model and factor runners).
 RENAME_TRAILER = '''
@@ -304,22 +303,20 @@ def _sota_factors(hist: Sequence[Any]) -> Iterator[tuple[int, Any, int, Any, Any
                 yield i, exp, s, (tasks[s] if s < len(tasks) else getattr(ws, "target_task", None)), ws
 
 
-def _renamed_values(data: bytes, old: str, new: str) -> bytes:
+def _renamed_values(data: bytes, old: str, new: str, where: str) -> bytes:
     """The captured result.h5 with the factor's column renamed as RENAME_TRAILER renames it."""
     import pandas as pd
 
-    with tempfile.TemporaryDirectory(prefix="tckpt-merge-") as d:
-        src, dst = Path(d) / "in.h5", Path(d) / "out.h5"
-        src.write_bytes(data)
-        values = pd.read_hdf(src)
-        if isinstance(values, pd.Series):
-            values = values.to_frame()
-        if values.shape[1] == 1:
-            values.columns = [new]
-        else:
-            values = values.rename(columns={old: new})
-        values.to_hdf(dst, key="data", mode="w")
-        return dst.read_bytes()
+    from trace_ckpt.codec.hdf import factor_values_bytes, read_factor_values
+
+    values = read_factor_values(data, f"{where}/{RESULT_FILE}")
+    if isinstance(values, pd.Series):
+        values = values.to_frame()
+    if values.shape[1] == 1:
+        values.columns = [new]
+    else:
+        values = values.rename(columns={old: new})
+    return factor_values_bytes(values)
 
 
 def _shift(sel: Any, offset: int) -> Any:
@@ -462,7 +459,9 @@ def _renamed_files(ws: Any, names: tuple[str, str], where: str, notes: list[str]
 
     def rename_values(data: bytes) -> bytes:
         try:
-            return _renamed_values(data, old, new)
+            return _renamed_values(data, old, new, where)
+        except UntrustedContentError:  # values that could run code when read are refused, never carried on
+            raise
         except Exception as e:  # noqa: BLE001 - unreadable values only cost a re-execution of the factor
             notes.append(f"{where}/{RESULT_FILE} of factor {old} could not be renamed ({type(e).__name__}); kept as it was")
             return data
@@ -578,9 +577,11 @@ def _ranges(r: range) -> str:
     return str(r.start) if len(r) == 1 else f"{r.start}-{r.stop - 1}"
 
 
-def _read_index(path: PathLike, algorithm: str | None = None) -> tuple[Manifest, dict[str, dict[str, Any]]]:
-    """The manifest and files index of a checkpoint; with ``algorithm`` (another than the file's, as when a
-    v1 file is compared with a v2 one) its file digests are recomputed from the stored bytes with it."""
+def _read_index(path: PathLike, require: bool, algorithm: str | None = None) -> tuple[Manifest, dict[str, dict[str, Any]]]:
+    """The manifest and files index of a checkpoint (its signature checked as every reader checks it); with
+    ``algorithm`` (another than the file's, as when a v1 file is compared with a v2 one) its file digests are
+    recomputed from the stored bytes with it."""
+    from trace_ckpt.checkpoint import check_signature
     from trace_ckpt.codec.blobs import BlobSource
     from trace_ckpt.codec.files import FilesIndex
     from trace_ckpt.format.container import ContainerReader, new_hash
@@ -588,6 +589,7 @@ def _read_index(path: PathLike, algorithm: str | None = None) -> tuple[Manifest,
 
     with open_read(path) as f:
         reader = ContainerReader(f, source=str(path))
+        check_signature(reader, configured_key(), require)
         files = FilesIndex.from_bytes(reader.read_section(reader.section("files")), str(path)).workspaces
         if algorithm is None or algorithm == reader.hash_algorithm:
             return reader.manifest, files
@@ -635,13 +637,14 @@ def _sota_code(m: Manifest, files: dict[str, dict[str, Any]]) -> dict[str, list[
     return {name: sorted(d) for name, d in out.items()}
 
 
-def diff(a: PathLike, b: PathLike) -> TraceDiff:
+def diff(a: PathLike, b: PathLike, *, require_signature: bool | None = None) -> TraceDiff:
     """Compare two checkpoints from their manifests and file indexes (nothing is unpickled): nodes by position
     (decision, parents, loop id, kind, hypothesis, factors, metrics, workspace files) and the SOTA factors' code."""
     from trace_ckpt.errors import CorruptCheckpointError
 
-    ma, fa = _read_index(a)
-    mb, fb = _read_index(b, ma.hash_algorithm)  # files are compared by digest: B's are made A's kind
+    require = get_settings().require_signature if require_signature is None else require_signature
+    ma, fa = _read_index(a, require)
+    mb, fb = _read_index(b, require, ma.hash_algorithm)  # files are compared by digest: B's are made A's kind
     try:
         return _compare(str(a), str(b), ma, fa, mb, fb)
     except (AttributeError, TypeError, KeyError, IndexError) as e:  # a checksum-valid but malformed files index

@@ -1,0 +1,161 @@
+"""The one place where a checkpoint's ``result.h5`` bytes become factor values (pandas), checked first.
+
+    values = read_factor_values(blob, "run1.tckpt: node 3 result.h5")   # a DataFrame or Series
+
+``pd.read_hdf`` runs pickles: pandas stores an object array as a PyTables ``VLArray`` of ``ObjectAtom``
+(a pickle per row), and PyTables unpickles every node attribute that looks like a pickle (a byte string
+ending in ``.``) as soon as the node is opened, so PyTables itself cannot be used to look first. The file
+is therefore walked with h5py, which never unpickles, and handed to pandas only when every node is a group
+or an array/table of numbers or fixed-size strings, no link leaves the file, and every attribute PyTables
+would unpickle is a pickle of plain data (pandas writes ``None`` so: ``N.``). RD-Agent's own ``result.h5``
+files (floats; datetime and instrument levels) pass; a foreign one is a one-line error.
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trace_ckpt.codec.opcodes import unsafe_opcode
+from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
+
+RESULT_FILE = "result.h5"
+# opcodes that import or call something: a pickle holding one of these can run code when loaded
+_CODE_OPCODES = frozenset({
+    "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX",
+    "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID",
+})
+_PICKLE_OPCODES = frozenset(ord(op.code) for op in pickletools.opcodes)
+# PyTables' node classes that hold numbers or fixed-size strings (never VLARRAY: its rows may be pickles)
+_CLASSES = frozenset({b"GROUP", b"ARRAY", b"CARRAY", b"EARRAY", b"TABLE"})
+_KINDS = frozenset("biufcS")  # bool, integers, floats, complex, fixed-size byte strings
+# values may expand beyond the file (compression, unwritten chunks) only this much
+_EXPANSION, _SLACK = 64, 64 << 20
+
+
+def _unsafe_pickle(value: bytes) -> str | None:
+    """Why PyTables must not unpickle this attribute value (it does for any byte string ending in '.')."""
+    if not value or value[0] not in _PICKLE_OPCODES:
+        return None  # the unpickler stops at the first byte: a name like "x." is only text
+    try:
+        for op, _, pos in pickletools.genops(value):
+            if op.name in _CODE_OPCODES:
+                return f"a pickle that calls code ({op.name} at byte {pos})"
+    except ValueError:  # pickle too would stop there, but only after running what came before: refuse it
+        return "a malformed pickle"
+    return unsafe_opcode(value)
+
+
+def _attribute_problem(name: str, value: Any) -> str | None:
+    import numpy as np
+
+    if isinstance(value, (bytes, np.bytes_)):
+        raw = bytes(value).rstrip(b"\x00")  # as PyTables reads it
+        if raw.endswith(b".") and raw not in (b"0", b"0."):
+            why = _unsafe_pickle(raw)
+            return f"attribute {name!r} is {why}" if why else None
+        return None
+    if isinstance(value, np.ndarray) and value.dtype.kind not in _KINDS | {"U"}:
+        return f"attribute {name!r} holds {value.dtype} values"
+    return None
+
+
+def _dtype_problem(dtype: Any) -> str | None:
+    if dtype.names:  # a Table's rows
+        for field in dtype.names:
+            why = _dtype_problem(dtype.fields[field][0])
+            if why:
+                return why
+        return None
+    if dtype.subdtype is not None:
+        return _dtype_problem(dtype.subdtype[0])
+    import h5py
+
+    if dtype.kind not in _KINDS or h5py.check_enum_dtype(dtype) is not None:
+        return f"{dtype} values (only numbers and fixed-size strings are factor values)"
+    return None
+
+
+def check_factor_file(data: bytes, source: str) -> None:
+    """Refuse (one line) an HDF5 file that pandas or PyTables could unpickle anything from, or that is no HDF5."""
+    import h5py
+
+    problems: list[str] = []
+    declared = 0
+
+    def visit(path: str, obj: Any) -> None:
+        nonlocal declared
+        where = path or "/"
+        for name in obj.attrs:
+            try:
+                value = obj.attrs[name]
+            except (OSError, TypeError, ValueError) as e:  # a type h5py cannot read: PyTables would guess
+                problems.append(f"{where}: attribute {name!r} cannot be read ({e})")
+                continue
+            why = _attribute_problem(name, value)
+            if why:
+                problems.append(f"{where}: {why}")
+        cls = obj.attrs.get("CLASS") if "CLASS" in obj.attrs else None
+        if cls is not None and bytes(cls) not in _CLASSES:
+            problems.append(f"{where}: a PyTables {bytes(cls).decode(errors='replace')} node")
+        if isinstance(obj, h5py.Group):
+            for name in obj:
+                link = obj.get(name, getlink=True)
+                if not isinstance(link, h5py.HardLink):
+                    problems.append(f"{where.rstrip('/')}/{name}: a {type(link).__name__}")
+        elif isinstance(obj, h5py.Dataset):
+            why = _dtype_problem(obj.dtype)
+            if why:
+                problems.append(f"{where}: {why}")
+            else:
+                declared += int(obj.size) * obj.dtype.itemsize
+        else:
+            problems.append(f"{where}: a {type(obj).__name__}")
+
+    try:
+        with h5py.File(io.BytesIO(data), "r") as f:
+            visit("", f)
+            f.visititems(visit)
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, ValueError... on damaged bytes
+        raise CorruptCheckpointError(
+            f"{source} is not a readable HDF5 file ({type(e).__name__}: {e}); the checkpoint is damaged"
+        ) from None
+    if problems:
+        raise UntrustedContentError(
+            f"{source} is not factor values as RD-Agent writes them ({problems[0]}"
+            + (f"; {len(problems) - 1} more" if len(problems) > 1 else "")
+            + "): refused, reading it could run code"
+        )
+    if declared > _EXPANSION * len(data) + _SLACK:
+        raise CorruptCheckpointError(
+            f"{source} declares {declared} bytes of values in a {len(data)}-byte file: refused as a decompression bomb"
+        )
+
+
+def read_factor_values(data: bytes, source: str) -> Any:
+    """The DataFrame (or Series) in a ``result.h5``'s bytes, after :func:`check_factor_file` passed.
+
+    Raises UntrustedContentError for a file that could run code, CorruptCheckpointError for one pandas cannot read.
+    """
+    import pandas as pd
+
+    check_factor_file(data, source)
+    try:
+        # in memory (no temp file): PyTables' core driver opens the checked bytes themselves
+        with pd.HDFStore(RESULT_FILE, mode="r", driver="H5FD_CORE", driver_core_image=data,
+                         driver_core_backing_store=0) as store:
+            return pd.read_hdf(store)
+    except Exception as e:  # noqa: BLE001 - any failure of pandas on a checked but foreign file
+        raise CorruptCheckpointError(f"{source} is unreadable as factor values ({type(e).__name__}: {e})") from None
+
+
+def factor_values_bytes(values: Any) -> bytes:
+    """``values`` as the bytes of a ``result.h5``, written as RD-Agent's factor code writes it."""
+    with tempfile.TemporaryDirectory(prefix="tckpt-h5-") as d:
+        path = Path(d) / RESULT_FILE
+        values.to_hdf(path, key="data", mode="w")
+        return path.read_bytes()
+
