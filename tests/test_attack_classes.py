@@ -162,6 +162,12 @@ def test_slot_state_that_would_setattr_on_a_class_without_setstate_is_refused(tm
     _refused(tmp_path, graph, match="slot state")
 
 
+def test_a_listed_name_split_another_way_is_not_listed(tmp_path: Path) -> None:
+    """module "rdagent.core" + name "proposal.Trace" spells a listed name, but is resolved through attributes."""
+    _refused(tmp_path, prog(G("rdagent.core proposal.Trace"), EMPTY_TUPLE, NEWOBJ), UntrustedContentError,
+             "not on the allowlist")
+
+
 def test_a_memo_slot_overwritten_with_a_made_object_is_tracked(tmp_path: Path) -> None:
     """PUT 0 holds an allowed value type, then a made object; GET 0 + REDUCE calls the made object."""
     graph = prog(G("datetime timedelta"), BINPUT0, POP,

@@ -104,7 +104,9 @@ class Allowlist:
         where = f"{module}.{name}"
         if any(part.startswith("__") and part.endswith("__") for part in name.split(".")) and where not in self._rules:
             raise self._refused(where, module)
-        listed = self._rules.get(where)
+        # a listed name only as pickle writes it, module then a plain name: "pandas" + "core.frame.DataFrame"
+        # could reach another object through a package attribute that shadows a submodule
+        listed = self._rules.get(where) if "." not in name else None
         if listed is None and where not in self._classes and not self._module_allowed(module):
             raise self._refused(where, module)
         obj = _import(module, name)
