@@ -23,7 +23,8 @@ venv: $(PY)
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The suite includes tests/test_qlib_real.py (real qrun in the Qlib venv), so the venv is built first.
+test: $(STAMP) $(QLIB_STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

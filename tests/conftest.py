@@ -1,5 +1,11 @@
 """Test session setup: RD-Agent reads several settings from the environment at import time, so
-they are pointed into a temporary folder here, before any test imports rdagent."""
+they are pointed into a temporary folder here, before any test imports rdagent.
+
+What is real in these tests: RD-Agent (its loops, proposals, runners, feedback, session dumps), trace-ckpt,
+and in tests/test_qlib_real.py Qlib too (real `qrun` in the Qlib venv of `make qlib-env`: dataset, PyTorch
+training, backtest). What stands in: the LLM and the code it writes (examples/offline/), the market data
+(synthetic), conda (examples/qlib_env/bin/conda) and, everywhere but tests/test_qlib_real.py, the Qlib
+backtest (examples/offline/backtest.py)."""
 
 from __future__ import annotations
 
