@@ -6,6 +6,7 @@ the check can rely on every field and its type.
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -16,10 +17,18 @@ T = TypeVar("T")
 
 # strict: "12" is not a size; extra fields a later writer adds are kept, not refused
 STRICT = ConfigDict(strict=True, extra="allow")
+# a NUL character, written \u0000 in JSON (not after an escaped backslash): no path, link target, digest or
+# section name can hold one, and the OS refuses a path with it (ValueError) after a restore has begun
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def load_json(schema: TypeAdapter[T], data: bytes, what: str, source: str) -> T:
-    """``data`` parsed and validated by ``schema``; CorruptCheckpointError naming ``what`` and the place if not."""
+    """``data`` parsed and validated by ``schema``; CorruptCheckpointError naming ``what`` and the place if not.
+
+    The parser refuses nesting deeper than 200 levels; a string holding a NUL character is refused too.
+    """
+    if b"\\u0000" in data and _NUL.search(data):
+        raise CorruptCheckpointError(f"{source}: {what} is not valid (a name holds a NUL character, which no path can)")
     try:
         return schema.validate_json(data)
     except ValidationError as e:

@@ -7,6 +7,7 @@ index names travel in the pickle as plain Python values (Arrow field names must 
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,17 @@ import pandas as pd
 import pyarrow as pa
 from pandas.api.types import infer_dtype
 
+from trace_ckpt.errors import CorruptCheckpointError
+
 _ARROW_SAFE_OBJECT = {"string", "empty", "bytes"}
 _PLAIN_KINDS = "fiub"  # numpy float, signed/unsigned int, bool: these columns round-trip as plain arrays
+# Reading: a table is read zero-copy from its blob (buffers are never compressed, see _check_messages), so
+# what pandas then builds is bounded by the cells: every element of every array, children included. An
+# honest table spends at least one bit of the blob per element (a bool); a null column spends none, so
+# a few million cells are allowed on top (an all-None column of an honest frame).
+CELLS_PER_BYTE = 8
+CELLS_SLACK = 1 << 24
+_READ_OPTIONS = pa.ipc.IpcReadOptions(use_threads=False)  # nothing to decompress: no thread pool hand-off
 
 
 def _arrow_safe(values: pd.Index | pd.Series) -> bool:
@@ -96,13 +106,108 @@ def _plain_index(table: pa.Table, spec: dict[str, Any]) -> pd.Index:
     return pd.Index(_column(table, "__index__"), name=spec["name"])
 
 
+# Arrow's IPC metadata is a flatbuffer (format/Message.fbs); pyarrow does not say whether a record batch's
+# buffers are compressed before it decompresses them, so the three fields that tell are read here.
+_U16, _I32, _U32 = (struct.Struct(f).unpack_from for f in ("<H", "<i", "<I"))
+_MESSAGE_HEADER, _DICTIONARY_DATA, _RECORD_BATCH_COMPRESSION = 2, 1, 3  # field slots in Message.fbs
+
+
+def _field(buf: bytes, table: int, slot: int) -> int:
+    """Position of field ``slot`` of the flatbuffer table at ``table`` (0 when the field is absent)."""
+    vtable = table - _I32(buf, table)[0]
+    at = 4 + 2 * slot
+    offset = _U16(buf, vtable + at)[0] if at < _U16(buf, vtable)[0] else 0
+    return table + offset if offset else 0
+
+
+def _target(buf: bytes, pos: int) -> int:
+    """The table a flatbuffer offset field at ``pos`` points to."""
+    return pos + _U32(buf, pos)[0]
+
+
+def _is_compressed(metadata: bytes, dictionary: bool) -> bool:
+    """Whether a record batch or dictionary batch message declares compressed body buffers."""
+    header = _field(metadata, _target(metadata, 0), _MESSAGE_HEADER)
+    if not header:
+        return False
+    batch = _target(metadata, header)
+    if dictionary:
+        data = _field(metadata, batch, _DICTIONARY_DATA)
+        if not data:
+            return False
+        batch = _target(metadata, data)
+    return _field(metadata, batch, _RECORD_BATCH_COMPRESSION) != 0
+
+
+def _check_messages(buf: pa.Buffer) -> None:
+    """Refuse an IPC stream with compressed buffers before Arrow decompresses them: each buffer says how
+    large it decompresses to, and no size in the checkpoint bounds that (a few KiB became gigabytes).
+    :func:`to_arrow` never compresses (the section around the blob is compressed already)."""
+    try:
+        for message in pa.ipc.MessageReader.open_stream(buf):
+            if message.type in ("record batch", "dictionary") and _is_compressed(
+                message.metadata.to_pybytes(), message.type == "dictionary"
+            ):
+                raise CorruptCheckpointError(
+                    "an Arrow table of the graph has compressed buffers, which trace-ckpt never writes: "
+                    "the file is crafted or damaged; use a good copy"
+                )
+    except (pa.ArrowException, struct.error) as e:
+        raise CorruptCheckpointError(f"an Arrow table of the graph is damaged ({e})") from None
+
+
+def _cells(arr: pa.Array) -> int:
+    """Elements of ``arr`` and of every array below it: what converting it to pandas builds, at most."""
+    t = arr.type
+    if isinstance(arr, pa.ExtensionArray):
+        return _cells(arr.storage)
+    if pa.types.is_dictionary(t):
+        return len(arr) + _cells(arr.dictionary)
+    if pa.types.is_run_end_encoded(t):  # its length is the expanded one
+        return len(arr) + _cells(arr.values)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_map(t):
+        return len(arr) + _cells(arr.values)
+    if pa.types.is_struct(t) or pa.types.is_union(t):
+        return len(arr) + sum(_cells(arr.field(i)) for i in range(t.num_fields))
+    if pa.types.is_nested(t):  # list views: rows may share elements, so no count bounds them
+        raise CorruptCheckpointError(f"an Arrow table of the graph has a column of type {t}, which trace-ckpt never writes")
+    return len(arr)
+
+
+def _check_size(table: pa.Table, nbytes: int) -> None:
+    cells = sum(_cells(chunk) for column in table.columns for chunk in column.chunks) + table.num_rows
+    if cells > CELLS_PER_BYTE * nbytes + CELLS_SLACK:
+        raise CorruptCheckpointError(
+            f"an Arrow table of the graph claims {table.num_rows} rows ({cells} cells) in {nbytes} bytes, "
+            "more than the bytes can hold: the file is crafted or damaged"
+        )
+
+
+def _check_plain(table: pa.Table, kind: str) -> None:
+    """The plain layout holds numeric columns and a string or integer ``__index__`` only (see :func:`_plain_table`)."""
+    for field in table.schema:
+        t = field.type
+        if field.name == "__index__":
+            ok = pa.types.is_string(t) if kind == "str" else pa.types.is_integer(t) and kind == "int"
+        else:
+            ok = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+        if not ok:
+            raise CorruptCheckpointError(f"an Arrow table of the graph has a column {field.name!r} of type {t}, "
+                                         "which its layout does not hold: the file is crafted or damaged")
+
+
 def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:
-    """Rebuild the Series/DataFrame written by :func:`to_arrow`."""
-    table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    """Rebuild the Series/DataFrame written by :func:`to_arrow`; CorruptCheckpointError for a table that
+    holds more than its bytes can (compressed buffers, rows without bytes) or is not what it claims."""
+    buf = pa.py_buffer(data)
+    _check_messages(buf)
+    table = pa.ipc.open_stream(buf, options=_READ_OPTIONS).read_all()
     # reading IPC does not check buffer contents: a crafted string offset would make to_pandas read out of
     # bounds (Arrow's security notes); the full check raises ArrowInvalid instead, a corrupt graph
     table.validate(full=True)
+    _check_size(table, len(data))
     if "index" in labels:
+        _check_plain(table, labels["index"]["kind"])
         index = _plain_index(table, labels["index"])
         cols = [n for n in table.column_names if n != "__index__"]
         if labels["type"] == "series":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
-import json
 import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -22,12 +21,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
 import blake3
+import pydantic_core
 import zstandard
 from pydantic import ValidationError
 
 from trace_ckpt.errors import (
     CorruptCheckpointError,
     NotACheckpointError,
+    SaveError,
     UnsupportedVersionError,
 )
 from trace_ckpt.format.manifest import Manifest, SectionInfo, SignatureInfo
@@ -49,7 +50,18 @@ NO_SIGNATURE = bytes(32)
 HMAC_SHA256 = "hmac-sha256"
 ED25519 = "ed25519"
 ED25519_SIGNATURE_BYTES = 64
-MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+# Bounds a reader checks against what the file can hold (docs/format.md, "Bounds"). A 500-loop trace's
+# manifest is about 0.5 MB; its JSON becomes Python objects, so a crafted one is kept far from gigabytes.
+MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+# zstd's own limit: a block yields at most 128 KiB and costs at least 4 bytes (an RLE block), so no frame
+# decompresses to more than 32768 times its size; a section that declares more cannot be honest
+ZSTD_MAX_RATIO = 32768
+# a section decompressed into memory (the graph, the indexes, blob packs, large graph blobs; never a large
+# workspace file, which streams to disk) may declare at most this many times its stored size, above the
+# floor: honest sections expand 1-20 times (a 500-loop trace's graph 12x, its files index 8x); packs of
+# zero-filled files stay under the floor
+IN_MEMORY_RATIO = 1024
+IN_MEMORY_FLOOR = 64 * 1024 * 1024
 _CHUNK = 1 << 20
 
 
@@ -273,6 +285,8 @@ class ContainerWriter:
         algorithm = ED25519 if private_key is not None else HMAC_SHA256 if key else None
         manifest.signature = SignatureInfo(algorithm=algorithm, key_id=key_id or "") if algorithm else None
         body = manifest.model_dump_json().encode("utf-8")
+        if len(body) > MAX_MANIFEST_BYTES:  # no reader would open the file
+            raise SaveError(f"the manifest would be {len(body)} bytes, more than a reader accepts ({MAX_MANIFEST_BYTES})")
         if private_key is not None:
             signature = private_key.sign(body)
             self._write(signature)
@@ -330,24 +344,31 @@ class ContainerReader:
             raise CorruptCheckpointError(f"{source} sets header flags {_flags:#x}, which format v{version} does not define")
         self.format_version = version
         f.seek(self.size - FOOTER.size)
-        m_off, m_len, m_sha, mac, tail = FOOTER.unpack(f.read(FOOTER.size))
+        m_off, m_len, m_sha, mac, tail = FOOTER.unpack(self._read_exact(FOOTER.size))
         if tail != MAGIC:
             raise CorruptCheckpointError(
                 f"{source} is truncated or damaged (no footer): the save did not finish; use a good copy"
             )
-        if m_len > MAX_MANIFEST_BYTES or m_off < HEADER.size or m_off + m_len != self.size - FOOTER.size:
+        if m_off < HEADER.size or m_off + m_len != self.size - FOOTER.size:
             raise CorruptCheckpointError(f"{source} has a damaged footer (manifest range out of bounds)")
+        if m_len > MAX_MANIFEST_BYTES:
+            raise CorruptCheckpointError(
+                f"{source}: the manifest is {m_len} bytes, more than a reader accepts ({MAX_MANIFEST_BYTES}); "
+                "the file is crafted or damaged"
+            )
         f.seek(m_off)
-        body = f.read(m_len)
+        body = self._read_exact(m_len)
         if hashlib.sha256(body).digest() != m_sha:
             raise CorruptCheckpointError(f"{source}: manifest checksum mismatch; the file is damaged")
         try:
-            doc = json.loads(body)
+            # pydantic's JSON parser refuses nesting deeper than 200 (ValueError); json.loads recursed until a
+            # RecursionError; the except keeps that bound whatever parser is used
+            doc = pydantic_core.from_json(body)
             if not isinstance(doc, dict):
                 raise ValueError("manifest is not a JSON object")
             self.manifest = Manifest.model_validate(_upgrade(doc, version))
-        except (ValueError, ValidationError) as e:
-            first = str(e).splitlines()[0]
+        except (ValueError, ValidationError, RecursionError) as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
             raise CorruptCheckpointError(f"{source}: manifest is not valid ({first})") from None
         if (mac == NO_SIGNATURE) != (self.manifest.signature is None):
             raise CorruptCheckpointError(f"{source}: the footer and the manifest disagree on whether the file is signed")
@@ -359,10 +380,34 @@ class ContainerReader:
                 raise CorruptCheckpointError(f"{source} is too short for the Ed25519 signature its manifest announces")
         self._verified: set[tuple[int, int, str]] = set()
         self.hash_algorithm: str = self.manifest.hash_algorithm
-        for s in self.manifest.sections:
+        self._check_sections()
+
+    def _read_exact(self, n: int) -> bytes:
+        """``n`` bytes from the current position; a shorter read means the file shrank while it was read."""
+        data = self._f.read(n)
+        if len(data) != n:
+            raise CorruptCheckpointError(
+                f"{self.source} changed size while it was read ({self.size} bytes at first): read it again when "
+                "it is complete"
+            )
+        return data
+
+    def _check_sections(self) -> None:
+        """Every section lies in the data area, none shares bytes with another (each stored byte is decompressed
+        once: overlapping sections would let a small file declare many times its size), and each declares no more
+        than its stored bytes can decompress to."""
+        end = HEADER.size
+        for s in sorted(self.manifest.sections, key=lambda s: s.offset):
+            if s.offset < end or s.length < 0 or s.raw_length < 0 or s.offset + s.length > self._data_end:
+                where = "overlaps another section" if HEADER.size <= s.offset < end else "lies outside the data area"
+                raise CorruptCheckpointError(f"{self.source}: section {s.name!r} {where}")
             end = s.offset + s.length
-            if s.offset < HEADER.size or s.length < 0 or s.raw_length < 0 or end > self._data_end:
-                raise CorruptCheckpointError(f"{source}: section {s.name!r} lies outside the data area")
+            most = s.length if s.codec == "none" else s.length * ZSTD_MAX_RATIO
+            if s.raw_length > most or (s.codec == "none" and s.raw_length != s.length):
+                raise CorruptCheckpointError(
+                    f"{self.source}: section {s.name!r} declares {s.raw_length} bytes from {s.length} stored, more "
+                    "than they can hold: the file is crafted or damaged"
+                )
 
     @property
     def signed(self) -> bool:
@@ -446,7 +491,13 @@ class ContainerReader:
             raise CorruptCheckpointError(f"{self.source}: no {name!r} section") from None
 
     def read_section(self, s: SectionInfo) -> bytes:
-        """Verified and decompressed bytes of a section, never more than its declared raw length."""
+        """Verified and decompressed bytes of a section, never more than its declared raw length (which is bounded
+        for a section read into memory: see ``IN_MEMORY_RATIO``)."""
+        if s.raw_length > max(IN_MEMORY_FLOOR, s.length * IN_MEMORY_RATIO):
+            raise CorruptCheckpointError(
+                f"{self.source}: section {s.name!r} declares {s.raw_length} bytes from {s.length} stored, more than "
+                f"a section read into memory may expand ({IN_MEMORY_RATIO} times): the file is crafted or damaged"
+            )
         stored = self.read_stored(s)
         if s.codec == "zstd":
             try:

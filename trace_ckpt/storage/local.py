@@ -48,6 +48,8 @@ def open_read(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
         raise CorruptCheckpointError(f"{p} is a folder, not a checkpoint file") from None
     except PermissionError as e:
         raise CheckpointNotFoundError(f"cannot read {p}: {e.strerror}") from None
+    except ValueError:  # a NUL character: no file can have that name
+        raise CheckpointNotFoundError(f"no checkpoint at {str(p)!r}: the path holds a NUL character") from None
     with f:
         yield f
 

@@ -151,10 +151,11 @@ def storage_error(url: str, e: BaseException, *, writing: bool = False) -> Check
 
 
 class _ExactReader:
-    """A seekable read-only view of a remote file whose every read is one ranged request."""
+    """A seekable read-only view of a remote file whose every read is one ranged request; an object that
+    shrinks or is replaced while it is read is a one-line error, never a short read."""
 
-    def __init__(self, fs: Any, path: str, size: int) -> None:
-        self._fs, self._path, self.size = fs, path, size
+    def __init__(self, fs: Any, path: str, size: int, url: str) -> None:
+        self._fs, self._path, self.size, self._url = fs, path, size, url
         self._pos = 0
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -169,9 +170,27 @@ class _ExactReader:
         end = self.size if n is None or n < 0 else min(self.size, self._pos + n)
         if end <= self._pos:
             return b""
-        data = self._fs.cat_file(self._path, start=self._pos, end=end)
+        try:
+            data = self._fs.cat_file(self._path, start=self._pos, end=end)
+        except Exception as e:  # the store's own exception types (a range past a shrunk object, a lost connection)
+            raise self._changed() or storage_error(self._url, e) from None
+        if len(data) != end - self._pos:
+            raise self._changed() or CorruptCheckpointError(f"{self._url}: the store returned a short read")
         self._pos += len(data)
         return data
+
+    def _changed(self) -> CorruptCheckpointError | None:
+        """The error to raise when the object no longer has the size it had when it was opened (else None)."""
+        try:
+            self._fs.invalidate_cache(self._path)
+            now = int(self._fs.info(self._path).get("size") or 0)
+        except Exception:
+            return None
+        if now == self.size:
+            return None
+        return CorruptCheckpointError(
+            f"{self._url} changed while it was read ({self.size} bytes, now {now}): read it again when it is complete"
+        )
 
 
 @contextlib.contextmanager
@@ -184,7 +203,7 @@ def open_read(url: str) -> Iterator[IO[bytes]]:
         raise storage_error(url, e) from None
     if info.get("type") == "directory":
         raise CorruptCheckpointError(f"{url} is a folder, not a checkpoint file")
-    reader = _ExactReader(fs, path, int(info.get("size") or 0))
+    reader = _ExactReader(fs, path, int(info.get("size") or 0), url)
     try:
         yield reader  # type: ignore[misc]
     except CheckpointError:
