@@ -23,7 +23,7 @@ import tables
 from tests.builders import build_trace, data_folder
 from tests.clirun import run_cli as run
 from trace_ckpt import merge, read_manifest, restore_trace, save_trace
-from trace_ckpt.codec.hdf import factor_values_bytes, read_factor_values
+from trace_ckpt.codec.hdf import check_factor_file, factor_values_bytes, read_factor_values
 from trace_ckpt.errors import CorruptCheckpointError, ResumeError, UntrustedContentError
 from trace_ckpt.rdagent.resume import EXECUTE_CACHE, seed_execute_cache
 
@@ -56,6 +56,12 @@ def _pickled_attribute(h5: Path, marker: Path) -> None:
         f["data"].attrs["note"] = np.bytes_(pickle.dumps(_Touch(marker), 0))
 
 
+def _pickled_string_attribute(h5: Path, marker: Path) -> None:
+    """The same pickle as a variable-length ASCII string: h5py reads it as str, PyTables as bytes (and unpickles)."""
+    with h5py.File(h5, "a") as f:
+        f["data"].attrs.create("note", data=pickle.dumps(_Touch(marker), 0), dtype=h5py.string_dtype("ascii"))
+
+
 def _pickled_root_attribute(h5: Path, marker: Path) -> None:
     with h5py.File(h5, "a") as f:
         f.attrs["TITLE"] = np.bytes_(pickle.dumps(_Touch(marker), 0))
@@ -73,6 +79,7 @@ def _external_link(h5: Path, marker: Path) -> None:
 ATTACKS: dict[str, Callable[[Path, Path], None]] = {
     "object atom": _object_atom,
     "pickled attribute": _pickled_attribute,
+    "pickled string attribute": _pickled_string_attribute,
     "pickled root attribute": _pickled_root_attribute,
     "external link": _external_link,
 }
@@ -127,6 +134,26 @@ def test_rdagents_own_values_pass_unchanged(data: Path) -> None:
     pd.testing.assert_frame_equal(read_factor_values(factor_values_bytes(values), "again"), values)
     # a plain-data pickle (pandas writes None as 'N.') is fine; so is a name that merely ends in '.'
     assert values.index.names == ["datetime", "instrument"]
+
+
+@pytest.mark.parametrize(("value", "refused"), [
+    (b"N.", False),  # pandas' None
+    (pickle.dumps(("datetime", 1, 2.5, None, True), 0), False),  # plain data
+    (b"instrument.", False),  # text that merely ends in '.': the unpickler stops at the first byte
+    (b"Price.", False),  # 'P' is PERSID, but its argument never ends: the unpickler stops before it
+    (b"]r\xff\xff\xff\x7f.", True),  # a memo index of 2**31: CPython allocates and zeroes 17 GB
+    (b"cbuiltins\nprint\n.", True),  # an import, even without a call
+])
+def test_attribute_values_pytables_would_unpickle(tmp_path: Path, data: Path, value: bytes, refused: bool) -> None:
+    trace = build_trace([()], [True], data)
+    h5 = trace.hist[0][0].sub_workspace_list[0].workspace_path / "result.h5"
+    with h5py.File(h5, "a") as f:
+        f["data"].attrs["extra"] = np.bytes_(value)
+    if refused:
+        with pytest.raises(UntrustedContentError, match="attribute 'extra'"):
+            check_factor_file(h5.read_bytes(), "result.h5")
+    else:
+        check_factor_file(h5.read_bytes(), "result.h5")
 
 
 @pytest.mark.parametrize("blob", [b"", b"not an HDF5 file", b"\x89HDF\r\n\x1a\n" + b"\x00" * 64])
@@ -239,6 +266,21 @@ def test_resume_of_a_checkpoint_signed_with_the_configured_key_needs_no_flag(
     monkeypatch.setenv("TRACE_CKPT_SIGNING_KEY", KEY[::-1])  # another key: a bad signature, trust or not
     code, err = _resume(capsys, signed, tmp_path, "--trust")
     assert code == UntrustedContentError.exit_code and "signed with another key" in err
+
+
+def test_resume_of_an_ed25519_signed_checkpoint_needs_its_public_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(capsys, "keygen", tmp_path / "factor-box", "--comment", "alice@factor-box")
+    assert code == 0, err
+    with monkeypatch.context() as m:
+        m.setenv("TRACE_CKPT_PRIVATE_KEY_FILE", str(tmp_path / "factor-box"))
+        save_trace(build_trace([()], [True], data), tmp_path / "e.tckpt")
+    code, err = _resume(capsys, tmp_path / "e.tckpt", tmp_path)  # the model box trusts no public key yet
+    assert code == UntrustedContentError.exit_code and "TRACE_CKPT_TRUSTED_KEYS" in err, err
+    monkeypatch.setenv("TRACE_CKPT_TRUSTED_KEYS", str(tmp_path / "factor-box.pub"))
+    code, err = _resume(capsys, tmp_path / "e.tckpt", tmp_path)
+    assert code == ResumeError.exit_code, err  # verified: past the trust check with no flag
 
 
 def test_resume_api_needs_trust_too(tmp_path: Path, unsigned: Path) -> None:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trace_ckpt.codec.opcodes import unsafe_opcode
+from trace_ckpt.codec.opcodes import MEMO_SLACK
 from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 
 RESULT_FILE = "result.h5"
@@ -28,6 +28,7 @@ _CODE_OPCODES = frozenset({
     "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX",
     "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID",
 })
+_MEMO_OPCODES = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
 _PICKLE_OPCODES = frozenset(ord(op.code) for op in pickletools.opcodes)
 # PyTables' node classes that hold numbers or fixed-size strings (never VLARRAY: its rows may be pickles)
 _CLASSES = frozenset({b"GROUP", b"ARRAY", b"CARRAY", b"EARRAY", b"TABLE"})
@@ -37,21 +38,32 @@ _EXPANSION, _SLACK = 64, 64 << 20
 
 
 def _unsafe_pickle(value: bytes) -> str | None:
-    """Why PyTables must not unpickle this attribute value (it does for any byte string ending in '.')."""
+    """Why PyTables must not unpickle this attribute value (it tries any byte string ending in '.').
+
+    The C unpickler runs opcodes in order and stops at the first it cannot read, so what matters is every
+    opcode up to there: none may import or call anything, and no memo index may be a bomb.
+    """
     if not value or value[0] not in _PICKLE_OPCODES:
         return None  # the unpickler stops at the first byte: a name like "x." is only text
+    stored = 0
     try:
-        for op, _, pos in pickletools.genops(value):
+        for op, arg, pos in pickletools.genops(value):
             if op.name in _CODE_OPCODES:
                 return f"a pickle that calls code ({op.name} at byte {pos})"
-    except ValueError:  # pickle too would stop there, but only after running what came before: refuse it
-        return "a malformed pickle"
-    return unsafe_opcode(value)
+            if op.name in _MEMO_OPCODES:
+                if op.name != "MEMOIZE" and int(arg) > stored + MEMO_SLACK:
+                    return f"a pickle with memo index {arg} (byte {pos})"
+                stored += 1
+    except ValueError:  # the unpickler stops there too, after the harmless opcodes before it
+        return None
+    return None
 
 
 def _attribute_problem(name: str, value: Any) -> str | None:
     import numpy as np
 
+    if isinstance(value, (str, np.str_)):  # h5py decodes variable-length strings; PyTables gives ASCII ones as bytes
+        value = value.encode("utf-8", "surrogateescape")
     if isinstance(value, (bytes, np.bytes_)):
         raw = bytes(value).rstrip(b"\x00")  # as PyTables reads it
         if raw.endswith(b".") and raw not in (b"0", b"0."):
@@ -99,8 +111,9 @@ def check_factor_file(data: bytes, source: str) -> None:
             if why:
                 problems.append(f"{where}: {why}")
         cls = obj.attrs.get("CLASS") if "CLASS" in obj.attrs else None
-        if cls is not None and bytes(cls) not in _CLASSES:
-            problems.append(f"{where}: a PyTables {bytes(cls).decode(errors='replace')} node")
+        cls = cls.encode() if isinstance(cls, str) else bytes(cls) if cls is not None else None
+        if cls is not None and cls not in _CLASSES:
+            problems.append(f"{where}: a PyTables {cls.decode(errors='replace')} node")
         if isinstance(obj, h5py.Group):
             for name in obj:
                 link = obj.get(name, getlink=True)
