@@ -1,0 +1,91 @@
+"""Red-team attacks on issue 13's defences (written by the attacker, not the defenders).
+
+Each test builds a checksum-valid checkpoint (with the repo's own writer) or a sequence of commands
+that tries one hole. A test that FAILS shows a hole in the current code; a passing test covers an
+attack that was refused and that the defenders' own attack files do not try.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_attack_classes import (
+    EMPTY_DICT,
+    MARK,
+    REDUCE,
+    SETITEMS,
+    TUPLE1,
+    TUPLE2,
+    G,
+    U,
+    _forge,
+    prog,
+)
+from trace_ckpt import CheckpointError, restore_trace
+from trace_ckpt.codec.allowlist import Allowlist
+from trace_ckpt.codec.opcodes import check_pickle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def INT(n: int) -> bytes:
+    """LONG1: any int."""
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def RANGE(n: int) -> bytes:
+    """``range(n)``: builtins.range is a VALUE, so the check lets the pickle call it."""
+    return G("builtins range") + INT(n) + TUPLE1 + REDUCE
+
+
+# --- memory measured in a child process (VmHWM), as tests/test_attack_bombs.py measures the Arrow bomb ---
+
+_MEASURE = """
+import json, sys
+from trace_ckpt import restore_trace
+
+def peak() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+
+path, root = sys.argv[1:3]
+try:  # imports warm: a missing file (a warm-up on the bomb itself would hide its growth)
+    restore_trace(root + "/missing.tckpt", workspace_root=root + "/warm")
+except BaseException:
+    pass
+before = peak()
+try:
+    restore_trace(path, workspace_root=root + "/ws")
+    outcome = "loaded"
+except BaseException as e:
+    outcome = type(e).__name__ + ": " + str(e)[:300]
+print(json.dumps({"outcome": outcome, "growth": peak() - before}))
+"""
+
+
+def _growth(tmp_path: Path, graph: bytes) -> dict:
+    path = tmp_path / "bomb.tckpt"
+    _forge(path, graph)
+    assert path.stat().st_size < 4096
+    run = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+# HOLE: builtins.set / frozenset / collections.deque / Counter are VALUE or MAPPING (call=True, no check of
+# their arguments) and builtins.range is a VALUE, so a ~60-byte graph `set(range(N))` passes check_pickle and
+# makes the C unpickler build N objects. With N = 10**10 the restore ate all memory of the machine and was
+# SIGKILLed (exit 137) after ~100 s; here N = 10**7 (about 0.5-1 GB) so the test stays safe to run.
+@pytest.mark.parametrize("container", ["builtins set", "builtins frozenset", "collections deque", "collections Counter"])
+def test_value_container_called_on_a_huge_range_is_refused_before_it_allocates(tmp_path: Path, container: str) -> None:
+    graph = prog(G(container), RANGE(10**7), TUPLE1, REDUCE)
+    result = _growth(tmp_path, graph)
+    assert result["outcome"].split(":")[0] in ("CorruptCheckpointError", "UntrustedContentError"), result
+    assert result["growth"] < 200 * 1024 * 1024, result
