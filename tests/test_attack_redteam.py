@@ -89,3 +89,48 @@ def test_value_container_called_on_a_huge_range_is_refused_before_it_allocates(t
     result = _growth(tmp_path, graph)
     assert result["outcome"].split(":")[0] in ("CorruptCheckpointError", "UntrustedContentError"), result
     assert result["growth"] < 200 * 1024 * 1024, result
+
+
+# --- numpy's allowed reconstructors, used the way their rules allow ---
+
+RECONSTRUCT, NDARRAY = G("numpy._core.multiarray _reconstruct"), G("numpy ndarray")
+TUPLE, TUPLE3, BUILD, EMPTY_LIST, NEWFALSE = b"t", b"\x87", b"b", b"]", b"\x89"
+
+
+def DTYPE(spec: str) -> bytes:
+    return G("numpy dtype") + U(spec) + TUPLE1 + REDUCE
+
+
+def _restore_in_child(tmp_path: Path, graph: bytes) -> subprocess.CompletedProcess:
+    path = tmp_path / "evil.tckpt"
+    _forge(path, graph)
+    code = ("import sys\nfrom trace_ckpt import CheckpointError, restore_trace\n"
+            "try:\n    restore_trace(sys.argv[1], workspace_root=sys.argv[2])\n"
+            "except CheckpointError as e:\n    print('refused:', e)\n")
+    return subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "ws")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+# HOLE (crash): _reconstruct's rule checks only its first argument (numpy.ndarray); BUILD then gives the array
+# the state (1, (1,), dtype('O'), False, []) - an object array of one element whose pickled item list is
+# EMPTY. numpy 2.4's ndarray.__setstate__ reads past the list: the restore dies with SIGSEGV (exit -11), no
+# CheckpointError, no message. ~110 bytes of graph; restore, prune, merge and resume all unpickle it.
+def test_object_array_state_with_too_few_items_does_not_crash_the_reader(tmp_path: Path) -> None:
+    graph = prog(RECONSTRUCT, NDARRAY, INT(0), TUPLE1, U("b"), TUPLE3, REDUCE,
+                 MARK, INT(1), INT(1), TUPLE1, DTYPE("O"), NEWFALSE, EMPTY_LIST, TUPLE, BUILD)
+    run = _restore_in_child(tmp_path, graph)
+    assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
+    assert run.stdout.startswith("refused:"), run.stdout
+
+
+# HOLE (memory): _reconstruct(ndarray, shape, dtype) allocates the whole array before any state arrives, and
+# an object array is filled with None: shape (10**8,) costs 800 MB (10**10 would be 80 GB) from a graph of
+# ~90 bytes. A subarray dtype ('O', (10**8,)) with shape (1,) does the same.
+@pytest.mark.parametrize("shape_dtype", [
+    INT(10**8) + TUPLE1 + DTYPE("O"),
+    INT(1) + TUPLE1 + G("numpy dtype") + U("O") + INT(10**8) + TUPLE1 + TUPLE2 + TUPLE1 + REDUCE,
+], ids=["shape", "subarray-dtype"])
+def test_numpy_reconstruct_of_a_huge_shape_is_refused_before_it_allocates(tmp_path: Path, shape_dtype: bytes) -> None:
+    result = _growth(tmp_path, prog(RECONSTRUCT, NDARRAY, shape_dtype, TUPLE3, REDUCE))
+    assert result["outcome"].split(":")[0] in ("CorruptCheckpointError", "UntrustedContentError"), result
+    assert result["growth"] < 200 * 1024 * 1024, result
