@@ -111,16 +111,39 @@ def _restore_in_child(tmp_path: Path, graph: bytes) -> subprocess.CompletedProce
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
-# HOLE (crash): _reconstruct's rule checks only its first argument (numpy.ndarray); BUILD then gives the array
-# the state (1, (1,), dtype('O'), False, []) - an object array of one element whose pickled item list is
-# EMPTY. numpy 2.4's ndarray.__setstate__ reads past the list: the restore dies with SIGSEGV (exit -11), no
-# CheckpointError, no message. ~110 bytes of graph; restore, prune, merge and resume all unpickle it.
-def test_object_array_state_with_too_few_items_does_not_crash_the_reader(tmp_path: Path) -> None:
-    graph = prog(RECONSTRUCT, NDARRAY, INT(0), TUPLE1, U("b"), TUPLE3, REDUCE,
-                 MARK, INT(1), INT(1), TUPLE1, DTYPE("O"), NEWFALSE, EMPTY_LIST, TUPLE, BUILD)
+def _object_array_state(dtype: bytes, items: bytes) -> bytes:
+    """``_reconstruct(ndarray, (0,), b'b')`` then BUILD with the state (1, (2000,), dtype, False, [items])."""
+    return prog(RECONSTRUCT, NDARRAY, INT(0), TUPLE1, U("b"), TUPLE3, REDUCE,
+                MARK, INT(1), INT(2000), TUPLE1, dtype, NEWFALSE, EMPTY_LIST, items, TUPLE, BUILD)
+
+
+OBJECT_ARRAY_CRASHES = {
+    "object, no items": _object_array_state(DTYPE("O"), b""),
+    "object, one item of 2000": _object_array_state(DTYPE("O"), MARK + b"N" + b"e"),
+    "record with an object field": _object_array_state(
+        G("numpy dtype") + MARK + U("a") + U("O") + TUPLE2 + b"l" + TUPLE1 + REDUCE, b""),
+}
+
+
+# HOLE (crash): _reconstruct's rule checks only its first argument (numpy.ndarray), and BUILD may give the array
+# any state. An object array (or a record with an object field) of 2000 elements whose pickled item list is
+# empty or short: numpy 2.4's ndarray.__setstate__ reads past the list and the reader dies with SIGSEGV
+# (exit -11): no CheckpointError, no message. ~110 bytes of graph; restore, prune, merge and resume unpickle it.
+@pytest.mark.parametrize("graph", OBJECT_ARRAY_CRASHES.values(), ids=list(OBJECT_ARRAY_CRASHES))
+def test_object_array_state_with_too_few_items_does_not_crash_the_reader(tmp_path: Path, graph: bytes) -> None:
     run = _restore_in_child(tmp_path, graph)
     assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
     assert run.stdout.startswith("refused:"), run.stdout
+
+
+# HOLE (crash), the CLI: `trace-ckpt prune` on the same file is killed by SIGSEGV instead of exiting 4.
+def test_prune_cli_on_the_object_array_crash_exits_with_a_code(tmp_path: Path) -> None:
+    path = tmp_path / "evil.tckpt"
+    _forge(path, OBJECT_ARRAY_CRASHES["object, no items"])
+    run = subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), "prune", str(path), str(tmp_path / "out.tckpt"),
+                          "--keep", "sota"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 4, (run.returncode, run.stderr[-1000:])
+    assert not (tmp_path / "out.tckpt").exists()
 
 
 # HOLE (memory): _reconstruct(ndarray, shape, dtype) allocates the whole array before any state arrives, and
