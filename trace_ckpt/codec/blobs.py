@@ -26,8 +26,9 @@ PACK_BYTES = 8 * 1024 * 1024
 _CHUNK = 1 << 20
 
 
-def digest_file(path: str | Path, algorithm: str) -> str:
-    """The content address of a file (its hex digest with ``algorithm``), read in chunks."""
+def digest_file(path: str | Path | int, algorithm: str) -> str:
+    """The content address of a file (its hex digest with ``algorithm``), read in chunks; ``path`` may be an
+    open file descriptor, which is closed."""
     sha = new_hash(algorithm)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -169,7 +170,7 @@ class BlobSource:
     def __contains__(self, digest: str) -> bool:
         return digest in self.index
 
-    def digest_file(self, path: Path) -> str:
+    def digest_file(self, path: Path | int) -> str:
         """A file's content address as this checkpoint computes it (SHA-256 in v1 files, BLAKE3 after)."""
         return digest_file(path, self._reader.hash_algorithm)
 

@@ -20,7 +20,14 @@ from trace_ckpt.codec.files import Progress
 from trace_ckpt.errors import CheckpointError, CorruptCheckpointError
 from trace_ckpt.format.container import FORMAT_VERSION
 from trace_ckpt.format.manifest import Manifest, Producer
-from trace_ckpt.rdagent.trace import class_path, iter_workspaces, relocation, summarize, workspace_key
+from trace_ckpt.rdagent.trace import (
+    class_path,
+    held_workspaces,
+    iter_workspaces,
+    relocation,
+    summarize,
+    workspace_key,
+)
 from trace_ckpt.settings import get_settings
 from trace_ckpt.signing import configured_key
 
@@ -155,10 +162,19 @@ def restore_trace(
     with open_checkpoint(path, allow_modules=allow, key=configured_key(settings), require_signature=require) as ck:
         trace = ck.root
         check_trace_shape(trace, str(path))
-        mapping = relocation(list(ck.files.workspaces), root.absolute())
+        # every workspace the graph holds moves under the root, listed in the files index or not: RD-Agent
+        # writes into (and clears) a workspace's folder, so none may keep the path the file chose
+        held = {id(ws): ws for ws in (*iter_workspaces(trace), *held_workspaces(trace))}
+        keys = [(ws, workspace_key(ws)) for ws in held.values()]
+        names = dict.fromkeys([*ck.files.workspaces, *(key for _, key in keys)])
+        mapping = relocation(list(names), root.absolute(), str(path))
         ck.materialize(mapping, overwrite=overwrite, progress=progress)
-        for ws in iter_workspaces(trace):
-            new = mapping.get(workspace_key(ws))
-            if new is not None:
-                ws.workspace_path = new
+        for ws, key in keys:
+            try:
+                ws.workspace_path = mapping[key]
+            except (AttributeError, TypeError, ValueError) as e:
+                raise CorruptCheckpointError(
+                    f"{path}: a {type(ws).__name__}'s workspace_path cannot be moved under {root} ({e}); "
+                    "the checkpoint is crafted"
+                ) from None
     return trace

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
 
+from trace_ckpt._os import is_plain_name
+from trace_ckpt.errors import CorruptCheckpointError
 from trace_ckpt.format.manifest import NodeSummary, TraceCounts
 
 # Result keys worth a column in `inspect`; every numeric entry of a small result is kept too.
@@ -154,12 +156,59 @@ def workspace_key(ws: Any) -> str:
     return str(ws.workspace_path)
 
 
-def relocation(keys: list[str], new_root: Path) -> dict[str, Path]:
-    """Map each original workspace folder to ``new_root/<its folder name>`` (name clashes get a suffix)."""
+# values the walk of held_workspaces never enters
+_LEAVES = frozenset((str, bytes, int, float, bool, complex, type(None), bytearray, type))
+_NOT_ENTERED = ("pandas.", "numpy", "pyarrow", "pathlib")
+
+
+def held_workspaces(root: Any) -> list[Any]:
+    """Every object in the graph under ``root`` with a ``workspace_path`` of its own, wherever it sits
+    (hist, based_experiments, a knowledge base, any attribute), once each; pandas and numpy values are
+    not entered."""
+    found: list[Any] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        t = type(obj)
+        if t in _LEAVES or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if t is list or t is tuple or t is set or t is frozenset:
+            stack.extend(obj)
+            continue
+        if t is dict:
+            stack.extend(obj)
+            stack.extend(obj.values())
+            continue
+        if t.__module__.startswith(_NOT_ENTERED):
+            continue
+        state = getattr(obj, "__dict__", None)
+        if isinstance(state, dict):
+            if "workspace_path" in state:
+                found.append(obj)
+            stack.extend(state.values())
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj)
+            stack.extend(obj.values())
+    return found
+
+
+def relocation(keys: list[str], new_root: Path, source: str = "checkpoint") -> dict[str, Path]:
+    """Map each original workspace folder to ``new_root/<its folder name>`` (name clashes get a suffix).
+
+    A key whose last part is ``..`` or that holds a NUL byte names no folder: CorruptCheckpointError.
+    """
     mapping: dict[str, Path] = {}
     used: set[str] = set()
     for key in keys:
-        name = Path(key).name or "workspace"
+        name = PurePosixPath(key).name or "workspace"
+        if not is_plain_name(name) or "\0" in key:
+            raise CorruptCheckpointError(
+                f"{source}: workspace folder {key!r} does not end in a folder name; the checkpoint is crafted or damaged"
+            )
         candidate, n = name, 1
         while candidate in used:
             n += 1
