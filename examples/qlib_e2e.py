@@ -163,6 +163,7 @@ def run(workdir: Path, factor_loops: int = 4) -> str:
     workdir = Path(workdir).absolute()
     home = workdir / "home"
     os.environ.update(SIGNING)  # RD-Agent's loader below checks the session dumps with the runs' key
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map fetch when rdagent is imported
     t0 = time.monotonic()
     step = lambda msg: print(f"[{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
 
