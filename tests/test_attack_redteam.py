@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,4 +157,59 @@ def test_prune_cli_on_the_object_array_crash_exits_with_a_code(tmp_path: Path) -
 def test_numpy_reconstruct_of_a_huge_shape_is_refused_before_it_allocates(tmp_path: Path, shape_dtype: bytes) -> None:
     result = _growth(tmp_path, prog(RECONSTRUCT, NDARRAY, shape_dtype, TUPLE3, REDUCE))
     assert result["outcome"].split(":")[0] in ("CorruptCheckpointError", "UntrustedContentError"), result
+    assert result["growth"] < 200 * 1024 * 1024, result
+
+
+# --- a table's labels travel in the persistent id, which the class check does not look into ---
+
+def _forge_with_table(path: Path, graph_of: Callable[[str], bytes]) -> None:
+    """Like _forge, plus one honest Arrow table blob (a one-column frame); the graph gets the blob's address."""
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from trace_ckpt.codec import tables
+    from trace_ckpt.codec.blobs import BlobPacker
+    from trace_ckpt.codec.files import FilesIndex
+    from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
+    from trace_ckpt.format.manifest import Manifest, Producer
+
+    data, _ = tables.to_arrow(pd.DataFrame({"a": ["x", "y"]}))
+    with open(path, "wb") as f:
+        w = ContainerWriter(f)
+        packer = BlobPacker(w)
+        digest = packer.put(data)
+        packer.finish()
+        w.add_bytes("graph", "graph", graph_of(digest))
+        w.add_bytes("files", "files", FilesIndex().to_bytes())
+        w.finish(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
+                          producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
+
+
+HUGE_LABELS = {
+    "range": RANGE(10**8),
+    "RangeIndex": (G("pandas.core.indexes.base _new_Index") + G("pandas.core.indexes.range RangeIndex") + EMPTY_DICT
+                   + MARK + U("start") + INT(0) + U("stop") + INT(10**8) + SETITEMS + TUPLE2 + REDUCE),
+}
+
+
+# HOLE (memory): a table reference is the persistent id ("t", serial, digest, labels); BINPERSID's argument is
+# not simulated, and tables.from_arrow trusts labels["columns"]: pd.Index(labels["columns"], dtype="float64") of a
+# lazily huge range/RangeIndex (both buildable under the rules) materialises it before the length check fails.
+# A 2.2 KB file grew the restore by 1.6 GB (10**8 labels); 10**10 would ask for 80 GB.
+@pytest.mark.parametrize("columns", HUGE_LABELS.values(), ids=list(HUGE_LABELS))
+def test_table_labels_from_the_pickle_cannot_allocate_gigabytes(tmp_path: Path, columns: bytes) -> None:
+    def graph(digest: str) -> bytes:
+        labels = (EMPTY_DICT + MARK + U("type") + U("frame") + U("columns") + columns + U("column_names") + b"N"
+                  + TUPLE1 + U("multi") + NEWFALSE + U("columns_dtype") + U("float64") + SETITEMS)
+        return b"\x80\x05" + MARK + U("t") + INT(0) + U(digest) + labels + TUPLE + b"Q" + b"."
+
+    path = tmp_path / "labels.tckpt"
+    _forge_with_table(path, graph)
+    assert path.stat().st_size < 4096
+    run = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["outcome"].split(":")[0] == "CorruptCheckpointError", result
     assert result["growth"] < 200 * 1024 * 1024, result
