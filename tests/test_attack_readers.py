@@ -25,7 +25,7 @@ from tests.clirun import run_cli as run
 from trace_ckpt import merge, read_manifest, restore_trace, save_trace
 from trace_ckpt.codec.hdf import check_factor_file, factor_values_bytes, read_factor_values
 from trace_ckpt.errors import CorruptCheckpointError, ResumeError, UntrustedContentError
-from trace_ckpt.rdagent.resume import EXECUTE_CACHE, seed_execute_cache
+from trace_ckpt.rdagent.resume import EXECUTE_CACHE, restore_into, seed_execute_cache
 
 KEY = "attack-readers-test-key-0123456789abcdef"
 
@@ -291,6 +291,9 @@ def test_resume_api_needs_trust_too(tmp_path: Path, unsigned: Path) -> None:
     with pytest.raises(ResumeError):
         resume(unsigned, log_dir=tmp_path / "log", workspace_root=tmp_path / "ws",
                base_features=_bad_features(tmp_path), trust=True)
+    with pytest.raises(UntrustedContentError, match="unsigned"):  # a loop of your own: the same rule
+        restore_into(object(), unsigned, workspace_root=tmp_path / "ws2")
+    assert not (tmp_path / "ws2").exists()
 
 
 # ---- class 6: the seeded cache belongs to the resumed run --------------------------------------------------
@@ -365,6 +368,11 @@ def test_an_unsigned_file_read_while_a_key_is_configured_is_a_warning(
     monkeypatch.setenv("TRACE_CKPT_SIGNING_KEY", KEY)
     code, _, err = run(capsys, "export-factors", unsigned, tmp_path / "o.parquet")
     assert code == 0 and "warning" in err and "unsigned although a signing key is configured" in err
+    monkeypatch.delenv("TRACE_CKPT_SIGNING_KEY")
+    code, _, err = run(capsys, "keygen", tmp_path / "k", "--comment", "me")
+    monkeypatch.setenv("TRACE_CKPT_TRUSTED_KEYS", str(tmp_path / "k.pub"))  # public keys only
+    code, _, err = run(capsys, "export-factors", unsigned, tmp_path / "o.parquet")
+    assert code == 0 and "unsigned although a signing key is configured" in err
 
 
 def test_environment_is_clean() -> None:

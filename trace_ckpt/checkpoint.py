@@ -215,6 +215,13 @@ def verify_checkpoint(
         return VerifyReport(reader.manifest, reader.verify(), signature_status(reader, key=key, trusted=trusted))
 
 
+def _public_keys_configured() -> bool:
+    from trace_ckpt.settings import get_settings
+
+    s = get_settings()
+    return bool(s.trusted_keys or s.private_key_file)
+
+
 def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -> str:
     """Refuse a file signed with another key, and (with ``require``) one whose signature cannot be checked.
 
@@ -250,7 +257,7 @@ def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -
         log.warning("%s is signed but no key is configured, so the signature was not checked", src)
     if status in ("unknown-key", "unsupported"):
         log.warning("%s is %s", src, st.describe())
-    if status == "unsigned" and key is not None:
+    if status == "unsigned" and (key is not None or _public_keys_configured()):
         log.warning("%s is unsigned although a signing key is configured: its content is not vouched for "
                     "(TRACE_CKPT_REQUIRE_SIGNATURE=true refuses such files)", src)
     return status

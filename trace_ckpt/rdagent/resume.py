@@ -1,12 +1,12 @@
 """Resume: rebuild a saved Trace inside a new RD-Agent loop before its first step, then run it.
 
-    trace-ckpt resume run1.tckpt --only model --loop-n 10      # model evolution on run 1's SOTA factors
+    trace-ckpt resume run1.tckpt --only model --loop-n 10 --trust   # model evolution on run 1's SOTA factors
 
 From Python, with a loop you built yourself::
 
     from trace_ckpt.rdagent.resume import restore_into
     loop = ModelRDLoop(MODEL_PROP_SETTING)
-    restore_into(loop, "run1.tckpt")
+    restore_into(loop, "run1.tckpt", trust=True)   # or a checkpoint signed with a configured key
     asyncio.run(loop.run(loop_n=loop.resume_offset + 10))
 
 Everything RD-Agent needs follows from ``loop.trace.hist``: the model proposal takes every accepted
@@ -74,14 +74,22 @@ def fill_missing_actions(trace: Any) -> int:
     return n
 
 
-def restore_into(loop: Any, ckpt: PathLike, *, workspace_root: PathLike | None = None, **restore_kwargs: Any) -> int:
+def restore_into(
+    loop: Any, ckpt: PathLike, *, workspace_root: PathLike | None = None, trust: bool | None = None,
+    **restore_kwargs: Any,
+) -> int:
     """Put the checkpoint's trace into ``loop`` before its first step; return the first new loop id.
+
+    The loop will run the checkpoint's code, so it must be verified by a configured key or trusted
+    (:func:`check_trust`; UntrustedContentError otherwise).
 
     The loop keeps its own trace object (its class, its new scenario, a QuantTrace's controller unless
     the checkpoint carries one); restored loops count as finished, so new loops get new ids and their
     session dumps never land in a restored loop's folder. ``loop.resume_offset`` holds the first new id:
     run ``loop.run(loop_n=loop.resume_offset + N)`` for N new loops (RD-Agent counts finished loops).
     """
+    if trust is not True and check_trust(ckpt, trust, restore_kwargs.get("require_signature"))[1]:
+        restore_kwargs["require_signature"] = True
     restored = restore_trace(ckpt, workspace_root=workspace_root, **restore_kwargs)
     target = loop.trace
     target.hist = restored.hist
@@ -219,11 +227,9 @@ def resume(
     from rdagent.log import rdagent_logger
     from rdagent.log.conf import LOG_SETTINGS
 
-    manifest, verified = _checked_manifest(ckpt, restore_kwargs.get("require_signature"))
-    if not verified and not (get_settings().trust_resume if trust is None else trust):
-        raise UntrustedContentError(_untrusted_message(ckpt, manifest))
-    if verified and not trust:
-        restore_kwargs["require_signature"] = True  # the restore reads the file again: it must still be signed
+    manifest, pin = check_trust(ckpt, trust, restore_kwargs.get("require_signature"))
+    if pin:
+        restore_kwargs["require_signature"] = True
     if workspace_root is not None:
         _writable(workspace_root, "--workspace-root")
         RD_AGENT_SETTINGS.workspace_path = Path(workspace_root).absolute()
@@ -252,7 +258,8 @@ def resume(
 
     setting, loop_cls = _settings_and_loop(only)
     loop = loop_cls(setting)
-    offset = restore_into(loop, ckpt, workspace_root=RD_AGENT_SETTINGS.workspace_path, **restore_kwargs)
+    offset = restore_into(loop, ckpt, workspace_root=RD_AGENT_SETTINGS.workspace_path, trust=True,  # checked above
+                          **restore_kwargs)
     run_setup_hook(setup or os.environ.get("TRACE_CKPT_RESUME_SETUP"), loop)
 
     if features:
@@ -280,6 +287,19 @@ def resume(
         RD_AGENT_SETTINGS.pickle_cache_folder_path_str = shared_cache
     report.new_nodes = len(loop.trace.hist) - report.restored_nodes
     return report
+
+
+def check_trust(ckpt: PathLike, trust: bool | None, require_signature: bool | None = None) -> tuple[Manifest, bool]:
+    """Refuse a checkpoint that no configured key verifies unless ``trust`` (default TRACE_CKPT_TRUST_RESUME).
+
+    Returns the manifest and whether the restore must require the signature (trust came from it: a file
+    swapped before the restore reads it again is then refused).
+    """
+    manifest, verified = _checked_manifest(ckpt, require_signature)
+    trusted = get_settings().trust_resume if trust is None else trust
+    if not verified and not trusted:
+        raise UntrustedContentError(_untrusted_message(ckpt, manifest))
+    return manifest, verified and not trusted
 
 
 def _checked_manifest(ckpt: PathLike, require_signature: bool | None) -> tuple[Manifest, bool]:
