@@ -288,3 +288,28 @@ def test_restore_of_a_workspace_path_that_is_no_path_is_a_checkpoint_error(tmp_p
     _forge(path, WRONG_KINDS["workspace_path is a bare DataFrame"])
     with pytest.raises(CheckpointError):
         restore_trace(path, workspace_root=tmp_path / "ws")
+
+
+# --- numpy.dtype may be given any state (Rule(call=True, state=True)) ---
+
+# dtype('V8') given the state (3, '|', None, ('a',), {'a': (dtype('O'), 0)}, 8, 1, 0): a record with an object field
+# whose flags say "no objects" (numpy keeps the flags the state gives). An array of it is then built from 8 bytes of
+# the file (bytes, not a list, so numpy's object-list path and the check's item count never apply), and any read of
+# the field treats those bytes as a PyObject pointer.
+VOID_WITH_HIDDEN_OBJECT = (DTYPE("V8") + MARK + b"K\x03" + U("|") + b"N" + U("a") + TUPLE1
+                           + EMPTY_DICT + MARK + U("a") + DTYPE("O") + b"K\x00" + TUPLE2 + SETITEMS
+                           + b"K\x08" + b"K\x01" + b"K\x00" + TUPLE + BUILD)
+POINTER_ARRAY = (RECONSTRUCT + NDARRAY + b"K\x00" + TUPLE1 + U("b") + TUPLE3 + REDUCE
+                 + MARK + b"K\x01" + b"K\x01" + TUPLE1 + VOID_WITH_HIDDEN_OBJECT + NEWFALSE
+                 + b"C\x08" + b"\x41" * 8 + TUPLE + BUILD)
+
+
+# HOLE (crash; arbitrary pointer dereference): that array held as a workspace_path. restore_trace computes
+# str(ws.workspace_path) for the relocation, numpy formats the field as an object and dereferences
+# 0x4141414141414141: SIGSEGV (exit -11). The pointer is 8 bytes of the attacker's file.
+def test_a_dtype_state_that_hides_an_object_field_does_not_crash_restore(tmp_path: Path) -> None:
+    graph = TRACE(EXP(U("experiment_workspace") + OBJ("rdagent.core.experiment FBWorkspace", U("workspace_path") + POINTER_ARRAY)),
+                  b"N")
+    run = _restore_in_child(tmp_path, graph)
+    assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
+    assert run.stdout.startswith("refused:"), run.stdout
