@@ -126,6 +126,21 @@ def test_read_factor_values_refuses_without_running_it(tmp_path: Path, data: Pat
     assert not (tmp_path / "marker").exists()
 
 
+@pytest.mark.parametrize("attack", ["object atom", "pickled attribute", "pickled string attribute"])
+def test_a_pickle_the_check_missed_is_still_stopped(tmp_path: Path, data: Path, attack: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: with the h5py check switched off, the audit hook stops the pickle at its first global."""
+    from trace_ckpt.codec import hdf
+
+    monkeypatch.setattr(hdf, "check_factor_file", lambda data, source: None)
+    trace = _crafted_trace(data, attack, tmp_path / "marker")
+    blob = (trace.hist[1][0].sub_workspace_list[0].workspace_path / "result.h5").read_bytes()
+    with pytest.raises(UntrustedContentError, match="through pickle: refused"):
+        hdf.read_factor_values(blob, "node 1 result.h5")
+    assert not (tmp_path / "marker").exists()
+    pickle.loads(pickle.dumps(Path("outside/a/read")))  # outside a read, pickle works as before
+
+
 def test_rdagents_own_values_pass_unchanged(data: Path) -> None:
     trace = build_trace([()], [True], data)
     h5 = trace.hist[0][0].sub_workspace_list[0].workspace_path / "result.h5"

@@ -13,8 +13,10 @@ files (floats; datetime and instrument levels) pass; a foreign one is a one-line
 
 from __future__ import annotations
 
+import contextvars
 import io
 import pickletools
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -156,13 +158,43 @@ def read_factor_values(data: bytes, source: str) -> Any:
     import pandas as pd
 
     check_factor_file(data, source)
+    _install_guard()
+    refused: list[str] = []
+    token = _GUARD.set(refused)
     try:
         # in memory (no temp file): PyTables' core driver opens the checked bytes themselves
         with pd.HDFStore(RESULT_FILE, mode="r", driver="H5FD_CORE", driver_core_image=data,
                          driver_core_backing_store=0) as store:
-            return pd.read_hdf(store)
+            values = pd.read_hdf(store)
     except Exception as e:  # noqa: BLE001 - any failure of pandas on a checked but foreign file
-        raise CorruptCheckpointError(f"{source} is unreadable as factor values ({type(e).__name__}: {e})") from None
+        if not refused:
+            raise CorruptCheckpointError(f"{source} is unreadable as factor values ({type(e).__name__}: {e})") from None
+    finally:
+        _GUARD.reset(token)
+    if refused:  # PyTables swallows errors of attribute unpickling: the guard's record is what counts
+        raise UntrustedContentError(f"{source}: reading it tried to load {refused[0]} through pickle: refused")
+    return values
+
+
+# A second line behind check_factor_file: while pandas reads checked bytes, any pickle that names a global
+# (the only way a pickle reaches code) is stopped by an audit hook, whatever the check missed.
+_GUARD: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("tckpt_hdf_guard", default=None)
+_guard_installed = False
+
+
+def _refuse_pickled_globals(event: str, args: tuple[Any, ...]) -> None:
+    if event == "pickle.find_class":
+        refused = _GUARD.get()
+        if refused is not None:
+            refused.append(f"{args[0]}.{args[1]}")
+            raise UntrustedContentError(f"pickle.find_class({args[0]}.{args[1]}) refused while reading factor values")
+
+
+def _install_guard() -> None:
+    global _guard_installed
+    if not _guard_installed:  # audit hooks cannot be removed: one per process, idle outside a read
+        sys.addaudithook(_refuse_pickled_globals)
+        _guard_installed = True
 
 
 def factor_values_bytes(values: Any) -> bytes:
