@@ -313,3 +313,31 @@ def test_a_dtype_state_that_hides_an_object_field_does_not_crash_restore(tmp_pat
     run = _restore_in_child(tmp_path, graph)
     assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
     assert run.stdout.startswith("refused:"), run.stdout
+
+
+def _categorical_with_codes_past_its_categories() -> bytes:
+    """The pickle body (no PROTO/FRAME/STOP) of pandas' own Categorical pickle (200 categories, so int16 codes)
+    with one code patched to 32767: pandas' reconstructor (__pyx_unpickle_NDArrayBacked) never checks codes."""
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    data = pickle.dumps(pd.Categorical.from_codes([0, 1], categories=[f"c{i}" for i in range(200)]), protocol=5)
+    codes = np.array([0, 1], dtype=np.int16).tobytes()
+    assert data.count(codes) == 1 and data[2] == 0x95 and data.endswith(b".")
+    at = data.find(codes)
+    data = data[:at] + np.array([0, 32767], dtype=np.int16).tobytes() + data[at + len(codes):]
+    return data[11:-1]  # PROTO (2 bytes) and FRAME (9 bytes) off the front, STOP off the end; its memo starts at 0
+
+
+# HOLE (crash; out-of-bounds read): a Categorical whose code points 32767 entries past its 200 categories, held as a
+# workspace_path. Every name and call is allowed; restore_trace's str(ws.workspace_path) makes pandas take the
+# categories at those codes without a bounds check: SIGSEGV (exit -11).
+def test_a_categorical_with_codes_past_its_categories_does_not_crash_restore(tmp_path: Path) -> None:
+    graph = TRACE(EXP(U("experiment_workspace") + OBJ("rdagent.core.experiment FBWorkspace",
+                                                      U("workspace_path") + _categorical_with_codes_past_its_categories())),
+                  b"N")
+    run = _restore_in_child(tmp_path, graph)
+    assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
+    assert run.stdout.startswith("refused:"), run.stdout
