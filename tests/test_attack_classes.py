@@ -142,7 +142,25 @@ def test_defaultdict_factory_must_be_a_builtin_type(tmp_path: Path) -> None:
 
 def test_numpy_reconstruct_rebuilds_only_arrays(tmp_path: Path) -> None:
     graph = prog(G("numpy._core.multiarray _reconstruct"), G(FACTOR_EXP), EMPTY_TUPLE, U("b"), TUPLE3, REDUCE)
-    _refused(tmp_path, graph, match="may only rebuild numpy.ndarray")
+    _refused(tmp_path, graph, match="may only make an empty numpy.ndarray")
+
+
+def _dtype(spec: str, copy: bytes = b"\x88") -> bytes:
+    return G("numpy dtype") + U(spec) + b"\x89" + copy + TUPLE3 + REDUCE
+
+
+def test_the_shared_builtin_dtype_is_never_handed_out(tmp_path: Path) -> None:
+    """dtype('f8', False, False) is numpy's own float64 singleton: a BUILD on it would change it process-wide."""
+    _refused(tmp_path, prog(_dtype("f8", copy=b"\x89")), match=r"takes numpy's \(code, False, True\)")
+
+
+@pytest.mark.parametrize("state", [
+    (b"K\x03" + U("|") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + b"K\x00", "O8"),  # an object dtype saying "no objects"
+    (b"K\x03" + U("<") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + b"K\x3f", "f8"),  # floats saying "objects"
+], ids=["object-without-flag", "float-with-object-flag"])
+def test_a_dtype_state_must_be_numpys_own(tmp_path: Path, state: tuple[bytes, str]) -> None:
+    body, spec = state
+    _refused(tmp_path, prog(_dtype(spec), MARK, body, TUPLE, BUILD), match="flags or sizes are not numpy's own")
 
 
 def test_an_enum_lookup_takes_one_value(tmp_path: Path) -> None:
@@ -197,6 +215,13 @@ def test_every_listed_name_resolves_to_what_its_rule_expects() -> None:
             assert f"{obj.__module__}.{obj.__qualname__}" == where or module == "builtins", where
         elif rule.new or rule.state and not rule.call:
             pytest.fail(f"{where} is not a class but its rule builds objects of it")
+
+
+def test_a_checked_callable_cannot_be_reached_through_new_with_arguments() -> None:
+    """NEWOBJ with arguments skips check_args: no rule that checks arguments may allow it."""
+    for where, rule in RULES.items():
+        if rule.check_args is not None:
+            assert not rule.new_args, where
 
 
 # Hooks that run while an object is rebuilt or dropped, or when a dict/set holds it, each with why the listed

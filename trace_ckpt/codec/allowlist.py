@@ -41,6 +41,9 @@ class Rule:
     """APPEND(S) may fill objects made from it (a sequence)."""
     check_args: Callable[[tuple], str | None] | None = None
     """For a callable: why these (abstract) arguments are refused, or None."""
+    check_state: Callable[[object, object], str | None] | None = None
+    """For BUILD on an object made from it: why this (abstract) state is refused, or None; called with the
+    object (``opcodes.Made``, its ``args`` as checked) and the state, strings read back as text."""
     setstate: bool = True
     """Its objects take their state through ``__setstate__``. When False, BUILD fills ``__dict__`` only: pickle's
     other form, a ``(dict, slots)`` pair, would ``setattr`` each slot and reach properties and ``__class__``."""

@@ -11,7 +11,7 @@ name resolves here and that no listed class has a loading hook (``__new__``, ``_
 
 from __future__ import annotations
 
-from trace_ckpt.codec.allowlist import ENUM, EXCEPTION, MAPPING, NAME_ONLY, STATE, VALUE, Rule, one_arg
+from trace_ckpt.codec.allowlist import ENUM, EXCEPTION, NAME_ONLY, STATE, VALUE, Rule, one_arg
 
 
 def _names(*where: str) -> str | None:
@@ -36,9 +36,120 @@ def _factory(args: tuple) -> str | None:
     if not args:
         return None
     f = args[0]
-    if f is NONE or (isinstance(f, Name) and f.where in _FACTORIES):
+    if len(args) == 1 and (f is NONE or (isinstance(f, Name) and f.where in _FACTORIES)):
         return None
     return f"takes a builtin type as its default factory, not {f!r}"
+
+
+def _empty_iterable(args: tuple) -> str | None:
+    """deque's first argument: the empty tuple or list pickle writes (its items come by APPENDS)."""
+    from trace_ckpt.codec.opcodes import List
+
+    first = args[0] if args else ()
+    if len(args) <= 2 and (first == () or (isinstance(first, List) and first.count == 0)):
+        return None
+    return f"takes an empty tuple or list here (its items come after), not {first!r}"
+
+
+def _no_args(args: tuple) -> str | None:
+    return None if not args else f"takes no arguments here (its items come after), not {len(args)}"
+
+
+def _a_dict(args: tuple) -> str | None:
+    from trace_ckpt.codec.opcodes import DICT
+
+    return None if not args or (len(args) == 1 and args[0] is DICT) else "takes one dict here"
+
+
+def _blocks_and_axes(args: tuple) -> str | None:
+    from trace_ckpt.codec.opcodes import List
+
+    if len(args) == 2 and type(args[0]) is tuple and isinstance(args[1], List):
+        return None
+    return "takes a tuple of blocks and a list of axes"
+
+
+def _empty_array(args: tuple) -> str | None:
+    """numpy writes ``_reconstruct(ndarray, (0,), b'b')``: an empty array whose state comes after (a larger
+    shape would be allocated before any state arrives)."""
+    from trace_ckpt.codec.opcodes import Int, Name
+
+    if (len(args) == 3 and isinstance(args[0], Name) and args[0].where == "numpy.ndarray"
+            and type(args[1]) is tuple and len(args[1]) == 1 and isinstance(args[1][0], Int) and args[1][0].value == 0):
+        return None
+    return "may only make an empty numpy.ndarray (ndarray, (0,), b'b')"
+
+
+def _array_state(made: object, state: object) -> str | None:
+    """An array's state ``(version, shape, dtype, is_fortran, data)``: data given as a list (an object array)
+    must hold exactly one item per element (numpy reads past a shorter list: a crash)."""
+    from trace_ckpt.codec.opcodes import OTHER, Int, List, Made
+
+    if type(state) is not tuple or len(state) != 5:
+        return "is not numpy's (version, shape, dtype, is_fortran, data)"
+    shape, dtype, raw = state[1], state[2], state[4]
+    if not (isinstance(dtype, Made) and dtype.name.where == "numpy.dtype"):
+        return f"gives an array the dtype {dtype!r}, not a numpy.dtype"
+    if raw is OTHER:
+        return None  # bytes: numpy checks their length against the shape
+    if not isinstance(raw, List):  # a list subclass, a dict, an object: numpy would read it as a list
+        return f"gives an array its data as {raw!r}, neither bytes nor a plain list"
+    if type(shape) is not tuple or not all(isinstance(n, Int) and n.value >= 0 for n in shape):
+        return "gives an object array a shape that is not a tuple of small integers"
+    size = 1
+    for n in shape:
+        size *= n.value
+    if size != raw.count:
+        return f"gives an object array of {size} elements a list of {raw.count} items"
+    return None
+
+
+def _dtype_args(args: tuple) -> str | None:
+    """numpy writes ``dtype(code, False, True)``: a copy (``copy=False`` hands out numpy's shared builtin dtype,
+    which a later BUILD would change for the whole process)."""
+    from trace_ckpt.codec.opcodes import Const
+
+    if (len(args) == 3 and type(args[0]) is str and isinstance(args[1], Const) and args[1].value is False
+            and isinstance(args[2], Const) and args[2].value is True):
+        return None
+    return "takes numpy's (code, False, True) here"
+
+
+def _constant(value: object) -> object:
+    from trace_ckpt.codec.opcodes import NONE, Const, Int
+
+    if value is NONE:
+        return None
+    if isinstance(value, (Int, Const)):
+        return value.value
+    if type(value) is str:
+        return value
+    if type(value) is tuple:
+        return tuple(_constant(v) for v in value)
+    raise ValueError(f"{value!r}, not a constant")
+
+
+def _dtype_state(made: object, state: object) -> str | None:
+    """A dtype's state must be the one numpy itself writes for that dtype: a plain dtype (no fields, no
+    subarray) whose flags and sizes are numpy's own. numpy keeps the flags a state gives, so an object dtype
+    that says "no objects" (or bytes that say "objects") would let an array's bytes be read as pointers."""
+    import numpy as np
+
+    try:
+        st = _constant(state)
+    except ValueError as e:
+        return f"holds {e}"
+    if type(st) is not tuple or len(st) < 8 or st[2:5] != (None, None, None):
+        return "is not a plain dtype's (no fields, no subarray)"
+    try:
+        dt = np.dtype(made.args[0], False, True)  # type: ignore[attr-defined]
+        dt.__setstate__(st)
+        canonical = np.dtype(dt.str)
+    except Exception as e:  # noqa: BLE001 - any failure means numpy would not rebuild it either
+        return f"does not make a dtype ({type(e).__name__})"
+    if canonical.__reduce__()[1:] != dt.__reduce__()[1:]:
+        return f"makes a {dt.str} dtype whose flags or sizes are not numpy's own"
+    return None
 
 
 _FACTORIES = frozenset(f"builtins.{t}" for t in ("list", "dict", "set", "int", "float", "str", "tuple", "bool"))
@@ -122,9 +233,10 @@ RDAGENT_EXCEPTIONS = tuple(
 RULES: dict[str, Rule] = {
     # builtins: containers and scalars the pickle writes natively appear only as values (a dtype's type,
     # defaultdict's factory); type(x) with one argument returns x's type (three would create a class)
+    # (set, frozenset and range as callables would iterate or build what their argument says: set(range(10**10)))
     **{f"builtins.{n}": NAME_ONLY for n in ("list", "dict", "tuple", "str", "int", "float", "bool", "bytes",
-                                            "bytearray", "object")},
-    **{f"builtins.{n}": VALUE for n in ("set", "frozenset", "complex", "range", "slice")},
+                                            "bytearray", "object", "set", "frozenset", "range")},
+    **{f"builtins.{n}": VALUE for n in ("complex", "slice")},
     "builtins.type": Rule(call=True, check_args=one_arg),
     **{f"builtins.{n}": EXCEPTION for n in _BUILTIN_EXCEPTIONS},
     # the standard library's value types
@@ -133,22 +245,22 @@ RULES: dict[str, Rule] = {
     "uuid.UUID": STATE,
     "uuid.SafeUUID": ENUM,
     **{f"pathlib.{n}": VALUE for n in ("PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath")},
-    "collections.OrderedDict": MAPPING,
-    "collections.Counter": MAPPING,
-    "collections.defaultdict": Rule(call=True, new=True, state=True, items=True, check_args=_factory),
-    "collections.deque": Rule(call=True, state=True, append=True),
+    "collections.OrderedDict": Rule(call=True, state=True, items=True, check_args=_no_args),
+    "collections.Counter": Rule(call=True, state=True, items=True, check_args=_a_dict),
+    "collections.defaultdict": Rule(call=True, state=True, items=True, check_args=_factory),
+    "collections.deque": Rule(call=True, state=True, append=True, check_args=_empty_iterable),
     # numpy: arrays, dtypes and scalars through numpy's own reconstructors (numpy 1 and 2 module paths)
     "numpy.ndarray": NAME_ONLY,
-    "numpy.dtype": VALUE,
+    "numpy.dtype": Rule(call=True, state=True, check_args=_dtype_args, check_state=_dtype_state),
     **{f"numpy.{n}": NAME_ONLY for n in _NUMPY_SCALARS},
-    **{f"{m}.multiarray._reconstruct": Rule(call=True, state=True, check_args=_names("numpy.ndarray"))
+    **{f"{m}.multiarray._reconstruct": Rule(call=True, state=True, check_args=_empty_array, check_state=_array_state)
        for m in ("numpy.core", "numpy._core")},
     **{f"{m}.multiarray.scalar": Rule(call=True) for m in ("numpy.core", "numpy._core")},
     **{f"{m}.numeric._frombuffer": Rule(call=True) for m in ("numpy.core", "numpy._core")},
     # pandas objects that Arrow could not hold, pickled with pandas' own reconstructors
     "pandas.core.frame.DataFrame": STATE,
     "pandas.core.series.Series": STATE,
-    "pandas.core.internals.managers.BlockManager": VALUE,
+    "pandas.core.internals.managers.BlockManager": Rule(call=True, state=True, check_args=_blocks_and_axes),
     "pandas.core.internals.managers.SingleBlockManager": STATE,
     "pandas._libs.internals._unpickle_block": Rule(call=True),
     "pandas.core.internals.blocks.new_block": Rule(call=True),

@@ -35,6 +35,7 @@ MEMO_SLACK = 1024
 _U4 = struct.Struct("<I").unpack_from
 _I4 = struct.Struct("<i").unpack_from
 _U8 = struct.Struct("<Q").unpack_from
+_U2 = struct.Struct("<H").unpack_from
 
 
 def _tables() -> tuple[dict[int, int], dict[int, tuple[int, bool]], dict[int, int]]:
@@ -74,7 +75,7 @@ def _op(name: str) -> int:
 # opcodes by what they do to the abstract stack
 _PUSH_ANY = frozenset(
     _op(n) for n in (
-        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "NEWTRUE", "NEWFALSE",
+        "INT", "LONG", "LONG1", "LONG4",
         "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINBYTES",
         "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8",
     )
@@ -88,13 +89,15 @@ _REFUSED = {
     _MARK, _STOP, _POP, _POP_MARK, _DUP, _BINPERSID, _REDUCE, _APPEND, _APPENDS, _BUILD, _GLOBAL, _DICT,
     _EMPTY_DICT, _GET, _BINGET, _LONG_BINGET, _LIST, _EMPTY_LIST, _PUT, _BINPUT, _LONG_BINPUT, _SETITEM,
     _SETITEMS, _TUPLE, _EMPTY_TUPLE, _TUPLE1, _TUPLE2, _TUPLE3, _NEWOBJ, _NEWOBJ_EX, _EMPTY_SET, _ADDITEMS,
-    _FROZENSET, _STACK_GLOBAL, _MEMOIZE, _FRAME, _PROTO, _NONE,
+    _FROZENSET, _STACK_GLOBAL, _MEMOIZE, _FRAME, _PROTO, _NONE, _BININT1, _BININT2, _BININT, _NEWTRUE, _NEWFALSE,
+    _SHORT_BINBYTES,
 ) = (
     _op(n) for n in (
         "MARK", "STOP", "POP", "POP_MARK", "DUP", "BINPERSID", "REDUCE", "APPEND", "APPENDS", "BUILD",
         "GLOBAL", "DICT", "EMPTY_DICT", "GET", "BINGET", "LONG_BINGET", "LIST", "EMPTY_LIST", "PUT", "BINPUT",
         "LONG_BINPUT", "SETITEM", "SETITEMS", "TUPLE", "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NEWOBJ",
         "NEWOBJ_EX", "EMPTY_SET", "ADDITEMS", "FROZENSET", "STACK_GLOBAL", "MEMOIZE", "FRAME", "PROTO", "NONE",
+        "BININT1", "BININT2", "BININT", "NEWTRUE", "NEWFALSE", "SHORT_BINBYTES",
     )
 )
 _NAMES = {ord(o.code): o.name for o in pickletools.opcodes}
@@ -113,7 +116,31 @@ class _Kind:
 
 
 # plain containers the pickle built itself (item opcodes may fill them), and anything else
-LIST, DICT, SET, OTHER, NONE = _Kind("a list"), _Kind("a dict"), _Kind("a set"), _Kind("a value"), _Kind("None")
+DICT, SET, OTHER, NONE = _Kind("a dict"), _Kind("a set"), _Kind("a value"), _Kind("None")
+
+
+class List:
+    """A list the pickle built, with how many items it holds so far (an object array's state must match)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int = 0) -> None:
+        self.count = count
+
+    def __repr__(self) -> str:
+        return "a list"
+
+
+class Int:
+    """A small integer constant (BININT1, BININT2, BININT): shapes are checked against what they hold."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return str(self.value)
 
 
 class Name:
@@ -128,13 +155,26 @@ class Name:
         return self.where
 
 
+class Const:
+    """A short bytes or bool constant (what a dtype's state holds besides strings, ints and None)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
 class Made:
-    """An object the pickle made by calling (REDUCE) or ``__new__`` (NEWOBJ) of a name."""
+    """An object the pickle made by calling (REDUCE) or ``__new__`` (NEWOBJ) of a name, with the arguments
+    (strings read back as text) when the name's rule checks them."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "args")
 
-    def __init__(self, name: Name) -> None:
-        self.name = name
+    def __init__(self, name: Name, args: tuple = ()) -> None:
+        self.name, self.args = name, args
 
     def __repr__(self) -> str:
         return f"a {self.name.where}"
@@ -258,6 +298,14 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             got = names[key] = Name(f"{module}.{qualname}", resolve(module, qualname))
         return got
 
+    def texts(value: object) -> object:
+        """``value`` with its strings read back as text (for the rules that check arguments or state)."""
+        if type(value) is int:
+            return _text(data, value)
+        if type(value) is tuple:
+            return tuple(texts(v) for v in value)
+        return value
+
     def underflow(at: int) -> _Refused:
         return _Refused(f"{_NAMES.get(data[at], '?')} at byte {at} reads below the stack")
 
@@ -356,6 +404,16 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             if index not in memo:
                 return f"memo entry {index} read at byte {at} was never stored"
             push(memo[index])
+        elif code == _NEWTRUE or code == _NEWFALSE:
+            push(Const(code == _NEWTRUE))
+        elif code == _SHORT_BINBYTES:
+            push(Const(data[at + 2 : pos]))
+        elif code == _BININT1:
+            push(Int(data[at + 1]))
+        elif code == _BININT2:
+            push(Int(_U2(data, at + 1)[0]))
+        elif code == _BININT:
+            push(Int(_I4(data, at + 1)[0]))
         elif code in _PUSH_ANY:
             push(OTHER)
         elif code == _BINPERSID:
@@ -376,7 +434,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
         elif code == _EMPTY_DICT:
             stack.append(DICT)
         elif code == _EMPTY_LIST:
-            stack.append(LIST)
+            push(List())
         elif code == _EMPTY_SET:
             stack.append(SET)
         elif code == _DICT:
@@ -384,8 +442,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 return f"DICT at byte {at} has an odd number of items"
             stack.append(DICT)
         elif code == _LIST:
-            pop_mark(at)
-            stack.append(LIST)
+            push(List(len(pop_mark(at))))
         elif code == _FROZENSET:
             pop_mark(at)
             stack.append(OTHER)
@@ -399,14 +456,14 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             if items:
                 if code == _SETITEMS and len(items) % 2:
                     return f"SETITEMS at byte {at} has an odd number of items"
-                _check_fill(code, stack[x - 1], at)
+                _check_fill(code, stack[x - 1], at, len(items))
         elif code == _SETITEM or code == _APPEND:
             n = 2 if code == _SETITEM else 1
             if len(stack) - n < 1:
                 raise underflow(at)
             target = stack[-n - 1]
             del stack[-n:]
-            _check_fill(_SETITEMS if code == _SETITEM else _APPENDS, target, at)
+            _check_fill(_SETITEMS if code == _SETITEM else _APPENDS, target, at, 1)
         elif code == _BUILD:
             if len(stack) - 1 <= fence:
                 raise underflow(at)
@@ -416,6 +473,10 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 return f"BUILD at byte {at} sets the state of {target!r}, which is not an object made from an allowed class"
             if type(state) is tuple and len(state) == 2 and state[1] is not NONE and not target.name.rule.setstate:
                 return f"BUILD at byte {at} sets attributes of {target!r} one by one (slot state), which it does not use"
+            if target.name.rule.check_state is not None:
+                why = target.name.rule.check_state(target, texts(state))
+                if why:
+                    return f"BUILD at byte {at}: the state of {target!r} {why}"
         elif code == _NEWOBJ or code == _NEWOBJ_EX:
             n = 3 if code == _NEWOBJ_EX else 2
             if len(stack) - n < fence:
@@ -447,10 +508,11 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             if not isinstance(args, tuple):
                 return f"REDUCE at byte {at}: the arguments of {func.where} are not a tuple"
             if rule.check_args is not None:
+                args = texts(args)
                 why = rule.check_args(args)
                 if why:
                     return f"REDUCE at byte {at}: {func.where} {why}"
-            stack[-1] = Made(func)
+            stack[-1] = Made(func, args)
         elif code == _STACK_GLOBAL:
             if len(stack) - 2 < fence:
                 raise underflow(at)
@@ -511,12 +573,14 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
     return "the data ends without a STOP opcode"
 
 
-def _check_fill(code: int, target: object, at: int) -> None:
+def _check_fill(code: int, target: object, at: int, n: int) -> None:
     """Item opcodes may fill only what the pickle built as that container, or a class whose rule allows it."""
     if code == _SETITEMS:
         ok = target is DICT or (isinstance(target, Made) and target.name.rule.items)
     elif code == _APPENDS:
-        ok = target is LIST or (isinstance(target, Made) and target.name.rule.append)
+        ok = isinstance(target, List) or (isinstance(target, Made) and target.name.rule.append)
+        if isinstance(target, List):
+            target.count += n
     else:
         ok = target is SET
     if not ok:

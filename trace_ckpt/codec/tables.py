@@ -93,6 +93,31 @@ def _plain_table(frame: pd.DataFrame, labels: dict[str, Any]) -> pa.Table | None
     return pa.table(columns)
 
 
+def _check_labels(table: pa.Table, labels: Any) -> None:
+    """The labels come from the graph, not from the table: their shapes must be what ``to_arrow`` writes and
+    their lengths the table's, checked before pandas builds an index of them (a lazily huge RangeIndex as the
+    column labels would be materialised first)."""
+    ok = type(labels) is dict and labels.get("type") in ("series", "frame")
+    if ok and labels["type"] == "frame":
+        # a plain table holds exactly the frame's columns (and __index__); pandas' own layout is checked later
+        n_cols = table.num_columns - ("__index__" in table.column_names) if "index" in labels else None
+        cols, names = labels.get("columns"), labels.get("column_names")
+        ok = (type(cols) is list and len(cols) == (len(cols) if n_cols is None else n_cols)
+              and type(names) is list and 1 <= len(names) <= 64
+              and type(labels.get("multi")) is bool and (labels.get("columns_dtype") is None
+                                                         or type(labels.get("columns_dtype")) is str))
+        if ok and labels["multi"]:
+            ok = all(type(c) is tuple and len(c) == len(names) for c in cols)
+    spec = labels.get("index") if ok else None
+    if spec is not None:
+        ok = type(spec) is dict and spec.get("kind") in ("range", "str", "int")
+        if ok and spec["kind"] == "range":
+            bounds = (spec.get("start"), spec.get("stop"), spec.get("step"))
+            ok = all(type(b) is int for b in bounds) and bounds[2] != 0 and len(range(*bounds)) == table.num_rows
+    if not ok:
+        raise CorruptCheckpointError("a table's labels in the graph do not match the table")
+
+
 def _column(table: pa.Table, name: str) -> Any:
     # Arrow hands out read-only views; RD-Agent code may edit results in place, so copy.
     return np.array(table.column(name).to_numpy(), copy=True)
@@ -206,6 +231,7 @@ def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:
     # bounds (Arrow's security notes); the full check raises ArrowInvalid instead, a corrupt graph
     table.validate(full=True)
     _check_size(table, len(data))
+    _check_labels(table, labels)
     if "index" in labels:
         _check_plain(table, labels["index"]["kind"])
         index = _plain_index(table, labels["index"])
@@ -219,6 +245,8 @@ def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:
         s = frame["c0"]
         s.name = labels["name"]
         return s
+    if len(labels["columns"]) != len(frame.columns):
+        raise CorruptCheckpointError("a table's labels in the graph do not match the table")
     if labels["multi"]:
         frame.columns = pd.MultiIndex.from_tuples(labels["columns"], names=labels["column_names"])
     else:
