@@ -426,3 +426,44 @@ def test_a_result_series_with_codes_past_its_categories_does_not_crash_prune_or_
     run = subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), *map(str, args)], capture_output=True, text=True,
                          cwd=ROOT, timeout=600)
     assert run.returncode not in (-11, 1), (run.returncode, run.stderr[-1000:])
+
+
+_PRUNE_AND_SHOW_METRICS = """
+import json, sys
+from trace_ckpt import CheckpointError, prune, read_manifest
+try:
+    prune(sys.argv[1], sys.argv[2], keep="accepted")
+except CheckpointError as e:
+    print(json.dumps({"refused": str(e)}))
+else:
+    print(json.dumps({"metrics": read_manifest(sys.argv[2]).nodes[0].metrics}))
+"""
+
+
+# HOLE (memory disclosure into an output): the same Series, but over 200 float categories (c + 0.5) with codes 250
+# and 260, just past the categories' buffer. prune does not crash: it reads 16 bytes of its own heap as floats and
+# writes them into the pruned checkpoint's manifest as the node's metrics (seen: IC = 9.6e-309, 4.6e-310 - heap
+# pointers), where `inspect` shows them to anyone. Whoever prunes or merges a hostile file publishes process memory.
+def test_prune_does_not_write_process_memory_into_the_manifest(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    categories = [i + 0.5 for i in range(200)]
+    data = pickle.dumps(pd.Series(pd.Categorical.from_codes([0, 1], categories=categories), index=["IC", "x"]), protocol=5)
+    codes = np.array([0, 1], dtype=np.int16).tobytes()
+    assert data.count(codes) == 1 and data[2] == 0x95
+    at = data.find(codes)
+    data = data[:at] + np.array([250, 260], dtype=np.int16).tobytes() + data[at + len(codes):]
+    exp = OBJ("rdagent.core.experiment Experiment",
+              U("based_experiments") + EMPTY_LIST + U("sub_workspace_list") + EMPTY_LIST + U("sub_tasks") + EMPTY_LIST
+              + U("running_info") + OBJ("rdagent.core.experiment RunningInfo", U("result") + data[11:-1]))
+    path = tmp_path / "evil.tckpt"
+    _forge(path, TRACE(exp, ACCEPTED))
+    run = subprocess.run([sys.executable, "-c", _PRUNE_AND_SHOW_METRICS, str(path), str(tmp_path / "out.tckpt")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    leaked = {k: v for k, v in result.get("metrics", {}).items() if v not in categories}
+    assert not leaked, result
