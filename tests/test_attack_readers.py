@@ -220,6 +220,19 @@ def test_resume_cache_seeding_refuses_a_crafted_result(tmp_path: Path, data: Pat
     assert not (tmp_path / "cache" / EXECUTE_CACHE / f"{crafted}.pkl").exists()
 
 
+def test_resume_cache_seeding_does_not_follow_a_link(tmp_path: Path, data: Path) -> None:
+    """A restored result.h5 that is a link (to any HDF5 file of this machine) seeds nothing."""
+    trace = build_trace([()], [True], data)
+    ws = trace.hist[0][0].sub_workspace_list[0]
+    elsewhere = tmp_path / "someone-elses-values.h5"
+    (ws.workspace_path / "result.h5").rename(elsewhere)
+    (ws.workspace_path / "result.h5").symlink_to(elsewhere)
+    assert seed_execute_cache(trace, tmp_path / "cache") == 0
+    (ws.workspace_path / "result.h5").unlink()
+    elsewhere.rename(ws.workspace_path / "result.h5")
+    assert seed_execute_cache(trace, tmp_path / "cache") == 1  # the file itself does
+
+
 # ---- class 5: resume runs checkpoint content only when trusted ----------------------------------------------
 
 

@@ -129,7 +129,7 @@ def seed_execute_cache(trace: Any, cache_dir: PathLike) -> int:
                 continue
             key = ws.hash_func("All")
             result = Path(ws.workspace_path) / RESULT_FILE
-            if key is None or not result.is_file():
+            if key is None or result.is_symlink() or not result.is_file():  # a link may name any file here
                 continue
             target = folder / f"{key}.pkl"
             if target.exists():
