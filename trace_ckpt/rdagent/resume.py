@@ -316,12 +316,11 @@ def _untrusted_message(ckpt: PathLike, m: Manifest) -> str:
     factors = sum(len(n.factors) or len(n.sub_workspaces) for n in m.nodes if n.kind == "factor")
     plan = m.metadata.get("plan") if isinstance(m.metadata, dict) else None
     codes = len(plan.get("feature_codes") or {}) if isinstance(plan, dict) else 0
-    return (
-        f"{ckpt} is {status}, and resume runs its content: the factor.py of its {factors} factor(s) whenever "
-        f"their values are not cached, its {codes} base feature code file(s) and feature expressions, and the "
-        "code and configs of its workspaces; resume it only if you trust its author: pass --trust "
-        "(Python: trust=True; or TRACE_CKPT_TRUST_RESUME=true), or configure the key it was signed with "
-        "(TRACE_CKPT_TRUSTED_KEYS for an Ed25519 public key, TRACE_CKPT_SIGNING_KEY or _FILE for an HMAC key)"
+    return (  # one line under the 600 characters of CheckpointError, with room for a long URL
+        f"{ckpt} is {status}; resume runs its content (the factor.py of its {factors} factor(s) when not cached, "
+        f"its {codes} feature code file(s) and expressions, its workspaces' code and configs): pass --trust if you "
+        "trust its author (trust=True, TRACE_CKPT_TRUST_RESUME=true), or configure the key that signed it "
+        "(TRACE_CKPT_TRUSTED_KEYS, TRACE_CKPT_SIGNING_KEY[_FILE])"
     )
 
 
