@@ -11,6 +11,8 @@ name resolves here and that no listed class has a loading hook (``__new__``, ``_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from trace_ckpt.codec.allowlist import ENUM, EXCEPTION, NAME_ONLY, STATE, VALUE, Rule, one_arg
 
 
@@ -56,9 +58,9 @@ def _no_args(args: tuple) -> str | None:
 
 
 def _a_dict(args: tuple) -> str | None:
-    from trace_ckpt.codec.opcodes import DICT
+    from trace_ckpt.codec.opcodes import Dict
 
-    return None if not args or (len(args) == 1 and args[0] is DICT) else "takes one dict here"
+    return None if not args or (len(args) == 1 and isinstance(args[0], (Dict, dict))) else "takes one dict here"
 
 
 def _blocks_and_axes(args: tuple) -> str | None:
@@ -83,14 +85,14 @@ def _empty_array(args: tuple) -> str | None:
 def _array_state(made: object, state: object) -> str | None:
     """An array's state ``(version, shape, dtype, is_fortran, data)``: data given as a list (an object array)
     must hold exactly one item per element (numpy reads past a shorter list: a crash)."""
-    from trace_ckpt.codec.opcodes import OTHER, Int, List, Made
+    from trace_ckpt.codec.opcodes import OTHER, Const, Int, List, Made
 
     if type(state) is not tuple or len(state) != 5:
         return "is not numpy's (version, shape, dtype, is_fortran, data)"
     shape, dtype, raw = state[1], state[2], state[4]
     if not (isinstance(dtype, Made) and dtype.name.where == "numpy.dtype"):
         return f"gives an array the dtype {dtype!r}, not a numpy.dtype"
-    if raw is OTHER:
+    if raw is OTHER or (isinstance(raw, Const) and type(raw.value) is bytes):
         return None  # bytes: numpy checks their length against the shape
     if not isinstance(raw, List):  # a list subclass, a dict, an object: numpy would read it as a list
         return f"gives an array its data as {raw!r}, neither bytes nor a plain list"
@@ -152,6 +154,41 @@ def _dtype_state(made: object, state: object) -> str | None:
     return None
 
 
+# the most rows a pickled RangeIndex may claim: it is lazy, but what reads its values makes them all
+MAX_RANGE_ROWS = 1 << 22
+_INDEX_MAKERS = frozenset({"pandas.core.indexes.base._new_Index", "pandas.core.indexes.datetimes._new_DatetimeIndex"})
+
+
+def _index_args(*classes: str) -> Callable[[tuple], str | None]:
+    """``_new_Index(cls, d)`` calls ``cls(**d)``: ``cls`` one of ``classes``; ``d`` a dict of named values whose
+    ``data`` is an array the pickle made (not an index, which a dtype conversion would materialise), and a
+    RangeIndex at most MAX_RANGE_ROWS long (lazy, but read in full by whatever takes its values)."""
+    check_class = _names(*classes)
+
+    def check(args: tuple) -> str | None:
+        from trace_ckpt.codec.opcodes import NONE, Int, Made
+
+        why = check_class(args)
+        if why or len(args) != 2:
+            return why or "takes (class, dict) here"
+        d = args[1]
+        if type(d) is not dict:
+            return "takes a dict of named values here"
+        data = d.get("data")
+        if isinstance(data, Made) and data.name.where in _INDEX_MAKERS:
+            return "may not build an index from another index"
+        if args[0].where == "pandas.core.indexes.range.RangeIndex":
+            bounds = [d.get(k, NONE) for k in ("start", "stop", "step")]
+            if not all(b is NONE or isinstance(b, Int) for b in bounds):
+                return "takes small integers as a RangeIndex's bounds"
+            start, stop, step = (None if b is NONE else b.value for b in bounds)
+            if step == 0 or len(range(start or 0, stop or 0, step or 1)) > MAX_RANGE_ROWS:
+                return f"may not make a RangeIndex of more than {MAX_RANGE_ROWS} rows"
+        return None
+
+    return check
+
+
 _FACTORIES = frozenset(f"builtins.{t}" for t in ("list", "dict", "set", "int", "float", "str", "tuple", "bool"))
 
 
@@ -162,11 +199,10 @@ _INDEXES = (
     "pandas.core.indexes.datetimes.DatetimeIndex",
     "pandas.core.indexes.timedeltas.TimedeltaIndex",
     "pandas.core.indexes.period.PeriodIndex",
-    "pandas.core.indexes.category.CategoricalIndex",
     "pandas.core.indexes.interval.IntervalIndex",
 )
+# (Categorical is not listed: pandas trusts its codes, and codes past the categories read memory past them)
 _BACKED_ARRAYS = (
-    "pandas.core.arrays.categorical.Categorical",
     "pandas.core.arrays.datetimes.DatetimeArray",
     "pandas.core.arrays.timedeltas.TimedeltaArray",
     "pandas.core.arrays.period.PeriodArray",
@@ -265,12 +301,11 @@ RULES: dict[str, Rule] = {
     "pandas._libs.internals._unpickle_block": Rule(call=True),
     "pandas.core.internals.blocks.new_block": Rule(call=True),
     **{n: NAME_ONLY for n in _INDEXES},
-    "pandas.core.indexes.base._new_Index": Rule(call=True, state=True, check_args=_names(*_INDEXES)),
+    "pandas.core.indexes.base._new_Index": Rule(call=True, state=True, check_args=_index_args(*_INDEXES)),
     "pandas.core.indexes.datetimes._new_DatetimeIndex": Rule(
-        call=True, state=True, check_args=_names("pandas.core.indexes.datetimes.DatetimeIndex")),
+        call=True, state=True, check_args=_index_args("pandas.core.indexes.datetimes.DatetimeIndex")),
     **{n: NAME_ONLY for n in _BACKED_ARRAYS},
     "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked": Rule(call=True, state=True, check_args=_names(*_BACKED_ARRAYS)),
-    "pandas.core.dtypes.dtypes.CategoricalDtype": STATE,
     "pandas.core.dtypes.dtypes.DatetimeTZDtype": STATE,
     "pandas.core.dtypes.dtypes.PeriodDtype": VALUE,
     "pandas.core.arrays.string_.StringDtype": VALUE,

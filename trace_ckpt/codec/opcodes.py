@@ -116,7 +116,20 @@ class _Kind:
 
 
 # plain containers the pickle built itself (item opcodes may fill them), and anything else
-DICT, SET, OTHER, NONE = _Kind("a dict"), _Kind("a set"), _Kind("a value"), _Kind("None")
+SET, OTHER, NONE = _Kind("a set"), _Kind("a value"), _Kind("None")
+
+
+class Dict:
+    """A dict the pickle built, with its keys and values so far (flat: key, value, key, value...), so the rules
+    that check a reconstructor's keyword dict (``_new_Index``) can read it."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list | None = None) -> None:
+        self.items = items if items is not None else []
+
+    def __repr__(self) -> str:
+        return "a dict"
 
 
 class List:
@@ -304,6 +317,10 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             return _text(data, value)
         if type(value) is tuple:
             return tuple(texts(v) for v in value)
+        if isinstance(value, Dict):  # a keyword dict: read as {name: value} when every key is a string
+            keys = value.items[0::2]
+            if all(type(k) is int for k in keys):
+                return {_text(data, k): texts(v) for k, v in zip(keys, value.items[1::2])}
         return value
 
     def underflow(at: int) -> _Refused:
@@ -392,7 +409,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
 
         # --- what the opcode does to the stack, most frequent first ---
         if code == _EMPTY_DICT:
-            push(DICT)
+            push(Dict())
         elif code == _MARK:
             marks.append(len(stack))
             fence = len(stack)
@@ -431,16 +448,15 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             stack.append(())
         elif code == _TUPLE:
             stack.append(tuple(pop_mark(at)))
-        elif code == _EMPTY_DICT:
-            stack.append(DICT)
         elif code == _EMPTY_LIST:
             push(List())
         elif code == _EMPTY_SET:
             stack.append(SET)
         elif code == _DICT:
-            if len(pop_mark(at)) % 2:
+            items = pop_mark(at)
+            if len(items) % 2:
                 return f"DICT at byte {at} has an odd number of items"
-            stack.append(DICT)
+            push(Dict(items))
         elif code == _LIST:
             push(List(len(pop_mark(at))))
         elif code == _FROZENSET:
@@ -456,23 +472,24 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             if items:
                 if code == _SETITEMS and len(items) % 2:
                     return f"SETITEMS at byte {at} has an odd number of items"
-                _check_fill(code, stack[x - 1], at, len(items))
+                _check_fill(code, stack[x - 1], at, items)
         elif code == _SETITEM or code == _APPEND:
             n = 2 if code == _SETITEM else 1
             if len(stack) - n < 1:
                 raise underflow(at)
             target = stack[-n - 1]
+            items = stack[-n:]
             del stack[-n:]
-            _check_fill(_SETITEMS if code == _SETITEM else _APPENDS, target, at, 1)
+            _check_fill(_SETITEMS if code == _SETITEM else _APPENDS, target, at, items)
         elif code == _BUILD:
             if len(stack) - 1 <= fence:
                 raise underflow(at)
             state = stack.pop()
             target = stack[-1]
             if not isinstance(target, Made) or not target.name.rule.state:
-                return f"BUILD at byte {at} sets the state of {target!r}, which is not an object made from an allowed class"
+                return f"BUILD at byte {at} sets the state of {target!r}, not of an object made from an allowed class"
             if type(state) is tuple and len(state) == 2 and state[1] is not NONE and not target.name.rule.setstate:
-                return f"BUILD at byte {at} sets attributes of {target!r} one by one (slot state), which it does not use"
+                return f"BUILD at byte {at} sets attributes of {target!r} one by one (slot state), which it never uses"
             if target.name.rule.check_state is not None:
                 why = target.name.rule.check_state(target, texts(state))
                 if why:
@@ -573,14 +590,16 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
     return "the data ends without a STOP opcode"
 
 
-def _check_fill(code: int, target: object, at: int, n: int) -> None:
+def _check_fill(code: int, target: object, at: int, items: list) -> None:
     """Item opcodes may fill only what the pickle built as that container, or a class whose rule allows it."""
     if code == _SETITEMS:
-        ok = target is DICT or (isinstance(target, Made) and target.name.rule.items)
+        ok = isinstance(target, Dict) or (isinstance(target, Made) and target.name.rule.items)
+        if ok and isinstance(target, Dict):
+            target.items.extend(items)
     elif code == _APPENDS:
         ok = isinstance(target, List) or (isinstance(target, Made) and target.name.rule.append)
         if isinstance(target, List):
-            target.count += n
+            target.count += len(items)
     else:
         ok = target is SET
     if not ok:
