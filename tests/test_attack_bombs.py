@@ -144,6 +144,7 @@ CRAFTED: dict[str, Callable[[tuple[bytes, str]], bytes]] = {
     "uncompressed section longer than stored": lambda s: _manifest_edit(
         lambda d: _first_section(d, "graph").update(codec="none", raw_length=1 << 40))(s[0]),
     "manifest nested 100,000 deep": lambda s: _nested_manifest(s[0]),
+    "manifest SOTA index -5 (ls: IndexError)": lambda s: _manifest_edit(lambda d: d.update(sota_index=-5))(s[0]),
     "files index nested 100,000 deep": lambda s: _nested_json("files")(s[0]),
     "blob index nested 100,000 deep": lambda s: _nested_json("index")(s[0]),
     # paths

@@ -118,7 +118,7 @@ class Manifest(_Model):
     trace_class: str
     scenario_class: str | None = None
     counts: TraceCounts = Field(default_factory=TraceCounts)
-    sota_index: int | None = Field(default=None, description="index of the last accepted node")
+    sota_index: int | None = Field(default=None, ge=0, description="index of the last accepted node")
     nodes: list[NodeSummary] = Field(default_factory=list)
     workspace_stats: WorkspaceStats = Field(default_factory=WorkspaceStats)
     sizes: Sizes = Field(default_factory=Sizes)
