@@ -467,3 +467,31 @@ def test_prune_does_not_write_process_memory_into_the_manifest(tmp_path: Path) -
     result = json.loads(run.stdout.strip().splitlines()[-1])
     leaked = {k: v for k, v in result.get("metrics", {}).items() if v not in categories}
     assert not leaked, result
+
+
+def _pickle_body(obj: object) -> bytes:
+    """What pickle writes for ``obj`` without PROTO/FRAME and STOP (its memo starts at 0: put it first)."""
+    import pickle
+
+    data = pickle.dumps(obj, protocol=5)
+    assert data[2] == 0x95 and data.endswith(b".")
+    return data[11:-1]
+
+
+def _zero_size_array(n: int) -> bytes:
+    """numpy's own pickle of np.empty(n, dtype="V0"): n elements of 0 bytes each, so its data is b"" whatever n is."""
+    import numpy as np
+
+    return _pickle_body(np.empty(n, dtype="V0"))
+
+
+# HOLE (memory), after the fix of _reconstruct/_new_Index: an array of a zero-size dtype (V0) may have any shape, since
+# numpy's length check (shape x itemsize == len(data)) holds for b"". Its pickle is numpy's own (~200 bytes). As an
+# index's data, pandas builds one value per element: Index(data, dtype=object) is 10**8 pointers (0.8 GB, growth
+# measured 805 MB from a 231-byte graph), Index(data) 1.6 GB before it fails; shape 2**31-1 would ask for 17-34 GB.
+@pytest.mark.parametrize("dtype", [U("object"), b""], ids=["Index object", "Index"])
+def test_an_index_over_a_zero_size_array_of_many_elements_is_refused(tmp_path: Path, dtype: bytes) -> None:
+    items = U("data") + _zero_size_array(10**8) + (U("dtype") + dtype if dtype else b"")
+    result = _growth(tmp_path, prog(NEW_INDEX("pandas.core.indexes.base Index", items)))
+    assert result["outcome"].split(":")[0] in ("CorruptCheckpointError", "UntrustedContentError"), result
+    assert result["growth"] < 200 * 1024 * 1024, result
