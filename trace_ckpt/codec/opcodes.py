@@ -338,6 +338,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
 
     push = stack.append
     LONG_BINGET, BINGET, MEMOIZE, SHORT_BINUNICODE, NONE_OP = _LONG_BINGET, _BINGET, _MEMOIZE, _PUSH_STR_SHORT, _NONE
+    EMPTY_DICT, MARK, EMPTY_TUPLE = _EMPTY_DICT, _MARK, _EMPTY_TUPLE
     while pos < end:
         code = data[pos]
         # --- the hot path: the opcodes that make up most of a trace's graph, each advancing by itself ---
@@ -375,6 +376,19 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             push(NONE)
             pos += 1
             continue
+        if code == EMPTY_DICT:
+            push(Dict())
+            pos += 1
+            continue
+        if code == MARK:
+            marks.append(len(stack))
+            fence = len(stack)
+            pos += 1
+            continue
+        if code == EMPTY_TUPLE:
+            push(())
+            pos += 1
+            continue
         at = pos
         # --- advance past the opcode and its argument (the bounds checks of _scan) ---
         size = fixed.get(code)
@@ -407,13 +421,8 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                         return f"opcode at byte {at} is cut off"
                 pos += 1
 
-        # --- what the opcode does to the stack, most frequent first ---
-        if code == _EMPTY_DICT:
-            push(Dict())
-        elif code == _MARK:
-            marks.append(len(stack))
-            fence = len(stack)
-        elif code in _PUSH_STR:
+        # --- what the opcode does to the stack ---
+        if code in _PUSH_STR:
             push(at)  # an int: a string whose text is read back only if a STACK_GLOBAL names it
         elif code == _GET:
             text = data[at + 1 : pos - 1]
@@ -444,8 +453,6 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             items = tuple(stack[-n:])
             del stack[-n:]
             stack.append(items)
-        elif code == _EMPTY_TUPLE:
-            stack.append(())
         elif code == _TUPLE:
             stack.append(tuple(pop_mark(at)))
         elif code == _EMPTY_LIST:
