@@ -43,7 +43,7 @@ EXIT_CODES: dict[int, str] = {
     CheckpointNotFoundError.exit_code: "not found: the input path does not exist, or holds no session dump",
     CorruptCheckpointError.exit_code: "corrupt: not a checkpoint, truncated, or a checksum does not hold",
     UnsupportedVersionError.exit_code: "unsupported version: written by a newer trace-ckpt",
-    UntrustedContentError.exit_code: "untrusted: a class off the allowlist, a bad signature, an unsigned legacy dump, a result.h5 that could run code, resume of a checkpoint neither signed with your key nor trusted (--trust)",
+    UntrustedContentError.exit_code: "untrusted: a class off the class list, a bad signature, an unsigned legacy dump, a result.h5 that could run code, resume of a checkpoint neither signed with your key nor trusted (--trust)",
     SaveError.exit_code: "save failed: the output could not be written (the previous file is untouched)",
     WorkspaceConflictError.exit_code: "conflict: restoring would overwrite a different existing file",
     MissingClassError.exit_code: "missing class: a module the file needs is not importable here",
