@@ -111,32 +111,232 @@ def default_workspace_root() -> Path:
     return Path(RD_AGENT_SETTINGS.workspace_path)
 
 
-def check_trace_shape(trace: Any, source: str) -> None:
-    """Refuse a loaded object that is not a Trace with the structure RD-Agent relies on."""
-    from rdagent.core.experiment import Experiment
-    from rdagent.core.proposal import Trace
+_MISSING = object()
+_PATH_TYPES = (str, Path)  # not any os.PathLike: str() of a workspace_path must be the plain path RD-Agent made
 
-    problem = None
-    # getattr: a damaged graph can lack an attribute outright (its state dict lost a key)
-    hist, dag_parent, loop_ids = (getattr(trace, a, None) for a in ("hist", "dag_parent", "idx2loop_id"))
+
+def _name(x: Any) -> str:
+    """``a int``, ``a pandas.DataFrame``, ``a numpy.bool`` (numpy's is named bool too), or ``missing``."""
+    if x is _MISSING:
+        return "missing"
+    t = type(x)
+    package = t.__module__.partition(".")[0]
+    return f"a {t.__qualname__}" if package == "builtins" else f"a {package}.{t.__qualname__}"
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int  # not bool, not a numpy integer: what RD-Agent's own code puts there
+
+
+def _selection_problem(sel: Any, n: int | None, where: str) -> str | None:
+    """A selection: a tuple of node indices, -1 meaning "the latest" (below ``n`` when given)."""
+    if not isinstance(sel, tuple):
+        return f"{where} is {_name(sel)}, not a tuple"
+    for k, i in enumerate(sel):
+        if not _is_int(i):
+            return f"{where}[{k}] is {_name(i)}, not an int"
+        if n is not None and not -1 <= i < n:
+            return f"{where}[{k}] is {i}, not -1 or a node index below {n}"
+    return None
+
+
+def _label(labels: dict[int, Any], key: int) -> str:
+    """The path an experiment was first reached by, e.g. hist[3][0].based_experiments[1] (built only for a message)."""
+    parts = []
+    while True:
+        parent, step = labels[key]
+        parts.append(step)
+        if parent is None:
+            return "".join(reversed(parts))
+        key = parent
+
+
+def _trace_shape_problem(trace: Any) -> str | None:
+    """What is wrong with ``trace`` as a Trace RD-Agent and trace-ckpt can use, or None; one linear walk."""
+    from rdagent.core.experiment import Experiment, FBWorkspace, RunningInfo, Task
+    from rdagent.core.proposal import ExperimentFeedback, Hypothesis, Trace
+
     if not isinstance(trace, Trace):
-        problem = f"holds a {type(trace).__name__}, not a Trace"
-    elif not (isinstance(hist, list) and isinstance(dag_parent, list) and isinstance(loop_ids, dict)):
-        problem = "has a damaged hist / dag_parent / idx2loop_id"
-    elif len(dag_parent) != len(hist):
-        problem = "has a dag_parent that does not match hist"
-    else:
-        for node in trace.hist:
-            if not (isinstance(node, tuple) and len(node) == 2 and isinstance(node[0], Experiment)):
-                problem = "has a hist entry that is not (experiment, feedback)"
-                break
-            based = getattr(node[0], "based_experiments", [])
-            subs = getattr(node[0], "sub_workspace_list", [])
-            if not isinstance(based, (list, tuple)) or not isinstance(subs, (list, tuple)):
-                problem = "has an experiment with damaged based_experiments / sub_workspace_list"
-                break
+        return f"the root is {_name(trace)}, not a Trace"
+    state = vars(trace)
+    hist = state.get("hist", _MISSING)
+    if not isinstance(hist, list):
+        return f"hist is {_name(hist)}, not a list"
+    n = len(hist)
+    dag_parent = state.get("dag_parent", _MISSING)
+    if not isinstance(dag_parent, list):
+        return f"dag_parent is {_name(dag_parent)}, not a list"
+    if len(dag_parent) != n:
+        return f"dag_parent has {len(dag_parent)} entries for {n} nodes"
+    for i, parents in enumerate(dag_parent):
+        if not isinstance(parents, tuple):
+            return f"dag_parent[{i}] is {_name(parents)}, not a tuple"
+        for p in parents:
+            # an earlier node (or the node itself, which RD-Agent's get_parents reads as a root): RD-Agent's
+            # get_parents walks first parents until a root, so a later one could close a cycle it never leaves
+            if not (_is_int(p) and 0 <= p <= i):
+                return f"dag_parent[{i}] holds {_name(p) if not _is_int(p) else p}, not the index of node {i} or an earlier one"
+    loop_ids = state.get("idx2loop_id", _MISSING)
+    if not isinstance(loop_ids, dict):
+        return f"idx2loop_id is {_name(loop_ids)}, not a dict"
+    for i, loop_id in loop_ids.items():
+        if not (_is_int(i) and 0 <= i < n):
+            return f"idx2loop_id has the key {_name(i) if not _is_int(i) else i}, not a node index below {n}"
+        if not _is_int(loop_id):
+            return f"idx2loop_id[{i}] is {_name(loop_id)}, not an int"
+    if "current_selection" in state:
+        problem = _selection_problem(state["current_selection"], n, "current_selection")
+        if problem:
+            return problem
+    quant = sys.modules.get("rdagent.scenarios.qlib.proposal.quant_proposal")  # loaded if the trace is a QuantTrace
+    if quant is not None and isinstance(trace, quant.QuantTrace):
+        from rdagent.scenarios.qlib.proposal.bandit import EnvController
+
+        controller = state.get("controller", _MISSING)
+        if not isinstance(controller, EnvController):
+            return f"controller is {_name(controller)}, not an EnvController"
+
+    labels: dict[int, Any] = {}  # id(experiment) -> (id of the experiment it was reached from, step)
+    stack: list[Any] = []
+    for i in range(n - 1, -1, -1):
+        node = hist[i]
+        if not (isinstance(node, tuple) and len(node) == 2):
+            return f"hist[{i}] is {_name(node)}, not an (experiment, feedback) pair"
+        exp, fb = node
+        if not isinstance(exp, Experiment):
+            return f"hist[{i}][0] is {_name(exp)}, not an Experiment"
+        if fb is not None:
+            if not isinstance(fb, ExperimentFeedback):
+                return f"hist[{i}][1] is {_name(fb)}, not an ExperimentFeedback"
+            decision = vars(fb).get("decision", _MISSING)
+            if type(decision) is not bool:
+                return f"hist[{i}][1].decision is {_name(decision)}, not a bool"
+        if id(exp) not in labels:
+            labels[id(exp)] = (None, f"hist[{i}][0]")
+            stack.append(exp)
+    tasks: set[int] = set()
+    workspaces: set[int] = set()
+    while stack:
+        exp = stack.pop()
+        state = vars(exp)
+        sub_tasks = state.get("sub_tasks", _MISSING)
+        if not isinstance(sub_tasks, (list, tuple)):
+            return f"{_label(labels, id(exp))}.sub_tasks is {_name(sub_tasks)}, not a list"
+        subs = state.get("sub_workspace_list", _MISSING)
+        if not isinstance(subs, (list, tuple)):
+            return f"{_label(labels, id(exp))}.sub_workspace_list is {_name(subs)}, not a list"
+        if len(subs) != len(sub_tasks):
+            return f"{_label(labels, id(exp))} has {len(subs)} sub-workspaces for {len(sub_tasks)} sub-tasks"
+        for k, task in enumerate(sub_tasks):
+            if id(task) not in tasks:
+                problem = _task_problem(task, Task)
+                if problem:
+                    return f"{_label(labels, id(exp))}.sub_tasks[{k}]{problem}"
+                tasks.add(id(task))
+        for k, ws in enumerate((state.get("experiment_workspace", None), *subs)):
+            if ws is None or id(ws) in workspaces:
+                continue
+            problem = _workspace_problem(ws, FBWorkspace, Task, tasks)
+            if problem:
+                where = ".experiment_workspace" if k == 0 else f".sub_workspace_list[{k - 1}]"
+                return f"{_label(labels, id(exp))}{where}{problem}"
+            workspaces.add(id(ws))
+        hyp = state.get("hypothesis", None)
+        if hyp is not None:
+            problem = _hypothesis_problem(hyp, Hypothesis)
+            if problem:
+                return f"{_label(labels, id(exp))}.hypothesis{problem}"
+        info = state.get("running_info", _MISSING)
+        if not isinstance(info, RunningInfo):
+            return f"{_label(labels, id(exp))}.running_info is {_name(info)}, not a RunningInfo"
+        sel = state.get("local_selection", None)
+        if sel is not None:
+            # indices of the trace the experiment was made in: a based experiment's are not re-indexed by a prune
+            problem = _selection_problem(sel, None, ".local_selection")
+            if problem:
+                return _label(labels, id(exp)) + problem
+        based = state.get("based_experiments", _MISSING)
+        if not isinstance(based, (list, tuple)):
+            return f"{_label(labels, id(exp))}.based_experiments is {_name(based)}, not a list"
+        me = id(exp)
+        # RD-Agent's based_experiments repeat the accepted nodes (quadratic in all): a C-speed test skips the seen
+        if all(map(labels.__contains__, map(id, based))):
+            continue
+        for k, b in enumerate(based):
+            if id(b) in labels:
+                continue
+            if not isinstance(b, Experiment):
+                return f"{_label(labels, me)}.based_experiments[{k}] is {_name(b)}, not an Experiment"
+            labels[id(b)] = (me, f".based_experiments[{k}]")
+            stack.append(b)
+    return None
+
+
+def _task_problem(task: Any, task_class: type) -> str | None:
+    if not isinstance(task, task_class):
+        return f" is {_name(task)}, not a Task"
+    state = vars(task)
+    name = state.get("name", _MISSING)
+    if not isinstance(name, str):
+        return f".name is {_name(name)}, not a str"
+    factor_name = state.get("factor_name", None)  # FactorTask's
+    if factor_name is not None and not isinstance(factor_name, str):
+        return f".factor_name is {_name(factor_name)}, not a str"
+    return None
+
+
+def _workspace_problem(ws: Any, ws_class: type, task_class: type, tasks: set[int]) -> str | None:
+    if not isinstance(ws, ws_class):
+        return f" is {_name(ws)}, not an FBWorkspace"
+    state = vars(ws)
+    path = state.get("workspace_path", _MISSING)
+    if not isinstance(path, _PATH_TYPES):
+        return f".workspace_path is {_name(path)}, not a str or Path"
+    files = state.get("file_dict", _MISSING)
+    if not isinstance(files, dict):
+        return f".file_dict is {_name(files)}, not a dict"
+    for name, text in files.items():
+        if not (isinstance(name, str) and isinstance(text, str)):
+            return f".file_dict holds {_name(name)} -> {_name(text)}, not str -> str"
+    task = state.get("target_task", None)
+    if task is not None and id(task) not in tasks:
+        problem = _task_problem(task, task_class)
+        if problem:
+            return f".target_task{problem}"
+        tasks.add(id(task))
+    return None
+
+
+def _hypothesis_problem(hyp: Any, hyp_class: type) -> str | None:
+    if not isinstance(hyp, hyp_class):
+        return f" is {_name(hyp)}, not a Hypothesis"
+    state = vars(hyp)
+    text = state.get("hypothesis", None)
+    if text is not None and not isinstance(text, str):
+        return f".hypothesis is {_name(text)}, not a str"
+    action = state.get("action", None)  # QlibQuantHypothesis'
+    if action is not None and not isinstance(action, str):
+        return f".action is {_name(action)}, not a str"
+    return None
+
+
+def check_trace_shape(trace: Any, source: str, *, held: bool = False) -> list[Any]:
+    """Refuse (CorruptCheckpointError) a loaded object that is not a Trace shaped as RD-Agent and trace-ckpt read it.
+
+    Checks hist, dag_parent, idx2loop_id, current_selection, a QuantTrace's controller and every reachable
+    experiment, task, workspace, hypothesis and feedback. With ``held``, also returns (checked) every object of
+    the graph holding a ``workspace_path`` (``held_workspaces``: knowledge base, any attribute).
+    """
+    problem = _trace_shape_problem(trace)
+    found = held_workspaces(trace) if held and problem is None else []
+    for ws in found:
+        path = vars(ws).get("workspace_path", _MISSING)
+        if not isinstance(path, _PATH_TYPES):
+            problem = f"a {type(ws).__name__} in the trace has a workspace_path that is {_name(path)}, not a str or Path"
+            break
     if problem:
-        raise CorruptCheckpointError(f"{source}: the checkpoint {problem}")
+        raise CorruptCheckpointError(f"{source}: the checkpoint is crafted or damaged: {problem}")
+    return found
 
 
 def restore_trace(
@@ -161,10 +361,10 @@ def restore_trace(
     require = settings.require_signature if require_signature is None else require_signature
     with open_checkpoint(path, allow_modules=allow, key=configured_key(settings), require_signature=require) as ck:
         trace = ck.root
-        check_trace_shape(trace, str(path))
         # every workspace the graph holds moves under the root, listed in the files index or not: RD-Agent
         # writes into (and clears) a workspace's folder, so none may keep the path the file chose
-        held = {id(ws): ws for ws in (*iter_workspaces(trace), *held_workspaces(trace))}
+        elsewhere = check_trace_shape(trace, str(path), held=True)
+        held = {id(ws): ws for ws in (*iter_workspaces(trace), *elsewhere)}
         keys = [(ws, workspace_key(ws)) for ws in held.values()]
         names = dict.fromkeys([*ck.files.workspaces, *(key for _, key in keys)])
         mapping = relocation(list(names), root.absolute(), str(path))
