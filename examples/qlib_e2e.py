@@ -8,11 +8,12 @@
 
     python -m examples.qlib_e2e --workdir /tmp/e2e      # needs `make qlib-env` (.qlib-venv)
 
-Real: RD-Agent (loops, proposals, runners, feedback, session dumps), Qlib (data, dataset, training of the
-PyTorch model, backtest) and trace-ckpt. Stood in: the LLM and the code it writes (examples/offline/), the
-market (examples/qlib_market.py, synthetic), and conda (examples/qlib_env/bin/conda, answering RD-Agent's
-two questions from the venv). The factor phase's own backtests are the simulated ones of the offline
-rehearsal; the model phase's run is real `qrun`. Ends with one line:
+Real: RD-Agent (loops, proposals, runners, feedback, session dumps), Qlib (data, datasets, the factor
+phase's LightGBM backtests, training of the PyTorch model, backtest) and trace-ckpt. Stood in: the LLM and
+the code it writes (examples/offline/), the market (examples/qlib_market.py, synthetic), and conda
+(examples/qlib_env/bin/conda, answering RD-Agent's two questions from the venv). ``--factor-backtests
+simulated`` keeps the factor phase on the offline rehearsal's simulated backtests (minutes faster; the
+tests do that). Ends with one line:
 ``e2e ok: <N> SOTA factors + <M> base features, <R> rows; model test IC <x>``.
 """
 
@@ -158,8 +159,8 @@ def inspect_ic(ckpt: Path) -> float | None:
     return ics[-1] if ics else None
 
 
-def run(workdir: Path, factor_loops: int = 4) -> str:
-    """The whole run; returns the closing line."""
+def run(workdir: Path, factor_loops: int = 4, factor_backtests: str = "real") -> str:
+    """The whole run; returns the closing line. ``factor_backtests``: "real" (qrun) or "simulated"."""
     workdir = Path(workdir).absolute()
     home = workdir / "home"
     os.environ.update(SIGNING)  # RD-Agent's loader below checks the session dumps with the runs' key
@@ -169,8 +170,12 @@ def run(workdir: Path, factor_loops: int = 4) -> str:
 
     prepare_market(home, workdir / "phase1")
     step(f"market written: {home}/.qlib/qlib_data/cn_data and phase 1's daily_pv.h5")
-    factor_log = run_factor_loop(workdir / "phase1", factor_loops, run_name="factor")
-    step(f"factor phase: {factor_loops} loops of RD-Agent's FactorRDLoop, log {factor_log}")
+    real = {**qlib_env(home), "TRACE_CKPT_OFFLINE_BACKTEST": "real"} if factor_backtests == "real" else None
+    factor_log = run_factor_loop(workdir / "phase1", factor_loops, run_name="factor", extra_env=real, timeout=3600)
+    runs = len(list((workdir / "phase1").glob("RD-Agent_workspace/*/qlib_res.csv")))
+    if real and runs < factor_loops:
+        raise E2EError(f"the factor phase ran qrun {runs} times for {factor_loops} loops")
+    step(f"factor phase: {factor_loops} loops of RD-Agent's FactorRDLoop, {runs} real qrun backtests, log {factor_log}")
     ckpt = save(factor_log, workdir / "run1.tckpt")
     step(f"saved {ckpt}")
 
@@ -211,11 +216,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Factor phase -> save -> model phase on real Qlib (see module doc).")
     ap.add_argument("--workdir", type=Path, default=Path("e2e-out"))
     ap.add_argument("--factor-loops", type=int, default=4)
+    ap.add_argument("--factor-backtests", choices=["real", "simulated"], default="real",
+                    help="the factor phase's backtests: real qrun (default) or the offline rehearsal's simulation")
     args = ap.parse_args()
     if not (qlib_venv() / "bin" / "qrun").exists():
         sys.exit(f"no Qlib venv at {qlib_venv()}: run `make qlib-env` first")
     try:
-        line = run(args.workdir, args.factor_loops)
+        line = run(args.workdir, args.factor_loops, args.factor_backtests)
     except E2EError as e:
         sys.exit(f"e2e FAILED: {e}")
     print(line)

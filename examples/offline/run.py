@@ -62,12 +62,12 @@ def prepare_data(workdir: Path) -> None:
 
 
 def _run(kind: str, workdir: Path, loop_n: int, run_name: str, setup: str | None, timeout: float,
-         seed: int = 0) -> Path:
+         seed: int = 0, extra_env: dict[str, str] | None = None) -> Path:
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "factor":
         prepare_data(workdir)
-    env = {**os.environ, **offline_env(workdir, run_name), "TRACE_CKPT_OFFLINE_SEED": str(seed)}
+    env = {**os.environ, **offline_env(workdir, run_name), "TRACE_CKPT_OFFLINE_SEED": str(seed), **(extra_env or {})}
     cmd = [sys.executable, "-m", "examples.offline.run", "_child", kind, "--loops", str(loop_n)]
     if setup:
         cmd += ["--setup", setup]
@@ -80,12 +80,12 @@ def _run(kind: str, workdir: Path, loop_n: int, run_name: str, setup: str | None
 
 
 def run_factor_loop(workdir: Path, loop_n: int, *, run_name: str = "factor", timeout: float = 600,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, extra_env: dict[str, str] | None = None) -> Path:
     """Run RD-Agent's factor loop (fin_factor) for ``loop_n`` loops; return its log folder.
 
     ``seed`` != 0 simulates another LLM sample (see llm.py): other factor code, partly other factor names.
     """
-    return _run("factor", workdir, loop_n, run_name, None, timeout, seed)
+    return _run("factor", workdir, loop_n, run_name, None, timeout, seed, extra_env)
 
 
 def run_model_loop(workdir: Path, loop_n: int, *, setup: str | None = None, run_name: str = "model",
@@ -97,7 +97,8 @@ def run_model_loop(workdir: Path, loop_n: int, *, setup: str | None = None, run_
 def _child(kind: str, loop_n: int, setup: str | None) -> None:
     from examples.offline.backtest import install
 
-    install()
+    if os.environ.get("TRACE_CKPT_OFFLINE_BACKTEST", "simulated") == "simulated":
+        install()  # otherwise RD-Agent's own Qlib environment runs qrun (examples/qlib_e2e.py)
     if kind == "factor":
         from rdagent.app.qlib_rd_loop.conf import FACTOR_PROP_SETTING as setting
         from rdagent.app.qlib_rd_loop.factor import FactorRDLoop as Loop
