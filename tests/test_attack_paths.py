@@ -314,3 +314,22 @@ def test_links_are_restored_as_stored_even_when_they_point_outside(base: Path, t
     links = [p for p in (tmp_path / "ws").rglob("*") if p.is_symlink()]
     assert any(os.readlink(p) == str(outside) for p in links)
     _restore(evil, tmp_path / "ws")  # a second restore over the same link: the same link, nothing followed
+
+
+def test_a_small_handle_budget_restores_the_same_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folder handles are kept up to a budget (a share of the file limit); past it they are closed and
+    reopened, still one name at a time. Two handles for three workspaces with sub-folders: the same result."""
+    from tests.compare import snapshot_folder
+    from trace_ckpt.codec import files
+
+    trace = build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data"))
+    for ws in iter_workspaces(trace):
+        (Path(ws.workspace_path) / "mlruns" / "0").mkdir(parents=True, exist_ok=True)
+        (Path(ws.workspace_path) / "mlruns" / "0" / "meta.yaml").write_text(str(ws.workspace_path))
+    save_trace(trace, tmp_path / "run.tckpt")
+    _restore(tmp_path / "run.tckpt", tmp_path / "normal")
+    monkeypatch.setattr(files, "handle_budget", lambda: 2)
+    _restore(tmp_path / "run.tckpt", tmp_path / "small")
+    _restore(tmp_path / "run.tckpt", tmp_path / "small")  # again, over the same folders
+    assert snapshot_folder(tmp_path / "small") == snapshot_folder(tmp_path / "normal")
+    assert len(snapshot_folder(tmp_path / "normal")) > 20

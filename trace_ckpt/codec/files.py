@@ -7,6 +7,7 @@ listed but not stored. Restoring writes into new roots and refuses to clobber di
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -219,6 +220,7 @@ class _Folders:
         self._overwrite = overwrite
         self._parents: dict[str, int] = {}
         self._fds: dict[tuple[int, tuple[str, ...]], int] = {}
+        self._seen: set[tuple[int, tuple[str, ...]]] = set()  # opened before: reopened without a mkdir
         self._budget = handle_budget()
         self.at: tuple[int, tuple[str, ...]] | None = None  # what is being written, for error messages
 
@@ -241,7 +243,9 @@ class _Folders:
             return None
         self.at = (ws, parts)
         try:
-            fd = open_subfolder(parent, name, create=create)
+            fd = open_subfolder(parent, name, create=create and (ws, parts) not in self._seen)
+            if fd is None and create:  # removed since it was opened
+                fd = open_subfolder(parent, name, create=True)
         except NotADirectoryError:
             if not create:
                 raise WorkspaceConflictError(
@@ -254,10 +258,18 @@ class _Folders:
             fd = open_subfolder(parent, name, create=True)
         if fd is None:
             return None
+        self._seen.add((ws, parts))
         if len(self._fds) >= self._budget:
             # close the newest: a restore cycling through more folders than the budget keeps the rest
             os.close(self._fds.popitem()[1])
         self._fds[(ws, parts)] = fd
+        return fd
+
+    def folder(self, ws: int, parts: tuple[str, ...]) -> int:
+        """The handle of a folder, made (with the folders above it) when missing."""
+        fd = self.get(ws, parts, create=True)
+        if fd is None:  # never: making a folder either gives a handle or raises
+            raise FileNotFoundError(errno.ENOENT, "a folder vanished while it was made", self.path(ws, parts))
         return fd
 
     def _parent(self, ws: int, create: bool) -> int | None:
@@ -352,9 +364,9 @@ def _lay_out(plan: _Plan, handles: _Folders, blobs: BlobSource, progress: Progre
     for e, ws_n, parts, fresh in plan:
         kind = e["type"]
         if kind == "dir":
-            handles.get(ws_n, parts, create=True)
+            handles.folder(ws_n, parts)
         elif kind == "file":
-            handles.get(ws_n, parts[:-1], create=True)
+            handles.folder(ws_n, parts[:-1])
             # permission bits only (never set-uid, set-gid or sticky); the umask applies at creation
             wanted.setdefault(e["digest"], []).append((ws_n, parts, e["mode"] & 0o777, fresh))
     written = 0
@@ -371,7 +383,7 @@ def _lay_out(plan: _Plan, handles: _Folders, blobs: BlobSource, progress: Progre
             blobs.check(digest)  # before any existing file is replaced
         first: tuple[int, tuple[str, ...]] | None = None
         for ws_n, parts, mode, fresh in copies:
-            d = handles.get(ws_n, parts[:-1], create=True)
+            d = handles.folder(ws_n, parts[:-1])
             handles.at = (ws_n, parts)
             fd = _new_file(d, parts[-1], mode, fresh)
             try:
@@ -399,7 +411,7 @@ def _lay_out(plan: _Plan, handles: _Folders, blobs: BlobSource, progress: Progre
             written += 1
     for e, ws_n, parts, fresh in plan:
         if e["type"] == "symlink":
-            d = handles.get(ws_n, parts[:-1], create=True)
+            d = handles.folder(ws_n, parts[:-1])
             handles.at = (ws_n, parts)
             name, target = parts[-1], e["target"]
             try:
@@ -428,12 +440,12 @@ def _new_file(d: int, name: str, mode: int, fresh: bool) -> int:
 
 def _open_file(handles: _Folders, ws_n: int, parts: tuple[str, ...]) -> int:
     """A restored file, open for reading (never through a link)."""
-    d = handles.get(ws_n, parts[:-1], create=True)
+    d = handles.folder(ws_n, parts[:-1])
     return os.open(parts[-1], READ_FLAGS, dir_fd=d)
 
 
 def _exists(handles: _Folders, ws_n: int, parts: tuple[str, ...]) -> bool:
-    d = handles.get(ws_n, parts[:-1], create=True)
+    d = handles.folder(ws_n, parts[:-1])
     try:
         os.stat(parts[-1], dir_fd=d, follow_symlinks=False)
     except FileNotFoundError:
