@@ -522,7 +522,7 @@ def _plot_in_child(tmp_path: Path, nodes: list) -> subprocess.CompletedProcess |
     _forge_manifest(path, nodes)
     try:
         return subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), "inspect", str(path), "--plot", str(tmp_path / "p.png")],
-                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
     except subprocess.TimeoutExpired:
         return None
 
@@ -545,5 +545,26 @@ def test_inspect_plot_of_a_far_node_index_finishes(tmp_path: Path) -> None:
 
     run = _plot_in_child(tmp_path, [NodeSummary(index=10**30, experiment_class="x", metrics={"IC": 1.0}),
                                     NodeSummary(index=5, parents=[10**30], experiment_class="x", metrics={"IC": 2.0})])
-    assert run is not None, "inspect --plot did not finish in 300 s"
+    assert run is not None, "inspect --plot did not finish in 120 s"
     assert run.returncode != 1 and "unexpected" not in run.stderr, (run.returncode, run.stderr[-500:])
+
+
+# --- attacks that were refused (coverage the defenders' files lack) ---
+
+# HELD: NEWOBJ_EX with an empty args tuple but a FILLED kwargs dict: the abstract stack once told only "a dict", so
+# cls.__new__(cls, **kwargs) of a STATE class (any user-allowed class with its own __new__) got file-chosen arguments.
+def test_newobj_ex_with_keyword_arguments_is_refused_for_a_state_class() -> None:
+    graph = prog(G("rdagent.core.proposal Trace"), EMPTY_TUPLE_, EMPTY_DICT, MARK, U("k"), U("v"), SETITEMS, b"\x92")
+    assert check_pickle(graph, Allowlist().rule) is not None
+
+
+# HELD: numpy's scalar(dtype('O'), x) returns x itself, so a state built by it is a tuple the check cannot see; used as
+# BUILD's (dict, slots) state it would setattr __class__ on an RD-Agent object. numpy 2.4 refuses object scalars.
+def test_an_object_scalar_passthrough_as_slot_state_does_not_load(tmp_path: Path) -> None:
+    graph = prog(G("rdagent.core.proposal Hypothesis"), EMPTY_TUPLE_, NEWOBJ_,
+                 G("numpy._core.multiarray scalar"), DTYPE("O"), b"N", EMPTY_DICT, MARK, U("__class__"),
+                 G("rdagent.core.proposal Trace"), SETITEMS, TUPLE2, TUPLE2, REDUCE, BUILD)
+    path = tmp_path / "evil.tckpt"
+    _forge(path, graph)
+    with pytest.raises(CheckpointError):
+        restore_trace(path, workspace_root=tmp_path / "ws")
