@@ -75,7 +75,7 @@ def _growth(tmp_path: Path, graph: bytes) -> dict:
     _forge(path, graph)
     assert path.stat().st_size < 4096
     run = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+                         check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -110,7 +110,7 @@ def _restore_in_child(tmp_path: Path, graph: bytes) -> subprocess.CompletedProce
             "try:\n    restore_trace(sys.argv[1], workspace_root=sys.argv[2])\n"
             "except CheckpointError as e:\n    print('refused:', e)\n")
     return subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "ws")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
 def _object_array_state(dtype: bytes, items: bytes) -> bytes:
@@ -149,7 +149,7 @@ def test_prune_cli_on_the_object_array_crash_exits_with_a_code(tmp_path: Path) -
     path = tmp_path / "evil.tckpt"
     _forge(path, OBJECT_ARRAY_CRASHES["object, items in a UserInstructions"])
     run = subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), "prune", str(path), str(tmp_path / "out.tckpt"),
-                          "--keep", "sota"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          "--keep", "sota"], check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 4, (run.returncode, run.stderr[-1000:])
     assert not (tmp_path / "out.tckpt").exists()
 
@@ -215,7 +215,7 @@ def test_table_labels_from_the_pickle_cannot_allocate_gigabytes(tmp_path: Path, 
     _forge_with_table(path, graph)
     assert path.stat().st_size < 4096
     run = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+                         check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["outcome"].split(":")[0] == "CorruptCheckpointError", result
@@ -423,8 +423,8 @@ def test_a_result_series_with_codes_past_its_categories_does_not_crash_prune_or_
     path, out = tmp_path / "evil.tckpt", tmp_path / "out.tckpt"
     _forge(path, TRACE(exp, ACCEPTED))
     args = ["prune", path, out, "--keep", "accepted"] if command == "prune" else ["merge", path, path, out]
-    run = subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), *map(str, args)], capture_output=True, text=True,
-                         cwd=ROOT, timeout=600)
+    run = subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), *map(str, args)], check=False, capture_output=True,
+                         text=True, cwd=ROOT, timeout=600)
     assert run.returncode not in (-11, 1), (run.returncode, run.stderr[-1000:])
 
 
@@ -462,7 +462,7 @@ def test_prune_does_not_write_process_memory_into_the_manifest(tmp_path: Path) -
     path = tmp_path / "evil.tckpt"
     _forge(path, TRACE(exp, ACCEPTED))
     run = subprocess.run([sys.executable, "-c", _PRUNE_AND_SHOW_METRICS, str(path), str(tmp_path / "out.tckpt")],
-                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+                         check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
     result = json.loads(run.stdout.strip().splitlines()[-1])
     leaked = {k: v for k, v in result.get("metrics", {}).items() if v not in categories}
@@ -522,7 +522,7 @@ def _plot_in_child(tmp_path: Path, nodes: list) -> subprocess.CompletedProcess |
     _forge_manifest(path, nodes)
     try:
         return subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), "inspect", str(path), "--plot", str(tmp_path / "p.png")],
-                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+                              check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
     except subprocess.TimeoutExpired:
         return None
 
