@@ -333,3 +333,26 @@ def test_a_small_handle_budget_restores_the_same_folders(tmp_path: Path, monkeyp
     _restore(tmp_path / "run.tckpt", tmp_path / "small")  # again, over the same folders
     assert snapshot_folder(tmp_path / "small") == snapshot_folder(tmp_path / "normal")
     assert len(snapshot_folder(tmp_path / "normal")) > 20
+
+
+def test_a_deep_entry_is_made_one_folder_at_a_time_and_an_overlong_one_is_refused(base: Path, tmp_path: Path,
+                                                                                  outside: Path) -> None:
+    """1,500 nested folders (main: RecursionError in os.makedirs) are made without recursion; a path longer
+    than a save could have read (4,096) is a crafted index (exit 4)."""
+    deep = "d/" * 1500 + "x"
+    evil = _reseal(base, tmp_path / "deep.tckpt", lambda i: _with_entries(_first_key, dict(_a_file(i), path=deep))(i))
+    trace = _restore(evil, tmp_path / "ws")
+    folder = next(Path(ws.workspace_path) for ws in iter_workspaces(trace) if (Path(ws.workspace_path) / "d").is_dir())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(1500):
+            nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        assert stat.S_ISREG(os.stat("x", dir_fd=fd, follow_symlinks=False).st_mode)
+    finally:
+        os.close(fd)
+
+    too_long = _reseal(base, tmp_path / "long.tckpt",
+                       lambda i: _with_entries(_first_key, dict(_a_file(i), path="d/" * 2100 + "x"))(i))
+    _refused(CorruptCheckpointError, lambda: _restore(too_long, tmp_path / "ws2"), code=4)

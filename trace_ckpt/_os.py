@@ -17,6 +17,8 @@ READ_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
 # (EMLINK: FreeBSD's O_NOFOLLOW)
 _NOT_A_FOLDER = (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
 _NOT_NAMES = frozenset(("", ".", ".."))
+# Linux's longest path: a save could not have read a workspace file with a longer relative path
+PATH_MAX = 4096
 
 
 def current_umask() -> int:

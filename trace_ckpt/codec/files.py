@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from trace_ckpt._os import NEW_FILE_FLAGS, READ_FLAGS, handle_budget, is_plain_name, open_subfolder
+from trace_ckpt._os import NEW_FILE_FLAGS, PATH_MAX, READ_FLAGS, handle_budget, is_plain_name, open_subfolder
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec.schema import STRICT, load_json
 from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, WorkspaceConflictError
@@ -177,9 +177,10 @@ def capture_workspaces(
 
 def _entry_parts(rel: str, key: str, source: str) -> tuple[str, ...]:
     """An entry's path as its parts: a plain relative path as a save writes it (``a/b``), else
-    CorruptCheckpointError (absolute, empty, ``.``, ``..``, a repeated or trailing ``/``, a NUL byte)."""
+    CorruptCheckpointError (absolute, empty, ``.``, ``..``, a repeated or trailing ``/``, a NUL byte, longer
+    than a save can read)."""
     parts = tuple(rel.split("/"))
-    if not all(map(is_plain_name, parts)):
+    if len(rel) > PATH_MAX or not all(map(is_plain_name, parts)):
         raise CorruptCheckpointError(
             f"{source}: workspace entry {rel!r} of {key!r} is not a plain relative path; the checkpoint is crafted or damaged"
         )
@@ -235,12 +236,23 @@ class _Folders:
         fd = self._fds.get((ws, parts))
         if fd is not None:
             return fd
-        if parts:
-            parent, name = self.get(ws, parts[:-1], create=create), parts[-1]
+        i = len(parts) - 1  # walk down from the deepest folder above that has a handle
+        while i >= 0 and (ws, parts[:i]) not in self._fds:
+            i -= 1
+        if i >= 0:
+            fd = self._fds[(ws, parts[:i])]
         else:
-            parent, name = self._parent(ws, create), self._folders[ws][1]
-        if parent is None:
-            return None
+            parent = self._parent(ws, create)
+            fd = None if parent is None else self._open(ws, (), parent, self._folders[ws][1], create)
+            i = 0
+        for j in range(i + 1, len(parts) + 1):
+            if fd is None:
+                break
+            fd = self._open(ws, parts[:j], fd, parts[j - 1], create)
+        return fd
+
+    def _open(self, ws: int, parts: tuple[str, ...], parent: int, name: str, create: bool) -> int | None:
+        """Open (or make) one folder from its parent's handle and keep its handle."""
         self.at = (ws, parts)
         try:
             fd = open_subfolder(parent, name, create=create and (ws, parts) not in self._seen)
