@@ -568,3 +568,28 @@ def test_an_object_scalar_passthrough_as_slot_state_does_not_load(tmp_path: Path
     _forge(path, graph)
     with pytest.raises(CheckpointError):
         restore_trace(path, workspace_root=tmp_path / "ws")
+
+
+# HOLE (trust laundering): prune and merge sign what they write with the configured key, whatever signed their input.
+# An unsigned checkpoint from elsewhere (reading it only logs a warning) pruned or merged on a machine with a signing
+# key comes out "signed, signature ok"; `resume` then trusts it without --trust and runs its factor.py and feature code.
+@pytest.mark.parametrize("command", ["prune", "merge"])
+def test_prune_or_merge_of_an_unsigned_file_does_not_make_resume_trust_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                          command: str) -> None:
+    from tests.builders import build_trace, data_folder
+    from trace_ckpt import UntrustedContentError, merge, prune, save_trace
+    from trace_ckpt.rdagent.resume import check_trust
+
+    monkeypatch.delenv("TRACE_CKPT_SIGNING_KEY", raising=False)
+    foreign = tmp_path / "foreign.tckpt"
+    save_trace(build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data")), foreign)  # unsigned
+    monkeypatch.setenv("TRACE_CKPT_SIGNING_KEY", "this-machines-own-signing-key-0123456789abcdef")
+    with pytest.raises(UntrustedContentError):
+        check_trust(foreign, None)  # resume refuses the foreign file itself
+    out = tmp_path / "out.tckpt"
+    if command == "prune":
+        prune(foreign, out, keep="accepted")
+    else:
+        merge([foreign, foreign], out)
+    with pytest.raises(UntrustedContentError):
+        check_trust(out, None)
