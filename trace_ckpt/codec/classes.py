@@ -111,10 +111,22 @@ def _dtype_args(args: tuple) -> str | None:
     which a later BUILD would change for the whole process)."""
     from trace_ckpt.codec.opcodes import Const
 
-    if (len(args) == 3 and type(args[0]) is str and isinstance(args[1], Const) and args[1].value is False
+    import numpy as np
+
+    if not (len(args) == 3 and type(args[0]) is str and isinstance(args[1], Const) and args[1].value is False
             and isinstance(args[2], Const) and args[2].value is True):
-        return None
-    return "takes numpy's (code, False, True) here"
+        return "takes numpy's (code, False, True) here"
+    try:
+        size = np.dtype(args[0]).itemsize
+    except Exception as e:  # noqa: BLE001 - a code numpy does not parse
+        return f"does not make a dtype of {args[0][:40]!r} ({type(e).__name__})"
+    return _no_zero_size(size)
+
+
+def _no_zero_size(itemsize: int) -> str | None:
+    """An array of a zero-size dtype (V0) holds any number of elements in no bytes: numpy's length check holds
+    for b"" whatever the shape, and what reads the elements (an index of them) makes one object each."""
+    return None if itemsize > 0 else "makes a zero-size dtype (an array of it can claim any length)"
 
 
 def _constant(value: object) -> object:
@@ -151,7 +163,7 @@ def _dtype_state(made: object, state: object) -> str | None:
         return f"does not make a dtype ({type(e).__name__})"
     if canonical.__reduce__()[1:] != dt.__reduce__()[1:]:
         return f"makes a {dt.str} dtype whose flags or sizes are not numpy's own"
-    return None
+    return _no_zero_size(dt.itemsize)
 
 
 # the most rows a pickled RangeIndex may claim: it is lazy, but what reads its values makes them all
