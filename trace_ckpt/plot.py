@@ -15,6 +15,7 @@ are drawn on the Agg canvas directly, so the process's pyplot backend is left al
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,6 +32,7 @@ KEY_IC = "IC"
 KEY_ARR = "1day.excess_return_with_cost.annualized_return"
 PHASE_COLOURS = {"factor": "tab:blue", "model": "tab:orange", "other": "tab:gray"}
 INSTALL_HINT = "pip install 'trace-ckpt[plot]'"
+PLOTTABLE = 1e12  # larger metrics (and NaN, inf) are left out of the plot, like a missing metric
 GID_POINTS = "points"  # gid of every marker collection: "points:<metric>:<phase>:<accepted|rejected>"
 
 
@@ -71,7 +73,7 @@ def plot_manifest(manifest: Manifest, *, title: str | None = None) -> Figure:
         ax_arr.set_xlim(-0.5, len(nodes) - 0.5)
 
     c = manifest.counts
-    missing = sum(1 for n in nodes if KEY_IC not in n.metrics)
+    missing = sum(1 for n in nodes if not abs(n.metrics.get(KEY_IC, math.inf)) <= PLOTTABLE)
     fig.suptitle(
         (title or "trace") + f" — {c.hist} nodes, {c.accepted} accepted"
         + (f"; {missing} without IC not shown" if missing else "")
@@ -91,7 +93,8 @@ def plot_manifest(manifest: Manifest, *, title: str | None = None) -> Figure:
 def _panel(ax: Any, manifest: Manifest, key: str) -> None:
     from matplotlib.patches import FancyArrowPatch
 
-    y = {n.index: n.metrics[key] for n in manifest.nodes if key in n.metrics}
+    # values a plot can place: a finite metric of ordinary size (1e308 broke matplotlib's ticks)
+    y = {n.index: v for n in manifest.nodes if abs(v := n.metrics.get(key, math.inf)) <= PLOTTABLE}
     if not y:
         ax.text(0.5, 0.5, f"no node has {key}", transform=ax.transAxes, ha="center", va="center", color="0.4")
         return

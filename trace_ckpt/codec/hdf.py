@@ -34,7 +34,7 @@ _MEMO_OPCODES = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
 _PICKLE_OPCODES = frozenset(ord(op.code) for op in pickletools.opcodes)
 # PyTables' node classes that hold numbers or fixed-size strings (never VLARRAY: its rows may be pickles)
 _CLASSES = frozenset({b"GROUP", b"ARRAY", b"CARRAY", b"EARRAY", b"TABLE"})
-_KINDS = frozenset("biufcS")  # bool, integers, floats, complex, fixed-size byte strings
+_KINDS = frozenset("biufS")  # bool, integers, floats, fixed-size byte strings (factor values are real numbers)
 # values may expand beyond the file (compression, unwritten chunks) only this much
 _EXPANSION, _SLACK = 64, 64 << 20
 

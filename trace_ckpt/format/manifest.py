@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SectionKind = Literal["graph", "blobs", "index", "files"]
 
@@ -129,6 +129,20 @@ class Manifest(_Model):
     sections: list[SectionInfo] = Field(default_factory=list)
     signature: SignatureInfo | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, producer-defined")
+
+    @model_validator(mode="after")
+    def _nodes_are_the_trace(self) -> Manifest:
+        """Node ``i`` is ``trace.hist[i]`` and names only nodes of the trace as parents: every reader (``ls``,
+        ``diff``, the plot) places nodes by these numbers (a node index of 10**30 hung the plot)."""
+        n = len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            if node.index != i:
+                raise ValueError(f"nodes[{i}] has index {node.index}")
+            if any(not 0 <= p < n for p in node.parents):
+                raise ValueError(f"nodes[{i}] names a parent that is not a node")
+        if self.sota_index is not None and self.sota_index >= max(n, 1) and n:
+            raise ValueError(f"sota_index {self.sota_index} is not a node")
+        return self
 
     def section(self, name: str) -> SectionInfo:
         """Return the section called ``name``; KeyError when absent."""
