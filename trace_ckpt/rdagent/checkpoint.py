@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 from collections.abc import Iterable
@@ -112,6 +113,7 @@ def default_workspace_root() -> Path:
 
 
 _MISSING = object()
+_STR = {str}
 _PATH_TYPES = (str, Path)  # not any os.PathLike: str() of a workspace_path must be the plain path RD-Agent made
 
 
@@ -138,6 +140,12 @@ def _selection_problem(sel: Any, n: int | None, where: str) -> str | None:
         if n is not None and not -1 <= i < n:
             return f"{where}[{k}] is {i}, not -1 or a node index below {n}"
     return None
+
+
+def _remember(known: set[Any], exps: Iterable[Any]) -> None:
+    for exp in exps:
+        with contextlib.suppress(Exception):  # an experiment class without a hash is only never skipped
+            known.add(exp)
 
 
 def _label(labels: dict[int, Any], key: int) -> str:
@@ -197,6 +205,7 @@ def _trace_shape_problem(trace: Any) -> str | None:
             return f"controller is {_name(controller)}, not an EnvController"
 
     labels: dict[int, Any] = {}  # id(experiment) -> (id of the experiment it was reached from, step)
+    known: set[Any] = set()  # the experiments of labels that hash (for the fast test of based_experiments)
     stack: list[Any] = []
     for i in range(n - 1, -1, -1):
         node = hist[i]
@@ -214,6 +223,7 @@ def _trace_shape_problem(trace: Any) -> str | None:
         if id(exp) not in labels:
             labels[id(exp)] = (None, f"hist[{i}][0]")
             stack.append(exp)
+    _remember(known, stack)
     tasks: set[int] = set()
     workspaces: set[int] = set()
     while stack:
@@ -258,16 +268,19 @@ def _trace_shape_problem(trace: Any) -> str | None:
         based = state.get("based_experiments", _MISSING)
         if not isinstance(based, (list, tuple)):
             return f"{_label(labels, id(exp))}.based_experiments is {_name(based)}, not a list"
+        # RD-Agent's based_experiments repeat the accepted nodes (quadratic in all): a set test at C speed skips
+        # a list of experiments all seen (RD-Agent's have the default hash; on any error the loop below checks)
+        with contextlib.suppress(Exception):  # an element that cannot be hashed: the loop below names it
+            if known.issuperset(based):
+                continue
         me = id(exp)
-        # RD-Agent's based_experiments repeat the accepted nodes (quadratic in all): a C-speed test skips the seen
-        if all(map(labels.__contains__, map(id, based))):
-            continue
         for k, b in enumerate(based):
             if id(b) in labels:
                 continue
             if not isinstance(b, Experiment):
                 return f"{_label(labels, me)}.based_experiments[{k}] is {_name(b)}, not an Experiment"
             labels[id(b)] = (me, f".based_experiments[{k}]")
+            _remember(known, (b,))
             stack.append(b)
     return None
 
@@ -295,9 +308,10 @@ def _workspace_problem(ws: Any, ws_class: type, task_class: type, tasks: set[int
     files = state.get("file_dict", _MISSING)
     if not isinstance(files, dict):
         return f".file_dict is {_name(files)}, not a dict"
-    for name, text in files.items():
-        if not (isinstance(name, str) and isinstance(text, str)):
-            return f".file_dict holds {_name(name)} -> {_name(text)}, not str -> str"
+    if not {*map(type, files), *map(type, files.values())} <= _STR:  # at C speed; the loop names the first
+        for name, text in files.items():
+            if not (type(name) is str and type(text) is str):
+                return f".file_dict holds {_name(name)} -> {_name(text)}, not str -> str"
     task = state.get("target_task", None)
     if task is not None and id(task) not in tasks:
         problem = _task_problem(task, task_class)
