@@ -70,15 +70,17 @@ def _write(
     min_blob: int,
     allow_modules: Iterable[str],
     key: bytes | None,
+    sign: bool = True,
 ) -> Manifest:
     """The one save pipeline: graph, then the workspace files ``capture`` puts in the packer, then the
-    blob index, the files index and the manifest, all into one atomic write."""
+    blob index, the files index and the manifest, all into one atomic write (signed unless ``sign`` is False)."""
     from trace_ckpt.codec.allowlist import Allowlist
     from trace_ckpt.codec.blobs import BlobPacker
     from trace_ckpt.codec.graph import encode_graph
     from trace_ckpt.signing import configured_private_key, key_id, public_key_id
 
-    private_key = configured_private_key()  # an Ed25519 key, when configured, signs instead of the HMAC key
+    key = key if sign else None
+    private_key = configured_private_key() if sign else None  # an Ed25519 key, when configured, wins over HMAC
     signer_id = public_key_id(private_key.public_key()) if private_key else key_id(key) if key else None
     with atomic_write(path) as f:
         writer = ContainerWriter(f, level=level, threads=threads)
@@ -272,6 +274,8 @@ class LoadedCheckpoint:
     files: FilesIndex
     _reader: ContainerReader
     _blobs: BlobSource
+    signature: str = "unsigned"
+    """What ``check_signature`` found: only "ok" means a configured or trusted key vouches for the content."""
 
     def materialize(self, mapping: Mapping[str, Path], *, overwrite: bool = False, progress: Progress | None = None) -> int:
         """Write the captured workspace folders to their new places (original path -> new path)."""
@@ -301,7 +305,7 @@ def open_checkpoint(
 
     with local_copy(path) as local, open_read(local) as f:  # a remote file is fetched once, streamed
         reader = ContainerReader(f, source=str(path))
-        check_signature(reader, key, require_signature)
+        signature = check_signature(reader, key, require_signature)
         # large workspace files are hashed while they stream to disk (one read, not two); every other
         # section, and anything the graph reads, is checked before a byte of it is decompressed
         bad = reader.verify(skip=checked_when_read)
@@ -312,7 +316,7 @@ def open_checkpoint(
         blobs = BlobSource(reader)
         root = decode_graph(reader, blobs, Allowlist(allow_modules))
         files = FilesIndex.read(reader, blobs)
-        yield LoadedCheckpoint(reader.manifest, root, files, reader, blobs)
+        yield LoadedCheckpoint(reader.manifest, root, files, reader, blobs, signature)
 
 
 @dataclass
@@ -336,13 +340,15 @@ def write_checkpoint_carrying(
     min_blob: int = 256,
     allow_modules: Iterable[str] = (),
     key: bytes | None = None,
+    sign: bool = True,
 ) -> Manifest:
     """Like ``write_checkpoint``, but every workspace folder (new key -> ``CarriedFolder``) comes from an open
-    checkpoint: entries and file bytes are copied as stored, so no workspace has to exist on disk.
+    checkpoint: entries and file bytes are copied as stored, so no workspace has to exist on disk. ``sign=False``
+    writes it unsigned whatever key is configured (content no key of yours vouched for must not become signed).
     """
     return _write(
         path, root, manifest, lambda packer: _carry_folders(folders, packer),
-        level=level, threads=threads, min_blob=min_blob, allow_modules=allow_modules, key=key,
+        level=level, threads=threads, min_blob=min_blob, allow_modules=allow_modules, key=key, sign=sign,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,9 @@ from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.rdagent.checkpoint import check_trace_shape, new_manifest
 from trace_ckpt.rdagent.trace import class_path, experiment_kind, iter_workspaces, workspace_key
 from trace_ckpt.settings import get_settings
-from trace_ckpt.signing import configured_key
+from trace_ckpt.signing import configured_key, configured_private_key
+
+log = logging.getLogger("trace_ckpt")
 
 Action = Literal["factor", "model"]
 ACTIONS: tuple[str, ...] = ("factor", "model")
@@ -183,13 +186,20 @@ def _load(path: PathLike, allow_modules: Sequence[str], require_signature: bool 
 
 
 def _write(trace: Any, out: PathLike, folders: dict[str, CarriedFolder], metadata: dict[str, Any],
-           level: int | None, allow_modules: Sequence[str]) -> Manifest:
+           level: int | None, allow_modules: Sequence[str], sources: Sequence[LoadedCheckpoint]) -> Manifest:
+    """Write a pruned or merged trace, signed only when a key of yours verified every source: signing content
+    nobody here vouched for would make resume trust a stranger's file."""
     settings = get_settings()
     manifest = new_manifest(trace, metadata)
+    unverified = [ck._reader.source for ck in sources if ck.signature != "ok"]
+    key = configured_key(settings)
+    if unverified and (key or configured_private_key()):  # it would have been signed
+        log.warning("%s is written unsigned: %s %s not verified by a key of yours", out, ", ".join(unverified),
+                    "is" if len(unverified) == 1 else "are")
     return write_checkpoint_carrying(
         out, trace, manifest, folders, level=settings.level if level is None else level, threads=settings.threads,
         min_blob=settings.min_blob_bytes, allow_modules=[*settings.allowed, *allow_modules],
-        key=configured_key(settings),
+        key=key, sign=not unverified,
     )
 
 
@@ -241,7 +251,7 @@ def prune(
         # Workspace files are carried over from the source's blobs rather than materialized and re-captured:
         # no temporary copy of every folder, no dependence on the disk, and the bytes cannot change on the way.
         folders = {key: CarriedFolder(ck, key) for key in _workspace_keys(trace)}
-        manifest = _write(trace, out, folders, metadata, level, allow_modules)
+        manifest = _write(trace, out, folders, metadata, level, allow_modules, [ck])
     return PruneReport(manifest, indices, total - len(indices))
 
 
@@ -386,7 +396,7 @@ def merge(
             for k, (p, ck) in enumerate(zip(inputs, cks))
         ]
         metadata["merge"] = {"renamed": [asdict(r) for r in renamed], "duplicates": [asdict(d) for d in duplicates]}
-        manifest = _write(merged, out, folders, metadata, level, allow_modules)
+        manifest = _write(merged, out, folders, metadata, level, allow_modules, cks)
     return MergeReport(manifest, first_index, renamed, duplicates, notes)
 
 
