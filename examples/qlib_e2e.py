@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -152,6 +153,17 @@ def sota_factor_names(loop: Any) -> list[str]:
     return names
 
 
+def feedback_saw_ic(prompt_log: Path, ic: float) -> bool:
+    """True when a feedback prompt of the offline LLM's log shows the result's IC (as pandas prints it)."""
+    for line in Path(prompt_log).read_text().splitlines():
+        prompt = json.loads(line)["prompt"]
+        if "Current Round Information" in prompt:
+            shown = re.findall(r"^(?:Result: )?IC\s+(-?[0-9.]+(?:e-?[0-9]+)?)$", prompt, flags=re.MULTILINE)
+            if any(abs(float(v) - ic) <= 5e-7 + 1e-6 * abs(ic) for v in shown):
+                return True
+    return False
+
+
 def inspect_ic(ckpt: Path) -> float | None:
     """The IC `trace-ckpt inspect --json` shows for the last model node of ``ckpt``."""
     manifest = json.loads(_cli("inspect", str(ckpt), "--json").stdout)
@@ -198,8 +210,7 @@ def run(workdir: Path, factor_loops: int = 4, factor_backtests: str = "real") ->
     check_dataset(report, factors, base)
     step(f"dataset: {report['rows']} rows, {report['instruments']} instruments, {report['start']}..{report['end']}")
 
-    prompts = [json.loads(line)["prompt"] for line in (workdir / "phase2" / "prompts.jsonl").read_text().splitlines()]
-    if not any("Current Round Information" in p and f"{ic}"[:8] in p for p in prompts):
+    if not feedback_saw_ic(workdir / "phase2" / "prompts.jsonl", ic):
         raise E2EError(f"the feedback prompt did not see the IC {ic}")
     step(f"feedback: decision {feedback.decision}, its prompt held the IC")
 
