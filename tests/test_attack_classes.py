@@ -464,3 +464,40 @@ def test_differential_whatever_the_check_passes_the_unpickler_runs_only_allowed_
             pass
         assert not _VIOLATIONS, (data, _VIOLATIONS)
     assert passed > 3_000  # the generator reaches programs the check accepts, so the test says something
+
+
+def test_many_references_to_one_stored_table_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every table number is decoded anew: one stored table under 10,000 numbers would be 10,000 frames."""
+    import pandas as pd
+
+    from trace_ckpt.codec import graph as graph_mod
+    from trace_ckpt.codec import tables
+
+    monkeypatch.setattr(graph_mod, "TABLE_REPEAT_BYTES", 1 << 20)  # the bound, scaled down for the test
+    data, labels = tables.to_arrow(pd.DataFrame({"a": np.arange(1000.0)}))
+    path = tmp_path / "refs.tckpt"
+    with open(path, "wb") as f:
+        w = ContainerWriter(f)
+        packer = BlobPacker(w)
+        digest = packer.put(data)
+        packer.finish()
+        refs = [("t", i, digest, labels) for i in range(10_000)]
+        w.add_bytes("graph", "graph", _persistent_pickle(refs))
+        w.add_bytes("files", "files", FilesIndex().to_bytes())
+        w.finish(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
+                          producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
+    with pytest.raises(CorruptCheckpointError, match="one table referred to many times"):
+        restore_trace(path, workspace_root=tmp_path / "ws")
+
+
+def _persistent_pickle(pids: list) -> bytes:
+    """A pickle of a list whose items are the persistent references ``pids`` (as the graph writer emits them)."""
+    import io
+
+    class _P(pickle.Pickler):
+        def persistent_id(self, obj):
+            return obj if type(obj) is tuple and obj and obj[0] == "t" else None
+
+    buf = io.BytesIO()
+    _P(buf, protocol=5).dump(pids)
+    return buf.getvalue()

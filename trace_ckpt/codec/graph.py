@@ -24,6 +24,9 @@ from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter
 
 PROTOCOL = 5
+# memory the repeated references to stored tables may take beyond 16x the tables stored (an honest trace holding
+# 500 equal 1 MB frames takes 500 MB)
+TABLE_REPEAT_BYTES = 1 << 30
 MIN_BLOB = 256
 _FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)
 # types pickle writes with its own opcodes, naming no global
@@ -194,7 +197,11 @@ class _GraphUnpickler(pickle.Unpickler):
         self._reader = reader
         self._allow = allow
         self._strings: dict[str, str] = {}
+        self._bytes: dict[str, bytes] = {}
         self._tables: dict[int, Any] = {}
+        self._table_digests: set[str] = set()
+        self._unique_table_bytes = 0
+        self._table_bytes = 0
 
     def find_class(self, module: str, name: str) -> Any:
         return self._allow.resolve(module, name)
@@ -209,16 +216,34 @@ class _GraphUnpickler(pickle.Unpickler):
                 if s is None:
                     s = self._strings[pid[1]] = self._blobs.get(pid[1]).decode("utf-8", "surrogatepass")
                 return s
-            if tag == "b":
-                return self._blobs.get(pid[1])
+            if tag == "b":  # one object per blob: every reference to it costs no memory
+                b = self._bytes.get(pid[1])
+                if b is None:
+                    b = self._bytes[pid[1]] = self._blobs.get(pid[1])
+                return b
             if tag == "t":
                 serial, digest, labels = pid[1], pid[2], pid[3]
                 if serial not in self._tables:
-                    self._tables[serial] = tables.from_arrow(self._blobs.get(digest), labels)
+                    data = self._blobs.get(digest)
+                    self._count_table(digest, len(data))
+                    self._tables[serial] = tables.from_arrow(data, labels)
                 return self._tables[serial]
         except (KeyError, IndexError, TypeError) as e:
             raise CorruptCheckpointError(f"{self._reader.source}: the graph refers to a missing blob or table ({e})") from None
         raise CorruptCheckpointError(f"{self._reader.source}: unknown reference kind {tag!r} in the graph")
+
+    def _count_table(self, digest: str, size: int) -> None:
+        """Each table number is a frame of its own, decoded anew (equal frames stay distinct objects), so many
+        numbers for one stored table multiply memory: bounded by TABLE_REPEAT_BYTES plus 16x what is stored."""
+        if digest not in self._table_digests:
+            self._table_digests.add(digest)
+            self._unique_table_bytes += size
+        self._table_bytes += size
+        if self._table_bytes > TABLE_REPEAT_BYTES + 16 * self._unique_table_bytes:
+            raise CorruptCheckpointError(
+                f"{self._reader.source}: the graph's tables would take over {self._table_bytes >> 20} MiB in memory "
+                f"from {self._unique_table_bytes >> 20} MiB stored (one table referred to many times): crafted"
+            )
 
 
 def decode_graph(reader: ContainerReader, blobs: BlobSource, allow: Allowlist) -> Any:
