@@ -200,80 +200,27 @@ class _Refused(Exception):
     pass
 
 
+# every use of every name allowed: what is left is the bounds and the stack's shape
+_ANY = Rule(call=True, new=True, new_args=True, state=True, items=True, append=True)
+
+
 def unsafe_opcode(data: bytes) -> str | None:
-    """Why ``data`` must not reach the C unpickler on size grounds alone (names are not checked), or None."""
-    return check_pickle(data, None)
+    """Why ``data`` must not reach the C unpickler on size and shape grounds alone (names and their use are not
+    checked), or None."""
+    return check_pickle(data, lambda module, name: _ANY)
 
 
-def check_pickle(data: bytes, resolve: Resolver | None) -> str | None:
+def check_pickle(data: bytes, resolve: Resolver) -> str | None:
     """Why ``data`` must not reach the C unpickler (a short reason), or None when the check finds nothing.
 
-    ``resolve(module, name)`` gives each name's rule (raising a CheckpointError to refuse the name); with
-    None only the size checks run (names and their use are not simulated).
+    ``resolve(module, name)`` gives each name's rule, or raises a CheckpointError to refuse the name.
     """
     if not isinstance(data, bytes):
         data = bytes(data)  # a memoryview has no find() or decode()
     try:
-        if resolve is None:
-            return _scan(data)
         return _simulate(data, resolve)
     except _Refused as e:
         return str(e)
-
-
-def _scan(data: bytes) -> str | None:
-    pos, end, stored = 0, len(data), 0
-    fixed, counted, lines = _FIXED, _COUNTED, _LINES
-    while pos < end:
-        code = data[pos]
-        size = fixed.get(code)
-        if size is not None:
-            if code == _MEMOIZE:
-                stored += 1
-            elif code == _BINPUT or code == _LONG_BINPUT:
-                if pos + size > end:
-                    return f"opcode at byte {pos} is cut off"
-                index = data[pos + 1] if code == _BINPUT else _U4(data, pos + 1)[0]
-                if index > stored + MEMO_SLACK:
-                    return f"memo index {index} at byte {pos} is far beyond the {stored} entries stored"
-                stored += 1
-            elif code == _FRAME:
-                if pos + size > end or _U8(data, pos + 1)[0] > end - pos - size:
-                    return f"a frame at byte {pos} runs past the end of the data"
-            elif code == _STOP:
-                return None
-            pos += size
-            continue
-        width_signed = counted.get(code)
-        if width_signed is not None:
-            width, signed = width_signed
-            if pos + 1 + width > end:
-                return f"opcode at byte {pos} is cut off"
-            if width == 1:
-                length = data[pos + 1]
-            elif width == 4:
-                length = (_I4 if signed else _U4)(data, pos + 1)[0]
-            else:
-                length = _U8(data, pos + 1)[0]
-            if length < 0 or pos + 1 + width + length > end:
-                return f"a length of {length} at byte {pos} runs past the end of the data"
-            pos += 1 + width + length
-            continue
-        n_lines = lines.get(code)
-        if n_lines is None:
-            return f"unknown opcode {code:#04x} at byte {pos}"
-        start = pos
-        for _ in range(n_lines):
-            pos = data.find(b"\n", pos + 1)
-            if pos < 0:
-                return f"opcode at byte {start} is cut off"
-        if code == _PUT:
-            text = data[start + 1 : pos]
-            if not text.isdigit() or len(text) > 18 or int(text) > stored + MEMO_SLACK:
-                return f"memo index {text[:20]!r} at byte {start} is not a small number"
-            stored += 1
-        pos += 1
-    return "the data ends without a STOP opcode"
 
 
 def _text(data: bytes, pos: int) -> str:
@@ -295,7 +242,8 @@ _PUSH_STR_SHORT, _PUSH_STR_4 = _op("SHORT_BINUNICODE"), _op("BINUNICODE")
 
 
 def _simulate(data: bytes, resolve: Resolver) -> str | None:
-    """The bomb checks of ``_scan`` plus the abstract stack: every call the unpickler would make is checked."""
+    """The bounds checks (lengths, frames, memo indexes) and the abstract stack: every call the unpickler would
+    make is checked against the rule of the name it calls."""
     pos, end = 0, len(data)
     fixed, counted, lines = _FIXED, _COUNTED, _LINES
     stack: list[object] = []
@@ -390,7 +338,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             pos += 1
             continue
         at = pos
-        # --- advance past the opcode and its argument (the bounds checks of _scan) ---
+        # --- advance past the opcode and its argument, within the data ---
         size = fixed.get(code)
         if size is not None:
             if pos + size > end:
