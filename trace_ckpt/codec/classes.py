@@ -53,6 +53,13 @@ def _empty_iterable(args: tuple) -> str | None:
     return f"takes an empty tuple or list here (its items come after), not {first!r}"
 
 
+def _is_int(value: object) -> bool:
+    """An integer constant of the pickle (a bool is not one)."""
+    from trace_ckpt.codec.opcodes import Const
+
+    return isinstance(value, Const) and type(value.value) is int
+
+
 def _no_args(args: tuple) -> str | None:
     return None if not args else f"takes no arguments here (its items come after), not {len(args)}"
 
@@ -74,10 +81,10 @@ def _blocks_and_axes(args: tuple) -> str | None:
 def _empty_array(args: tuple) -> str | None:
     """numpy writes ``_reconstruct(ndarray, (0,), b'b')``: an empty array whose state comes after (a larger
     shape would be allocated before any state arrives)."""
-    from trace_ckpt.codec.opcodes import Int, Name
+    from trace_ckpt.codec.opcodes import Name
 
     if (len(args) == 3 and isinstance(args[0], Name) and args[0].where == "numpy.ndarray"
-            and type(args[1]) is tuple and len(args[1]) == 1 and isinstance(args[1][0], Int) and args[1][0].value == 0):
+            and type(args[1]) is tuple and len(args[1]) == 1 and _is_int(args[1][0]) and args[1][0].value == 0):
         return None
     return "may only make an empty numpy.ndarray (ndarray, (0,), b'b')"
 
@@ -85,7 +92,7 @@ def _empty_array(args: tuple) -> str | None:
 def _array_state(made: object, state: object) -> str | None:
     """An array's state ``(version, shape, dtype, is_fortran, data)``: data given as a list (an object array)
     must hold exactly one item per element (numpy reads past a shorter list: a crash)."""
-    from trace_ckpt.codec.opcodes import OTHER, Const, Int, List, Made
+    from trace_ckpt.codec.opcodes import OTHER, Const, List, Made
 
     if type(state) is not tuple or len(state) != 5:
         return "is not numpy's (version, shape, dtype, is_fortran, data)"
@@ -96,7 +103,7 @@ def _array_state(made: object, state: object) -> str | None:
         return None  # bytes: numpy checks their length against the shape
     if not isinstance(raw, List):  # a list subclass, a dict, an object: numpy would read it as a list
         return f"gives an array its data as {raw!r}, neither bytes nor a plain list"
-    if type(shape) is not tuple or not all(isinstance(n, Int) and n.value >= 0 for n in shape):
+    if type(shape) is not tuple or not all(_is_int(n) and n.value >= 0 for n in shape):
         return "gives an object array a shape that is not a tuple of small integers"
     size = 1
     for n in shape:
@@ -109,9 +116,9 @@ def _array_state(made: object, state: object) -> str | None:
 def _dtype_args(args: tuple) -> str | None:
     """numpy writes ``dtype(code, False, True)``: a copy (``copy=False`` hands out numpy's shared builtin dtype,
     which a later BUILD would change for the whole process)."""
-    from trace_ckpt.codec.opcodes import Const
-
     import numpy as np
+
+    from trace_ckpt.codec.opcodes import Const
 
     if not (len(args) == 3 and type(args[0]) is str and isinstance(args[1], Const) and args[1].value is False
             and isinstance(args[2], Const) and args[2].value is True):
@@ -130,11 +137,11 @@ def _no_zero_size(itemsize: int) -> str | None:
 
 
 def _constant(value: object) -> object:
-    from trace_ckpt.codec.opcodes import NONE, Const, Int
+    from trace_ckpt.codec.opcodes import NONE, Const
 
     if value is NONE:
         return None
-    if isinstance(value, (Int, Const)):
+    if isinstance(value, Const):
         return value.value
     if type(value) is str:
         return value
@@ -178,7 +185,7 @@ def _index_args(*classes: str) -> Callable[[tuple], str | None]:
     check_class = _names(*classes)
 
     def check(args: tuple) -> str | None:
-        from trace_ckpt.codec.opcodes import NONE, Int, Made
+        from trace_ckpt.codec.opcodes import NONE, Made
 
         why = check_class(args)
         if why or len(args) != 2:
@@ -191,7 +198,7 @@ def _index_args(*classes: str) -> Callable[[tuple], str | None]:
             return "may not build an index from another index"
         if args[0].where == "pandas.core.indexes.range.RangeIndex":
             bounds = [d.get(k, NONE) for k in ("start", "stop", "step")]
-            if not all(b is NONE or isinstance(b, Int) for b in bounds):
+            if not all(b is NONE or _is_int(b) for b in bounds):
                 return "takes small integers as a RangeIndex's bounds"
             start, stop, step = (None if b is NONE else b.value for b in bounds)
             if step == 0 or len(range(start or 0, stop or 0, step or 1)) > MAX_RANGE_ROWS:

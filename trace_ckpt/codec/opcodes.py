@@ -144,18 +144,6 @@ class List:
         return "a list"
 
 
-class Int:
-    """A small integer constant (BININT1, BININT2, BININT): shapes are checked against what they hold."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return str(self.value)
-
-
 class Name:
     """A ``module.name`` the pickle resolved (GLOBAL / STACK_GLOBAL), with its rule."""
 
@@ -169,7 +157,8 @@ class Name:
 
 
 class Const:
-    """A short bytes or bool constant (what a dtype's state holds besides strings, ints and None)."""
+    """A small constant the rules may read: an int (BININT1/2, BININT: shapes, RangeIndex bounds), short
+    bytes or a bool (a dtype's state)."""
 
     __slots__ = ("value",)
 
@@ -383,11 +372,11 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
         elif code == _SHORT_BINBYTES:
             push(Const(data[at + 2 : pos]))
         elif code == _BININT1:
-            push(Int(data[at + 1]))
+            push(Const(data[at + 1]))
         elif code == _BININT2:
-            push(Int(_U2(data, at + 1)[0]))
+            push(Const(_U2(data, at + 1)[0]))
         elif code == _BININT:
-            push(Int(_I4(data, at + 1)[0]))
+            push(Const(_I4(data, at + 1)[0]))
         elif code in _PUSH_ANY:
             push(OTHER)
         elif code == _BINPERSID:
