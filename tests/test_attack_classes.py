@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.builders import build_trace, data_folder
+from tests.forge import forge_checkpoint
 from trace_ckpt import CorruptCheckpointError, UntrustedContentError, restore_trace, save_trace
 from trace_ckpt.codec.allowlist import MAPPING, NAME_ONLY, STATE, VALUE, Allowlist, Rule
 from trace_ckpt.codec.blobs import BlobPacker
@@ -23,17 +24,6 @@ from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
 from trace_ckpt.format.manifest import Manifest, Producer
 
 FACTOR_EXP = "rdagent.scenarios.qlib.experiment.factor_experiment QlibFactorExperiment"
-
-
-def _forge(path: Path, graph: bytes) -> None:
-    """A checkpoint whose every checksum is valid but whose graph is hostile."""
-    with open(path, "wb") as f:
-        w = ContainerWriter(f)
-        BlobPacker(w).finish()
-        w.add_bytes("graph", "graph", graph)
-        w.add_bytes("files", "files", FilesIndex().to_bytes())
-        w.finish(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
-                          producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
 
 
 # --- a tiny pickle assembler: the opcodes an attacker writes by hand ---
@@ -58,7 +48,7 @@ NONE, STACK_GLOBAL, BINPUT0, BINGET0, POP = b"N", b"\x93", b"q\x00", b"h\x00", b
 
 def _refused(tmp_path: Path, graph: bytes, error: type = CorruptCheckpointError, match: str = "") -> str:
     path = tmp_path / "evil.tckpt"
-    _forge(path, graph)
+    forge_checkpoint(path, graph)
     with pytest.raises(error, match=match) as e:
         restore_trace(path, workspace_root=tmp_path / "ws")
     assert "\n" not in str(e.value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import struct
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -14,13 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.builders import ALLOW, build_trace, data_folder
+from tests.forge import forge_checkpoint
 from trace_ckpt import CorruptCheckpointError, UntrustedContentError, restore_trace, save_trace
 from trace_ckpt.codec.allowlist import Allowlist
-from trace_ckpt.codec.blobs import BlobPacker
-from trace_ckpt.codec.files import FilesIndex
 from trace_ckpt.codec.opcodes import unsafe_opcode
-from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
-from trace_ckpt.format.manifest import Manifest, Producer
 
 
 class _Call:
@@ -31,19 +27,6 @@ class _Call:
 
     def __reduce__(self):
         return self.func, self.args
-
-
-def _forge(path: Path, graph_bytes: bytes) -> None:
-    """A checkpoint whose every checksum is valid but whose graph is hostile."""
-    with open(path, "wb") as f:
-        w = ContainerWriter(f)
-        BlobPacker(w).finish()
-        w.add_bytes("graph", "graph", graph_bytes)
-        w.add_bytes("files", "files", FilesIndex().to_bytes())
-        w.finish(
-            Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
-                     producer=Producer(trace_ckpt="0", python="3"), trace_class="x")
-        )
 
 
 @pytest.mark.parametrize(
@@ -59,7 +42,7 @@ def _forge(path: Path, graph_bytes: bytes) -> None:
 def test_hostile_pickle_is_refused_and_never_runs(tmp_path: Path, payload) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.tckpt"
-    _forge(path, pickle.dumps(payload(marker), protocol=5))
+    forge_checkpoint(path, pickle.dumps(payload(marker), protocol=5))
     with pytest.raises(UntrustedContentError, match="not on the allowlist"):
         restore_trace(path, workspace_root=tmp_path / "ws")
     assert not marker.exists()
@@ -81,7 +64,7 @@ MEMORY_BOMBS = {
 @pytest.mark.parametrize("bomb", MEMORY_BOMBS, ids=list(MEMORY_BOMBS))
 def test_memory_bomb_pickles_never_reach_the_unpickler(tmp_path: Path, bomb: str) -> None:
     path = tmp_path / "bomb.tckpt"
-    _forge(path, MEMORY_BOMBS[bomb])
+    forge_checkpoint(path, MEMORY_BOMBS[bomb])
     with pytest.raises(CorruptCheckpointError, match="the graph is damaged or crafted") as e:
         restore_trace(path, workspace_root=tmp_path / "ws")
     assert "\n" not in str(e.value)
@@ -134,7 +117,7 @@ def _global_pickle(module: str, name: str) -> bytes:
 )
 def test_refused_names(tmp_path: Path, module: str, name: str) -> None:
     path = tmp_path / "evil.tckpt"
-    _forge(path, _global_pickle(module, name))
+    forge_checkpoint(path, _global_pickle(module, name))
     with pytest.raises(UntrustedContentError) as e:
         restore_trace(path, workspace_root=tmp_path / "ws")
     assert module in str(e.value)
