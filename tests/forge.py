@@ -1,4 +1,5 @@
-"""Hostile checkpoints for the security tests: every checksum valid, the graph chosen by the test (no rdagent)."""
+"""Hostile checkpoints for the security tests: every checksum valid, the graph chosen by the test, written with
+a tiny pickle assembler (G, U, prog and the opcodes an attacker writes by hand). No rdagent import."""
 
 from __future__ import annotations
 
@@ -20,3 +21,26 @@ def forge_checkpoint(path: Path, graph: bytes) -> None:
         w.add_bytes("files", "files", FilesIndex().to_bytes())
         w.finish(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
                           producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
+
+
+# --- a tiny pickle assembler: the opcodes an attacker writes by hand ---
+def G(where: str) -> bytes:
+    """GLOBAL of ``'module name'``."""
+    module, name = where.split(" ")
+    return f"c{module}\n{name}\n".encode()
+
+
+def U(text: str) -> bytes:
+    """SHORT_BINUNICODE of ``text``."""
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def prog(*parts: bytes) -> bytes:
+    """A protocol-5 pickle of the given opcodes, ending in STOP."""
+    return b"\x80\x05" + b"".join(parts) + b"."
+
+
+MARK, TUPLE, TUPLE1, TUPLE2, TUPLE3, EMPTY_TUPLE = b"(", b"t", b"\x85", b"\x86", b"\x87", b")"
+REDUCE, NEWOBJ, BUILD, EMPTY_DICT, EMPTY_LIST, SETITEMS, APPENDS = b"R", b"\x81", b"b", b"}", b"]", b"u", b"e"
+NONE, STACK_GLOBAL, BINPUT0, BINGET0, POP = b"N", b"\x93", b"q\x00", b"h\x00", b"0"

@@ -13,7 +13,29 @@ import numpy as np
 import pytest
 
 from tests.builders import build_trace, data_folder
-from tests.forge import forge_checkpoint
+from tests.forge import (
+    BINGET0,
+    BINPUT0,
+    BUILD,
+    EMPTY_DICT,
+    EMPTY_LIST,
+    EMPTY_TUPLE,
+    MARK,
+    NEWOBJ,
+    NONE,
+    POP,
+    REDUCE,
+    SETITEMS,
+    STACK_GLOBAL,
+    TUPLE,
+    TUPLE1,
+    TUPLE2,
+    TUPLE3,
+    G,
+    U,
+    forge_checkpoint,
+    prog,
+)
 from trace_ckpt import CorruptCheckpointError, UntrustedContentError, restore_trace, save_trace
 from trace_ckpt.codec.allowlist import MAPPING, NAME_ONLY, STATE, VALUE, Allowlist, Rule
 from trace_ckpt.codec.blobs import BlobPacker
@@ -24,26 +46,6 @@ from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
 from trace_ckpt.format.manifest import Manifest, Producer
 
 FACTOR_EXP = "rdagent.scenarios.qlib.experiment.factor_experiment QlibFactorExperiment"
-
-
-# --- a tiny pickle assembler: the opcodes an attacker writes by hand ---
-def G(where: str) -> bytes:
-    module, name = where.split(" ")
-    return f"c{module}\n{name}\n".encode()
-
-
-def U(text: str) -> bytes:
-    raw = text.encode()
-    return b"\x8c" + bytes([len(raw)]) + raw
-
-
-def prog(*parts: bytes) -> bytes:
-    return b"\x80\x05" + b"".join(parts) + b"."
-
-
-MARK, TUPLE, TUPLE1, TUPLE2, TUPLE3, EMPTY_TUPLE = b"(", b"t", b"\x85", b"\x86", b"\x87", b")"
-REDUCE, NEWOBJ, BUILD, EMPTY_DICT, EMPTY_LIST, SETITEMS, APPENDS = b"R", b"\x81", b"b", b"}", b"]", b"u", b"e"
-NONE, STACK_GLOBAL, BINPUT0, BINGET0, POP = b"N", b"\x93", b"q\x00", b"h\x00", b"0"
 
 
 def _refused(tmp_path: Path, graph: bytes, error: type = CorruptCheckpointError, match: str = "") -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_attack_classes import (
+from tests.forge import (
     EMPTY_DICT,
     MARK,
     REDUCE,
@@ -24,9 +24,9 @@ from tests.test_attack_classes import (
     TUPLE2,
     G,
     U,
-    _forge,
     prog,
 )
+from tests.forge import forge_checkpoint as _forge
 from trace_ckpt import CheckpointError, restore_trace
 from trace_ckpt.codec.allowlist import Allowlist
 from trace_ckpt.codec.opcodes import check_pickle
