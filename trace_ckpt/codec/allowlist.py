@@ -57,7 +57,8 @@ STATE = Rule(new=True, state=True)
 VALUE = Rule(call=True, new=True, new_args=True, state=True)
 """A value type whose construction has no side effect (``datetime``, ``PosixPath``): may be called."""
 MAPPING = Rule(call=True, new=True, state=True, items=True)
-"""A value-type mapping (``OrderedDict``): may be called with no side effect and filled with items."""
+"""A mapping that may be called with no side effect and filled with items (the built-in list checks its
+collections' arguments instead: see ``classes.py``)."""
 
 
 def one_arg(args: tuple) -> str | None:

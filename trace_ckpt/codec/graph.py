@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import io
 import pickle
-import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +28,6 @@ PROTOCOL = 5
 # 500 equal 1 MB frames takes 500 MB)
 TABLE_REPEAT_BYTES = 1 << 30
 MIN_BLOB = 256
-_FUNCTION_TYPES = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)
 # types pickle writes with its own opcodes, naming no global
 _NATIVE = frozenset(
     {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset, pickle.PickleBuffer}
