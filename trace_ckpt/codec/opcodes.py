@@ -452,7 +452,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 return f"{_NAMES[code]} at byte {at}: {cls.where} may not be made with __new__"
             if not isinstance(args, tuple):
                 return f"{_NAMES[code]} at byte {at}: the arguments of {cls.where} are not a tuple"
-            # NEWOBJ_EX passes keyword arguments, which the abstract stack does not tell empty from filled
+            # NEWOBJ_EX passes keyword arguments: pickle writes it only for __getnewargs_ex__, which no listed class has
             if (args or code == _NEWOBJ_EX) and not rule.new_args:
                 return f"{_NAMES[code]} at byte {at}: {cls.where}.__new__ may not be given arguments"
             stack.append(Made(cls))
