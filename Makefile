@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-test
 QLIB_VENV ?= .qlib-venv
 QLIB_STAMP := $(QLIB_VENV)/.installed
 
-.PHONY: test demo venv install bench clean qlib-env e2e
+.PHONY: test lint demo venv install bench clean qlib-env e2e
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ install: $(STAMP)
 # The suite includes tests/test_qlib_real.py (real qrun in the Qlib venv), so the venv is built first.
 test: $(STAMP) $(QLIB_STAMP)
 	$(PY) -m pytest -q
+
+# The rule set is written down in pyproject.toml ([tool.ruff.lint]); CI runs this before the tests.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 demo: $(STAMP)
 	$(PY) examples/demo.py demo-out

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import isolated  # noqa: E402
+from _env import isolated
 
 _TMP = isolated("tckpt-bench-")  # before anything imports rdagent
 
@@ -128,18 +128,34 @@ def bench(loops: int, work: Path) -> list[dict]:
     # as an installed command runs: with its bytecode cached (a sandbox may set PYTHONDONTWRITEBYTECODE,
     # which makes every run compile trace_ckpt from source); the first run writes the cache
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    t_cli, _ = timed(lambda: subprocess.run([str(cli), "inspect", str(ck)], capture_output=True, check=True, env=env),
-                     repeat=5)
+    t_cli, _ = timed(
+        lambda: subprocess.run([str(cli), "inspect", str(ck)], capture_output=True, check=True, env=env), repeat=5
+    )
 
-    print(f"\n{loops}-loop trace: {len(ws_paths)} workspace folders, {manifest.workspace_stats.files} files "
-          f"({manifest.workspace_stats.file_bytes / 1e6:.1f} MB), pickle alone {len(raw) / 1e6:.2f} MB")
-    print(f"{'method':34} {'size MB':>9} {'save s':>8} {'restore s':>10}   {'ours: smaller':>13} {'save':>6} {'restore':>8}")
+    print(
+        f"\n{loops}-loop trace: {len(ws_paths)} workspace folders, {manifest.workspace_stats.files} files "
+        f"({manifest.workspace_stats.file_bytes / 1e6:.1f} MB), pickle alone {len(raw) / 1e6:.2f} MB"
+    )
+    print(
+        f"{'method':34} {'size MB':>9} {'save s':>8} {'restore s':>10}   {'ours: smaller':>13} {'save':>6} {'restore':>8}"
+    )
     for name, sz, ts, tr in rows:
-        print(f"{name:34} {sz / 1e6:9.2f} {ts:8.3f} {tr:10.3f}   {sz / size:12.1f}x {t_save / ts:5.2f}x {t_restore / tr:7.2f}x")
-    print(f"inspect: read_manifest {t_manifest * 1000:.0f} ms; `trace-ckpt inspect` command {t_cli * 1000:.0f} ms "
-          f"(target < 300 ms); manifest {read_manifest(ck).sizes.stored and _manifest_bytes(ck) / 1024:.0f} KB")
-    table = [{"what": f"{loops} loops, {name}: size / ours", "ratio": sz / size,
-              "save": t_save / ts, "restore": t_restore / tr} for name, sz, ts, tr in rows[1:]]
+        print(
+            f"{name:34} {sz / 1e6:9.2f} {ts:8.3f} {tr:10.3f}   {sz / size:12.1f}x {t_save / ts:5.2f}x {t_restore / tr:7.2f}x"
+        )
+    print(
+        f"inspect: read_manifest {t_manifest * 1000:.0f} ms; `trace-ckpt inspect` command {t_cli * 1000:.0f} ms "
+        f"(target < 300 ms); manifest {read_manifest(ck).sizes.stored and _manifest_bytes(ck) / 1024:.0f} KB"
+    )
+    table = [
+        {
+            "what": f"{loops} loops, {name}: size / ours",
+            "ratio": sz / size,
+            "save": t_save / ts,
+            "restore": t_restore / tr,
+        }
+        for name, sz, ts, tr in rows[1:]
+    ]
     table.append({"what": f"{loops} loops: `trace-ckpt inspect` command, ms", "value": t_cli * 1000, "target": "< 300"})
     return table
 
@@ -157,8 +173,10 @@ def main() -> None:
     ap.add_argument("--loops", type=int, nargs="+", default=[60, 500])
     ap.add_argument("--rows", type=Path, default=None, help="append result rows (JSON) to this file")
     args = ap.parse_args()
-    print("ratios: 'smaller' = other size / trace-ckpt size (higher is better for us); 'save'/'restore' ="
-          " trace-ckpt time / other time (lower is better; targets vs by hand: save <= 1.5x, restore <= 1.2x)")
+    print(
+        "ratios: 'smaller' = other size / trace-ckpt size (higher is better for us); 'save'/'restore' ="
+        " trace-ckpt time / other time (lower is better; targets vs by hand: save <= 1.5x, restore <= 1.2x)"
+    )
     for n in args.loops:
         work = _TMP / f"bench-{n}"
         work.mkdir()

@@ -40,8 +40,19 @@ def main() -> None:
         env = {**os.environ, **offline_env(work)}
         ckpt = work / "run.tckpt"
         t = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "trace-ckpt"), "save", str(log_dir), str(ckpt),
-                        "--allow-module", "examples"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "trace-ckpt"),
+                "save",
+                str(log_dir),
+                str(ckpt),
+                "--allow-module",
+                "examples",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         save_s = time.perf_counter() - t
         session = du(log_dir / "__session__")
         workspaces = du(work / "RD-Agent_workspace")
@@ -49,12 +60,23 @@ def main() -> None:
         print(f"{args.loops}-loop RD-Agent factor run (offline, {run_s:.0f} s); save took {save_s:.1f} s")
         print(f"{'what':44} {'bytes':>14} {'vs checkpoint':>14}")
         print(f"{'RD-Agent __session__ folder':44} {session:14,d} {session / size:13.0f}x")
-        print(f"{'__session__ + workspace folders':44} {session + workspaces:14,d} {(session + workspaces) / size:13.0f}x")
+        print(
+            f"{'__session__ + workspace folders':44} {session + workspaces:14,d} {(session + workspaces) / size:13.0f}x"
+        )
         print(f"{'trace-ckpt checkpoint (trace + workspaces)':44} {size:14,d} {1:13.0f}x")
         if args.rows:
             with open(args.rows, "a") as f:
-                f.write(json.dumps({"bench": "sessions", "what": f"{args.loops}-loop __session__ folder / checkpoint (disk)",
-                                    "ratio": session / size, "target": ">= 100x"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "bench": "sessions",
+                            "what": f"{args.loops}-loop __session__ folder / checkpoint (disk)",
+                            "ratio": session / size,
+                            "target": ">= 100x",
+                        }
+                    )
+                    + "\n"
+                )
 
 
 if __name__ == "__main__":

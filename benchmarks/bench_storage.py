@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import isolated  # noqa: E402
+from _env import isolated
 
 _TMP = isolated("tckpt-bench-storage-")  # before anything imports rdagent
 
@@ -46,11 +46,11 @@ def child(action: str, trace_pickle: str, target: str, dest: str) -> None:
 
     ``import`` only imports RD-Agent's Qlib experiment classes and reports the RSS that costs."""
     if action == "import":
-        import rdagent.scenarios.qlib.experiment.factor_experiment  # noqa: F401  (imports litellm)
+        import rdagent.scenarios.qlib.experiment.factor_experiment
 
         print(json.dumps({"rss_kb": _status_kb("VmRSS")}))
         return
-    import rdagent.core.experiment  # noqa: F401  the classes a restore needs, imported before the clock starts
+    import rdagent.core.experiment
     import rdagent.core.proposal  # noqa: F401
 
     from trace_ckpt import restore_trace, save_trace
@@ -110,8 +110,11 @@ def _core_trace(data: Path, nodes: int) -> object:
     accepted: list = []
     for i in range(nodes):
         hyp = Hypothesis(f"momentum over {i % 7 + 1} days (node {i})", "reason", "", "", "", "")
-        exp = Experiment(sub_tasks=[Task(f"factor_{i}", description=f"close / close_{i % 7 + 1} - 1")],
-                         based_experiments=list(accepted), hypothesis=hyp)
+        exp = Experiment(
+            sub_tasks=[Task(f"factor_{i}", description=f"close / close_{i % 7 + 1} - 1")],
+            based_experiments=list(accepted),
+            hypothesis=hyp,
+        )
         ws = FBWorkspace()
         ws.inject_files(**{"factor.py": f"def factor_{i}(df):\n    return df['$close'].pct_change({i % 7 + 1})\n"})
         os.symlink(data / "daily_pv.h5", ws.workspace_path / "daily_pv.h5")
@@ -162,27 +165,48 @@ def workspaces(gb: float, rows: list[dict]) -> None:
     rss_restore = restore["peak_kb"] / 1024
     print(f"{'':28} {'trace-ckpt':>12} {'tar | zstd -3 -T2':>18} {'ratio':>7}")
     print(f"{'size MB':28} {size / MB:12.1f} {tar_size / MB:18.1f} {tar_size / size:6.2f}x")
-    print(f"{'save MB/s':28} {total / MB / save['seconds']:12.1f} {total / MB / t_tar:18.1f} "
-          f"{t_tar / save['seconds']:6.2f}x")
-    print(f"{'restore MB/s':28} {total / MB / restore['seconds']:12.1f} {total / MB / t_untar:18.1f} "
-          f"{t_untar / restore['seconds']:6.2f}x")
-    print(f"peak RSS: save {rss_save:.0f} MB (process before the save {save['base_kb'] / 1024:.0f} MB), "
-          f"restore {rss_restore:.0f} MB (before {restore['base_kb'] / 1024:.0f} MB); "
-          f"importing RD-Agent's Qlib experiment classes alone: {qlib_import:.0f} MB")
+    print(
+        f"{'save MB/s':28} {total / MB / save['seconds']:12.1f} {total / MB / t_tar:18.1f} "
+        f"{t_tar / save['seconds']:6.2f}x"
+    )
+    print(
+        f"{'restore MB/s':28} {total / MB / restore['seconds']:12.1f} {total / MB / t_untar:18.1f} "
+        f"{t_untar / restore['seconds']:6.2f}x"
+    )
+    print(
+        f"peak RSS: save {rss_save:.0f} MB (process before the save {save['base_kb'] / 1024:.0f} MB), "
+        f"restore {rss_restore:.0f} MB (before {restore['base_kb'] / 1024:.0f} MB); "
+        f"importing RD-Agent's Qlib experiment classes alone: {qlib_import:.0f} MB"
+    )
     rows += [
-        {"what": f"save {total / 1e9:.1f} GB of workspaces: throughput vs tar|zstd -3 -T2",
-         "ratio": t_tar / save["seconds"], "target": ">= 0.8x"},
-        {"what": f"restore {total / 1e9:.1f} GB of workspaces: throughput vs zstd -d|tar x",
-         "ratio": t_untar / restore["seconds"], "target": ">= 0.8x"},
+        {
+            "what": f"save {total / 1e9:.1f} GB of workspaces: throughput vs tar|zstd -3 -T2",
+            "ratio": t_tar / save["seconds"],
+            "target": ">= 0.8x",
+        },
+        {
+            "what": f"restore {total / 1e9:.1f} GB of workspaces: throughput vs zstd -d|tar x",
+            "ratio": t_untar / restore["seconds"],
+            "target": ">= 0.8x",
+        },
         {"what": "checkpoint size vs tar|zstd (their size / ours)", "ratio": tar_size / size, "target": ""},
         {"what": "peak RSS of the save process, MB (RD-Agent core classes)", "value": rss_save, "target": "<= 256"},
         {"what": "  of which growth during the save, MB", "value": rss_save - save["base_kb"] / 1024, "target": ""},
-        {"what": "peak RSS of the restore process, MB (RD-Agent core classes)", "value": rss_restore,
-         "target": "<= 256"},
-        {"what": "  of which growth during the restore, MB", "value": rss_restore - restore["base_kb"] / 1024,
-         "target": ""},
-        {"what": "RSS of importing RD-Agent's Qlib experiment classes (litellm), MB", "value": qlib_import,
-         "target": ""},
+        {
+            "what": "peak RSS of the restore process, MB (RD-Agent core classes)",
+            "value": rss_restore,
+            "target": "<= 256",
+        },
+        {
+            "what": "  of which growth during the restore, MB",
+            "value": rss_restore - restore["base_kb"] / 1024,
+            "target": "",
+        },
+        {
+            "what": "RSS of importing RD-Agent's Qlib experiment classes (litellm), MB",
+            "value": qlib_import,
+            "target": "",
+        },
     ]
     shutil.rmtree(work, ignore_errors=True)
 
@@ -204,8 +228,13 @@ def s3(rows: list[dict]) -> None:
     work = _TMP / "s3"
     data = data_folder(work / "data")
     loops = 60
-    trace = build_trace([()] + [(i - 1,) if i % 10 else () for i in range(1, loops)],
-                        [(i * 7) % 3 != 0 for i in range(loops)], data, panel_shape=(60, 20), max_combined=30)
+    trace = build_trace(
+        [()] + [(i - 1,) if i % 10 else () for i in range(1, loops)],
+        [(i * 7) % 3 != 0 for i in range(loops)],
+        data,
+        panel_shape=(60, 20),
+        max_combined=30,
+    )
     local = work / "run.tckpt"
     with s3_server() as server:
         os.environ.update(server.env)
@@ -234,8 +263,11 @@ def s3(rows: list[dict]) -> None:
         {"what": "S3 save time / local save time", "ratio": t_save_r / t_save_l, "target": ""},
         {"what": "S3 inspect time / local inspect time", "ratio": t_insp_r / t_insp_l, "target": ""},
         {"what": "S3 restore time / local restore time", "ratio": t_rest_r / t_rest_l, "target": ""},
-        {"what": "bytes fetched by inspect of a remote checkpoint, KB", "value": inspect_bytes / 1024,
-         "target": "< 1024"},
+        {
+            "what": "bytes fetched by inspect of a remote checkpoint, KB",
+            "value": inspect_bytes / 1024,
+            "target": "< 1024",
+        },
     ]
     shutil.rmtree(work, ignore_errors=True)
 

@@ -37,8 +37,10 @@ def main() -> None:
         rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
     cpu = os.cpu_count()
     print(f"\n=== summary ({platform.python_version()}, {cpu} cores, {platform.machine()})")
-    print("value: a size ratio (other / ours) or a throughput ratio (ours / other): higher is better for"
-          " trace-ckpt; save and restore columns: ours time / other time (lower is better)")
+    print(
+        "value: a size ratio (other / ours) or a throughput ratio (ours / other): higher is better for"
+        " trace-ckpt; save and restore columns: ours time / other time (lower is better)"
+    )
     print(f"{'bench':9} {'what':70} {'value':>9} {'save':>6} {'restore':>8}  target")
     for r in rows:
         value = f"{r['ratio']:.2f}x" if "ratio" in r else f"{r['value']:.1f}"

@@ -36,12 +36,20 @@ def main() -> None:
             print(f"  SOTA factor {getattr(task, 'factor_name', task.name)}: IC {exp.result['IC']:.4f}")
 
     hypothesis = Hypothesis(
-        "A small GRU over the SOTA factors beats the LightGBM baseline", "factors carry temporal structure",
-        "temporal", "factors accepted", "GRU fits sequences", "sequence models",
+        "A small GRU over the SOTA factors beats the LightGBM baseline",
+        "factors carry temporal structure",
+        "temporal",
+        "factors accepted",
+        "GRU fits sequences",
+        "sequence models",
     )
     task = ModelTask(
-        "GRU_small", "two-layer GRU", "GRU(hidden=32) -> Linear",
-        hyperparameters={"hidden": "32"}, training_hyperparameters={"n_epochs": "5"}, model_type="TimeSeries",
+        "GRU_small",
+        "two-layer GRU",
+        "GRU(hidden=32) -> Linear",
+        hyperparameters={"hidden": "32"},
+        training_hyperparameters={"n_epochs": "5"},
+        model_type="TimeSeries",
     )
     exp = QlibModelExperiment([task], hypothesis=hypothesis)
     exp.based_experiments = sota
@@ -52,8 +60,10 @@ def main() -> None:
     trace.sync_dag_parent_and_hist((exp, feedback), next_loop_id)
     save_trace(trace, args.out)
     m = read_manifest(args.out)
-    print(f"saved {args.out}: {m.counts.hist} nodes ({m.counts.factor_experiments} factor, "
-          f"{m.counts.model_experiments} model); new node has loop id {m.nodes[-1].loop_id}")
+    print(
+        f"saved {args.out}: {m.counts.hist} nodes ({m.counts.factor_experiments} factor, "
+        f"{m.counts.model_experiments} model); new node has loop id {m.nodes[-1].loop_id}"
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,10 @@ def main() -> None:
     ckpt = out / "run1.tckpt"
     print(cli(["save", str(log_dir), str(ckpt), "--allow-module", "examples"], env1, factor_box).strip())
     session = folder_bytes(log_dir / "__session__")
-    print(f"checkpoint {ckpt.stat().st_size / 1024:.0f} KB vs RD-Agent's __session__ folder {session / 1024:.0f} KB "
-          f"({session / ckpt.stat().st_size:.0f}x smaller), workspaces included")
+    print(
+        f"checkpoint {ckpt.stat().st_size / 1024:.0f} KB vs RD-Agent's __session__ folder {session / 1024:.0f} KB "
+        f"({session / ckpt.stat().st_size:.0f}x smaller), workspaces included"
+    )
 
     step("trace-ckpt inspect")
     print(cli(["inspect", str(ckpt)], {**env1, "COLUMNS": "140"}, factor_box))
@@ -63,8 +65,11 @@ def main() -> None:
     model_box.mkdir(parents=True)
     env2 = {**os.environ, **offline_env(model_box, "model")}
     # --trust: resume runs the checkpoint's factor code; this unsigned file is our own run's (docs/security.md)
-    resumed = cli(["resume", str(ckpt), "--only", "model", "--loop-n", "2", "--allow-module", "examples", "--trust"],
-                  env2, model_box)
+    resumed = cli(
+        ["resume", str(ckpt), "--only", "model", "--loop-n", "2", "--allow-module", "examples", "--trust"],
+        env2,
+        model_box,
+    )
     print(resumed.strip().splitlines()[-1])  # RD-Agent's own progress log is in the run's log folder
 
     os.environ["ARTIFACT_SIGNING_KEY"] = env2["ARTIFACT_SIGNING_KEY"]  # before rdagent reads its settings
@@ -90,15 +95,23 @@ def main() -> None:
 
     step("summary")
     print(f"phase 1: {manifest['counts']['hist']} nodes, {manifest['counts']['accepted']} accepted")
-    print(f"phase 2: the first model experiment received {len(sota)} SOTA factor experiments "
-          f"({len(factors)} factors: {', '.join(factors)})")
+    print(
+        f"phase 2: the first model experiment received {len(sota)} SOTA factor experiments "
+        f"({len(factors)} factors: {', '.join(factors)})"
+    )
     print(f"         base features: {len(first_model.base_features)} (RD-Agent's Alpha20 from the checkpoint's plan)")
-    print(f"         simulated backtest configs asked for: {sorted(set(c for c in calls if c.startswith('qrun')))}")
-    print(f"         new nodes: {len(trace.hist) - manifest['counts']['hist']}, loop ids {sorted(trace.idx2loop_id.values())}")
-    print(f"plot: {plot} ({points} nodes with an IC, factor and model phases coloured, accepted filled, "
-          f"SOTA ringed; drawn from {both.name}'s manifest)")
+    print(f"         simulated backtest configs asked for: {sorted({c for c in calls if c.startswith('qrun')})}")
+    print(
+        f"         new nodes: {len(trace.hist) - manifest['counts']['hist']}, loop ids {sorted(trace.idx2loop_id.values())}"
+    )
+    print(
+        f"plot: {plot} ({points} nodes with an IC, factor and model phases coloured, accepted filled, "
+        f"SOTA ringed; drawn from {both.name}'s manifest)"
+    )
     print(f"checkpoints: {ckpt} (phase 1), {both} (both phases)\nphase 1 logs: {log_dir}\nphase 2 logs: {model_log}")
-    print("(LLM answers, LLM-written code and the Qlib backtest were simulated; everything else was RD-Agent's own code.)")
+    print(
+        "(LLM answers, LLM-written code and the Qlib backtest were simulated; everything else was RD-Agent's own code.)"
+    )
 
 
 if __name__ == "__main__":

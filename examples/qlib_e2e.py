@@ -40,9 +40,11 @@ MODEL_CONF = "conf_sota_factors_model.yaml"
 TRACE_CKPT = Path(sys.executable).parent / "trace-ckpt"
 # Both phases are this script's own: it signs run1.tckpt and the resume verifies it (an unsigned checkpoint
 # from elsewhere needs --trust). A key for this rehearsal only.
-SIGNING = {"TRACE_CKPT_SIGNING_KEY": "trace-ckpt-qlib-e2e-signing-key-0123456789abcdef",
-           "ARTIFACT_SIGNING_KEY": os.environ.get("ARTIFACT_SIGNING_KEY", SIGNING_KEY),  # RD-Agent's, of the runs
-           "PYTHONPATH": offline_env(REPO)["PYTHONPATH"]}  # the stand-ins' classes are in the session dumps
+SIGNING = {
+    "TRACE_CKPT_SIGNING_KEY": "trace-ckpt-qlib-e2e-signing-key-0123456789abcdef",
+    "ARTIFACT_SIGNING_KEY": os.environ.get("ARTIFACT_SIGNING_KEY", SIGNING_KEY),  # RD-Agent's, of the runs
+    "PYTHONPATH": offline_env(REPO)["PYTHONPATH"],
+}  # the stand-ins' classes are in the session dumps
 
 
 class E2EError(RuntimeError):
@@ -75,10 +77,18 @@ def prepare_market(home: Path, factor_workdir: Path, seed: int = 0) -> None:
     write_daily_pv(market, Path(env["FACTOR_CoSTEER_DATA_FOLDER"]), Path(env["FACTOR_CoSTEER_DATA_FOLDER_DEBUG"]))
 
 
-def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-         timeout: float = 1800) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(TRACE_CKPT), *args], env={**os.environ, **SIGNING, **(env or {})}, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def _cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 1800
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(TRACE_CKPT), *args],
+        env={**os.environ, **SIGNING, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
         raise E2EError(f"trace-ckpt {args[0]} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
     return proc
@@ -90,18 +100,30 @@ def save(log_dir: Path, ckpt: Path) -> Path:
     return ckpt
 
 
-def model_phase(ckpt: Path, workdir: Path, home: Path, *extra: str, loop_n: int = 1,
-                base_features: Path | None = ALPHA22) -> tuple[subprocess.CompletedProcess, Path]:
+def model_phase(
+    ckpt: Path, workdir: Path, home: Path, *extra: str, loop_n: int = 1, base_features: Path | None = ALPHA22
+) -> tuple[subprocess.CompletedProcess, Path]:
     """`trace-ckpt resume --only model` in a fresh folder, RD-Agent running real qrun; (process, log folder)."""
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**offline_env(workdir, "model"), **qlib_env(home), **SIGNING,
-           "TRACE_CKPT_OFFLINE_PROMPT_LOG": str(workdir / "prompts.jsonl")}
+    env = {
+        **offline_env(workdir, "model"),
+        **qlib_env(home),
+        **SIGNING,
+        "TRACE_CKPT_OFFLINE_PROMPT_LOG": str(workdir / "prompts.jsonl"),
+    }
     args = ["resume", str(ckpt), "--only", "model", "--loop-n", str(loop_n), "--allow-module", "examples", *extra]
     if base_features is not None:
         args += ["--base-features", str(base_features)]
-    proc = subprocess.run([str(TRACE_CKPT), *args], env={**os.environ, **env}, cwd=workdir,
-                          capture_output=True, text=True, timeout=3600, check=False)
+    proc = subprocess.run(
+        [str(TRACE_CKPT), *args],
+        env={**os.environ, **env},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
     (workdir / "resume.out").write_text(proc.stdout + proc.stderr)
     return proc, Path(env["LOG_TRACE_PATH"])
 
@@ -118,18 +140,34 @@ def model_run_env(exp: Any) -> dict[str, str]:
     from rdagent.app.qlib_rd_loop.conf import ModelBasePropSetting
 
     mbps = ModelBasePropSetting()
-    env = {k: str(getattr(mbps, k)) for k in ("train_start", "train_end", "valid_start", "valid_end", "test_start",
-                                              "test_end") if getattr(mbps, k, None) is not None}
-    return {**env, "feature_names": str(list(exp.base_features.keys())),
-            "feature_expressions": str(list(exp.base_features.values()))}
+    env = {
+        k: str(getattr(mbps, k))
+        for k in ("train_start", "train_end", "valid_start", "valid_end", "test_start", "test_end")
+        if getattr(mbps, k, None) is not None
+    }
+    return {
+        **env,
+        "feature_names": str(list(exp.base_features.keys())),
+        "feature_expressions": str(list(exp.base_features.values())),
+    }
 
 
 def dataset_report(exp: Any, home: Path) -> dict[str, Any]:
     """Build, with Qlib in the Qlib venv, the dataset of the config qrun ran in ``exp``'s workspace."""
     env = {**os.environ, **qlib_env(home), **model_run_env(exp)}
-    proc = subprocess.run([str(qlib_venv() / "bin" / "python"), str(DATASET_CHECK),
-                           str(exp.experiment_workspace.workspace_path), MODEL_CONF],
-                          env=env, capture_output=True, text=True, timeout=1200, check=False)
+    proc = subprocess.run(
+        [
+            str(qlib_venv() / "bin" / "python"),
+            str(DATASET_CHECK),
+            str(exp.experiment_workspace.workspace_path),
+            MODEL_CONF,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     if proc.returncode != 0:
         raise E2EError(f"Qlib could not build the dataset:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -178,7 +216,9 @@ def run(workdir: Path, factor_loops: int = 4, factor_backtests: str = "real") ->
     os.environ.update(SIGNING)  # RD-Agent's loader below checks the session dumps with the runs' key
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map fetch when rdagent is imported
     t0 = time.monotonic()
-    step = lambda msg: print(f"[{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
+
+    def step(msg: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] {msg}", flush=True)
 
     prepare_market(home, workdir / "phase1")
     step(f"market written: {home}/.qlib/qlib_data/cn_data and phase 1's daily_pv.h5")
@@ -219,16 +259,22 @@ def run(workdir: Path, factor_loops: int = 4, factor_backtests: str = "real") ->
     if shown is None or abs(shown - ic) > 1e-12:
         raise E2EError(f"inspect of {ckpt2} shows IC {shown}, the run had {ic}")
     print(_cli("inspect", str(ckpt2)).stdout, end="")
-    return (f"e2e ok: {len(factors)} SOTA factors + {len(base)} base features, {report['rows']} rows; "
-            f"model test IC {ic:.4f}")
+    return (
+        f"e2e ok: {len(factors)} SOTA factors + {len(base)} base features, {report['rows']} rows; "
+        f"model test IC {ic:.4f}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="Factor phase -> save -> model phase on real Qlib (see module doc).")
     ap.add_argument("--workdir", type=Path, default=Path("e2e-out"))
     ap.add_argument("--factor-loops", type=int, default=4)
-    ap.add_argument("--factor-backtests", choices=["real", "simulated"], default="real",
-                    help="the factor phase's backtests: real qrun (default) or the offline rehearsal's simulation")
+    ap.add_argument(
+        "--factor-backtests",
+        choices=["real", "simulated"],
+        default="real",
+        help="the factor phase's backtests: real qrun (default) or the offline rehearsal's simulation",
+    )
     args = ap.parse_args()
     if not (qlib_venv() / "bin" / "qrun").exists():
         sys.exit(f"no Qlib venv at {qlib_venv()}: run `make qlib-env` first")

@@ -45,7 +45,7 @@ def make_market(seed: int = 0, n_stocks: int = N_STOCKS) -> dict[str, pd.DataFra
     rets = np.empty((n, n_stocks))
     rets[0] = market[0] + noise[0]
     for t in range(1, n):  # a mild reversal of the last three days' return: a learnable signal
-        past = rets[max(0, t - 3):t].sum(axis=0)
+        past = rets[max(0, t - 3) : t].sum(axis=0)
         rets[t] = market[t] + noise[t] - 0.06 * (past - past.mean())
     rets = np.clip(rets, -0.095, 0.095)  # within the templates' limit_threshold
     close = 10.0 * rng.uniform(0.5, 3.0, n_stocks) * np.exp(np.cumsum(rets, axis=0))
@@ -57,16 +57,34 @@ def make_market(seed: int = 0, n_stocks: int = N_STOCKS) -> dict[str, pd.DataFra
         hi = np.maximum(o, c) * (1 + np.abs(rng.normal(0, 0.006, n)))
         lo = np.minimum(o, c) * (1 - np.abs(rng.normal(0, 0.006, n)))
         vol = rng.lognormal(11.0, 0.35, n) * (1 + 20 * np.abs(rets[:, j]))
-        out[code] = pd.DataFrame({
-            "open": o, "close": c, "high": hi, "low": lo, "volume": vol,
-            "vwap": (o + c + hi + lo) / 4, "factor": np.ones(n), "change": c / prev - 1,
-        }, index=days)
+        out[code] = pd.DataFrame(
+            {
+                "open": o,
+                "close": c,
+                "high": hi,
+                "low": lo,
+                "volume": vol,
+                "vwap": (o + c + hi + lo) / 4,
+                "factor": np.ones(n),
+                "change": c / prev - 1,
+            },
+            index=days,
+        )
     index = 1000.0 * np.exp(np.cumsum(rets.mean(axis=1)))
     prev = np.concatenate([[1000.0], index[:-1]])
-    out[BENCHMARK] = pd.DataFrame({
-        "open": prev, "close": index, "high": np.maximum(prev, index), "low": np.minimum(prev, index),
-        "volume": np.full(n, 1e9), "vwap": (prev + index) / 2, "factor": np.ones(n), "change": index / prev - 1,
-    }, index=days)
+    out[BENCHMARK] = pd.DataFrame(
+        {
+            "open": prev,
+            "close": index,
+            "high": np.maximum(prev, index),
+            "low": np.minimum(prev, index),
+            "volume": np.full(n, 1e9),
+            "vwap": (prev + index) / 2,
+            "factor": np.ones(n),
+            "change": index / prev - 1,
+        },
+        index=days,
+    )
     return out
 
 

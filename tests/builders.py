@@ -68,8 +68,14 @@ def panel(n_days: int = 30, n_inst: int = 5, seed: int = 0) -> pd.DataFrame:
     )
     close = 10 + rng.standard_normal(len(idx)).cumsum() * 0.1
     return pd.DataFrame(
-        {"$open": close, "$close": close * 1.01, "$high": close * 1.02, "$low": close * 0.98,
-         "$volume": rng.integers(1_000, 9_000, len(idx)).astype(float), "$factor": 1.0},
+        {
+            "$open": close,
+            "$close": close * 1.01,
+            "$high": close * 1.02,
+            "$low": close * 0.98,
+            "$volume": rng.integers(1_000, 9_000, len(idx)).astype(float),
+            "$factor": 1.0,
+        },
         index=idx,
     )
 
@@ -84,7 +90,7 @@ def data_folder(root: Path) -> Path:
 
 
 def factor_code(i: int) -> str:
-    return f'''import pandas as pd
+    return f"""import pandas as pd
 
 def calculate_factor_{i}():
     df = pd.read_hdf("daily_pv.h5", key="data")
@@ -94,7 +100,7 @@ def calculate_factor_{i}():
 
 if __name__ == "__main__":
     calculate_factor_{i}()
-'''
+"""
 
 
 def result_series(i: int) -> pd.Series:
@@ -114,10 +120,20 @@ def factor_experiment(
 ) -> QlibFactorExperiment:
     """One factor experiment as the factor loop leaves it: coded, run, with files on disk."""
     name = f"factor_{i}"
-    task = FactorTask(name, f"Momentum over {i % 7 + 1} days", f"close_t / close_(t-{i % 7 + 1}) - 1",
-                      variables={"close_t": "close price"})
-    hyp_args = (f"Momentum of {i % 7 + 1} days predicts returns (node {i})\nsecond line", "reason " * 20,
-                "concise reason", "concise observation", "concise justification", "concise knowledge")
+    task = FactorTask(
+        name,
+        f"Momentum over {i % 7 + 1} days",
+        f"close_t / close_(t-{i % 7 + 1}) - 1",
+        variables={"close_t": "close price"},
+    )
+    hyp_args = (
+        f"Momentum of {i % 7 + 1} days predicts returns (node {i})\nsecond line",
+        "reason " * 20,
+        "concise reason",
+        "concise observation",
+        "concise justification",
+        "concise knowledge",
+    )
     hypothesis = QlibQuantHypothesis(*hyp_args, action=action) if action else Hypothesis(*hyp_args)
     exp = QlibFactorExperiment(sub_tasks=[task], based_experiments=list(based), hypothesis=hypothesis)
     ws = FactorFBWorkspace(target_task=task)
@@ -176,9 +192,15 @@ def build_trace(
     accepted: list = []
     sota_values: list[pd.DataFrame] = []
     for i, (parent, decision) in enumerate(zip(parents, decisions)):
-        exp = factor_experiment(i, [baseline, *accepted], data, action="factor" if quant else None,
-                                write_outputs=write_outputs, panel_shape=panel_shape,
-                                sota_values=sota_values[-max_combined:])
+        exp = factor_experiment(
+            i,
+            [baseline, *accepted],
+            data,
+            action="factor" if quant else None,
+            write_outputs=write_outputs,
+            panel_shape=panel_shape,
+            sota_values=sota_values[-max_combined:],
+        )
         exp.local_selection = parent
         trace.sync_dag_parent_and_hist((exp, feedback(i, decision)), loop_ids[i] if loop_ids else i)
         if decision:
@@ -202,7 +224,12 @@ class RunHolder:
         self.plan = {"features": {"RESI5": "Resi($close, 5)/$close"}, "feature_codes": {}}
 
 
-def write_session(run_dir: Path, trace: Trace, loops: int = 2, steps: tuple[str, ...] = ("direct_exp_gen", "coding", "running", "feedback", "record")) -> Path:
+def write_session(
+    run_dir: Path,
+    trace: Trace,
+    loops: int = 2,
+    steps: tuple[str, ...] = ("direct_exp_gen", "coding", "running", "feedback", "record"),
+) -> Path:
     """A run folder with ``__session__/<loop>/<step>_<name>`` dumps signed by RD-Agent's serializer."""
     from rdagent.core.serialization import dumps
 

@@ -122,5 +122,7 @@ def folder_digests(root: Any) -> dict[str, list]:
     """Like ``snapshot_folder``, with each file's content as its hex SHA-256 (JSON-able, for fixtures)."""
     import hashlib
 
-    return {rel: [kind, hashlib.sha256(value).hexdigest() if kind == "file" else value]
-            for rel, (kind, value) in snapshot_folder(root).items()}
+    return {
+        rel: [kind, hashlib.sha256(value).hexdigest() if kind == "file" else value]
+        for rel, (kind, value) in snapshot_folder(root).items()
+    }

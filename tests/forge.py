@@ -19,8 +19,14 @@ def forge_checkpoint(path: Path, graph: bytes) -> None:
         BlobPacker(w).finish()
         w.add_bytes("graph", "graph", graph)
         w.add_bytes("files", "files", FilesIndex().to_bytes())
-        w.finish(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
-                          producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
+        w.finish(
+            Manifest(
+                format_version=FORMAT_VERSION,
+                created_at=datetime.now(timezone.utc),
+                producer=Producer(trace_ckpt="0", python="3"),
+                trace_class="x",
+            )
+        )
 
 
 # --- a tiny pickle assembler: the opcodes an attacker writes by hand ---

@@ -28,8 +28,12 @@ class S3Server:
     @property
     def env(self) -> dict[str, str]:
         """The server and credentials the way the AWS SDK (and so s3fs) reads them from the environment."""
-        return {"AWS_ACCESS_KEY_ID": self.key, "AWS_SECRET_ACCESS_KEY": self.secret,
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": self.endpoint}
+        return {
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+        }
 
 
 def _free_port() -> int:
@@ -47,8 +51,12 @@ def s3_server(bucket: str = "research") -> Iterator[S3Server]:
     endpoint = f"http://127.0.0.1:{port}"
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.time() + 60
             while True:
@@ -60,15 +68,29 @@ def s3_server(bucket: str = "research") -> Iterator[S3Server]:
                         log.seek(0)
                         raise RuntimeError(f"moto server did not start: {log.read()[-2000:]!r}") from None
                     time.sleep(0.2)
-            boot = {"endpoint_url": endpoint, "region_name": "us-east-1",
-                    "aws_access_key_id": "bootstrap", "aws_secret_access_key": "bootstrap"}
+            boot = {
+                "endpoint_url": endpoint,
+                "region_name": "us-east-1",
+                "aws_access_key_id": "bootstrap",
+                "aws_secret_access_key": "bootstrap",
+            }
             iam = boto3.client("iam", **boot)
             iam.create_user(UserName="researcher")
-            iam.put_user_policy(UserName="researcher", PolicyName="all", PolicyDocument=json.dumps(
-                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+            iam.put_user_policy(
+                UserName="researcher",
+                PolicyName="all",
+                PolicyDocument=json.dumps(
+                    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+                ),
+            )
             key = iam.create_access_key(UserName="researcher")["AccessKey"]
-            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                  aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id=key["AccessKeyId"],
+                aws_secret_access_key=key["SecretAccessKey"],
+            )
             client.create_bucket(Bucket=bucket)
             yield S3Server(endpoint, bucket, key["AccessKeyId"], key["SecretAccessKey"], client)
         finally:

@@ -47,8 +47,18 @@ def _add_section(data: bytes, name: str, raw: bytes) -> bytes:
     """``data`` with one more ``blobs`` section holding ``raw`` (zstd), resealed."""
     body, doc = _split(data)
     stored = zstandard.ZstdCompressor().compress(raw)
-    doc["sections"].append({"name": name, "kind": "blobs", "codec": "zstd", "offset": len(body), "length": len(stored),
-                            "raw_length": len(raw), "digest": blake3.blake3(stored).hexdigest(), "meta": {}})
+    doc["sections"].append(
+        {
+            "name": name,
+            "kind": "blobs",
+            "codec": "zstd",
+            "offset": len(body),
+            "length": len(stored),
+            "raw_length": len(raw),
+            "digest": blake3.blake3(stored).hexdigest(),
+            "meta": {},
+        }
+    )
     return _seal(body + stored, doc)
 
 
@@ -112,7 +122,7 @@ def _nested_json(name: str) -> Callable[[bytes], bytes]:
     def make(data: bytes) -> bytes:
         body, doc = _split(data)
         s = next(t for t in doc["sections"] if t["name"] == name)
-        raw = json.loads(zstandard.ZstdDecompressor().decompress(body[s["offset"]: s["offset"] + s["length"]]))
+        raw = json.loads(zstandard.ZstdDecompressor().decompress(body[s["offset"] : s["offset"] + s["length"]]))
         text = json.dumps(raw)
         deep = ("[" * 100_000 + "]" * 100_000).encode()
         new = text.encode()[:-1] + b', "zz": ' + deep + b"}"
@@ -138,32 +148,57 @@ CRAFTED: dict[str, Callable[[tuple[bytes, str]], bytes]] = {
     # the container and the manifest
     "graph frame pledging 1 TiB": lambda s: _graph_frame_pledging(1 << 40)(s[0]),
     "section raw_length far beyond what zstd can expand": lambda s: _manifest_edit(
-        lambda d: _first_section(d, "graph").update(raw_length=1 << 50))(s[0]),
+        lambda d: _first_section(d, "graph").update(raw_length=1 << 50)
+    )(s[0]),
     "section offset near 2**64": lambda s: _manifest_edit(
-        lambda d: _first_section(d, "graph").update(offset=(1 << 64) - 8))(s[0]),
+        lambda d: _first_section(d, "graph").update(offset=(1 << 64) - 8)
+    )(s[0]),
     "uncompressed section longer than stored": lambda s: _manifest_edit(
-        lambda d: _first_section(d, "graph").update(codec="none", raw_length=1 << 40))(s[0]),
+        lambda d: _first_section(d, "graph").update(codec="none", raw_length=1 << 40)
+    )(s[0]),
     "manifest nested 100,000 deep": lambda s: _nested_manifest(s[0]),
     "manifest SOTA index -5 (ls: IndexError)": lambda s: _manifest_edit(lambda d: d.update(sota_index=-5))(s[0]),
     "files index nested 100,000 deep": lambda s: _nested_json("files")(s[0]),
     "blob index nested 100,000 deep": lambda s: _nested_json("index")(s[0]),
     # paths
     "NUL in a file path": lambda s: _edit_json_section("files", lambda ix: _first_file(ix).update(path="a\0b"))(s[0]),
-    "NUL in a link target": lambda s: _edit_json_section(
-        "files", lambda ix: _first_link(ix).update(target="/etc\0x"))(s[0]),
-    "NUL in a workspace key": lambda s: _edit_json_section("files", lambda ix: ix.__setitem__(
-        "workspaces", {k + "\0": v for k, v in ix["workspaces"].items()}))(s[0]),
+    "NUL in a link target": lambda s: _edit_json_section("files", lambda ix: _first_link(ix).update(target="/etc\0x"))(
+        s[0]
+    ),
+    "NUL in a workspace key": lambda s: _edit_json_section(
+        "files", lambda ix: ix.__setitem__("workspaces", {k + "\0": v for k, v in ix["workspaces"].items()})
+    )(s[0]),
     # Arrow tables inside blobs
     "Arrow buffers zstd-compressed (1 MiB)": lambda s: _table_replaced(s, arrow_bomb(1 << 20, "zstd")),
     "Arrow buffers lz4-compressed (1 MiB)": lambda s: _table_replaced(s, arrow_bomb(1 << 20, "lz4")),
     "Arrow null columns of 2**28 rows": lambda s: _table_replaced(
-        s, _ipc(pa.table({"__index__": _nulls(1 << 28), "c0": _nulls(1 << 28)}))),
-    "Arrow run-end encoded column of 2**28 rows": lambda s: _table_replaced(s, _ipc(pa.table({
-        "__index__": _nulls(1 << 28), "c0": pa.RunEndEncodedArray.from_arrays(pa.array([1 << 28]), pa.array([1.0]))}))),
-    "Arrow list of 2**28 nulls": lambda s: _table_replaced(s, _ipc(pa.table({
-        "__index__": pa.array(["a"]), "c0": pa.ListArray.from_arrays(pa.array([0, 1 << 28], pa.int32()), _nulls(1 << 28))}))),
-    "Arrow string index under numeric labels": lambda s: _table_replaced(s, _ipc(pa.table({
-        "__index__": pa.array(["a"]), "c0": pa.array(["not a number"])}))),
+        s, _ipc(pa.table({"__index__": _nulls(1 << 28), "c0": _nulls(1 << 28)}))
+    ),
+    "Arrow run-end encoded column of 2**28 rows": lambda s: _table_replaced(
+        s,
+        _ipc(
+            pa.table(
+                {
+                    "__index__": _nulls(1 << 28),
+                    "c0": pa.RunEndEncodedArray.from_arrays(pa.array([1 << 28]), pa.array([1.0])),
+                }
+            )
+        ),
+    ),
+    "Arrow list of 2**28 nulls": lambda s: _table_replaced(
+        s,
+        _ipc(
+            pa.table(
+                {
+                    "__index__": pa.array(["a"]),
+                    "c0": pa.ListArray.from_arrays(pa.array([0, 1 << 28], pa.int32()), _nulls(1 << 28)),
+                }
+            )
+        ),
+    ),
+    "Arrow string index under numeric labels": lambda s: _table_replaced(
+        s, _ipc(pa.table({"__index__": pa.array(["a"]), "c0": pa.array(["not a number"])}))
+    ),
 }
 
 
@@ -193,7 +228,7 @@ def test_every_reader_ends_in_a_checkpoint_error(tmp_path: Path, seed: tuple[byt
         except CheckpointError as e:
             assert "\n" not in str(e)
             failed[reader] = type(e)
-        except BaseException as e:  # noqa: BLE001 - the point of the test
+        except BaseException as e:
             pytest.fail(f"{reader} raised {type(e).__name__}: {str(e)[:200]}")
     # restore reads every part of a file: it must refuse every crafted one, as a damaged file (the seed holds
     # no factor values, so export-factors may find nothing to export before it reaches the damage)
@@ -203,8 +238,9 @@ def test_every_reader_ends_in_a_checkpoint_error(tmp_path: Path, seed: tuple[byt
 
 
 @pytest.mark.parametrize("name", CRAFTED, ids=list(CRAFTED))
-def test_every_command_exits_with_its_code(tmp_path: Path, seed: tuple[bytes, str], name: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_command_exits_with_its_code(
+    tmp_path: Path, seed: tuple[bytes, str], name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "runs"
     folder.mkdir()
     path = folder / "crafted.tckpt"
@@ -311,20 +347,23 @@ def shrinking_memory_object(seed: tuple[bytes, str], monkeypatch: pytest.MonkeyP
     fs.rm("/tckpt-bombs", recursive=True)
 
 
-def test_a_remote_object_that_shrinks_while_read(shrinking_memory_object: str,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_remote_object_that_shrinks_while_read(
+    shrinking_memory_object: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(CorruptCheckpointError, match="changed while it was read"):
         read_manifest(shrinking_memory_object)
 
 
-def test_a_remote_object_that_shrinks_while_inspected_or_listed(seed: tuple[bytes, str], shrinking_memory_object: str,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_remote_object_that_shrinks_while_inspected_or_listed(
+    seed: tuple[bytes, str], shrinking_memory_object: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = run_cli(capsys, "inspect", shrinking_memory_object)
     assert code == 4 and "changed while it was read" in err, (code, err)
 
 
-def test_an_s3_object_that_shrinks_while_read(seed: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_s3_object_that_shrinks_while_read(
+    seed: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The same against a real S3 server: a ranged read past the end of the shrunk object."""
     import s3fs
 
@@ -383,8 +422,14 @@ def test_arrow_bomb_is_refused_before_it_allocates(tmp_path: Path, seed: tuple[b
     seed_path = tmp_path / "seed.tckpt"
     seed_path.write_bytes(seed[0])
     root = Path(__file__).resolve().parents[1]
-    run = subprocess.run([sys.executable, "-c", _MEASURE, str(seed_path), str(bomb), str(tmp_path)],
-                         capture_output=True, text=True, cwd=root, timeout=600, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(seed_path), str(bomb), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["outcome"] == "CorruptCheckpointError", result

@@ -100,8 +100,7 @@ def test_new_with_arguments_on_a_state_class_is_refused(tmp_path: Path) -> None:
 
 def test_keyword_arguments_to_new_on_a_state_class_are_refused(tmp_path: Path) -> None:
     """NEWOBJ_EX with an empty tuple but a filled kwargs dict: __new__(cls, **kwargs)."""
-    graph = prog(G("rdagent.core.proposal Trace"), EMPTY_TUPLE, EMPTY_DICT, MARK, U("scen"), NONE, SETITEMS,
-                 b"\x92")
+    graph = prog(G("rdagent.core.proposal Trace"), EMPTY_TUPLE, EMPTY_DICT, MARK, U("scen"), NONE, SETITEMS, b"\x92")
     _refused(tmp_path, graph, match="may not be given arguments")
 
 
@@ -146,10 +145,14 @@ def test_the_shared_builtin_dtype_is_never_handed_out(tmp_path: Path) -> None:
     _refused(tmp_path, prog(_dtype("f8", copy=b"\x89")), match=r"takes numpy's \(code, False, True\)")
 
 
-@pytest.mark.parametrize("state", [
-    (b"K\x03" + U("|") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + b"K\x00", "O8"),  # an object dtype saying "no objects"
-    (b"K\x03" + U("<") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + b"K\x3f", "f8"),  # floats saying "objects"
-], ids=["object-without-flag", "float-with-object-flag"])
+@pytest.mark.parametrize(
+    "state",
+    [
+        (b"K\x03" + U("|") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + b"K\x00", "O8"),  # an object dtype saying "no objects"
+        (b"K\x03" + U("<") + b"NNN" + b"J\xff\xff\xff\xff" * 2 + b"K\x3f", "f8"),  # floats saying "objects"
+    ],
+    ids=["object-without-flag", "float-with-object-flag"],
+)
 def test_a_dtype_state_must_be_numpys_own(tmp_path: Path, state: tuple[bytes, str]) -> None:
     body, spec = state
     _refused(tmp_path, prog(_dtype(spec), MARK, body, TUPLE, BUILD), match="flags or sizes are not numpy's own")
@@ -167,32 +170,60 @@ def test_state_of_something_not_made_from_a_listed_class_is_refused(tmp_path: Pa
 
 def test_slot_state_that_would_setattr_on_a_class_without_setstate_is_refused(tmp_path: Path) -> None:
     """BUILD with (None, {"__class__": X}) would setattr each key: swap the class, call property setters."""
-    graph = prog(G("rdagent.core.proposal Hypothesis"), EMPTY_TUPLE, NEWOBJ,
-                 NONE, EMPTY_DICT, MARK, U("__class__"), G("pandas.core.indexes.base Index"), SETITEMS, TUPLE2, BUILD)
+    graph = prog(
+        G("rdagent.core.proposal Hypothesis"),
+        EMPTY_TUPLE,
+        NEWOBJ,
+        NONE,
+        EMPTY_DICT,
+        MARK,
+        U("__class__"),
+        G("pandas.core.indexes.base Index"),
+        SETITEMS,
+        TUPLE2,
+        BUILD,
+    )
     _refused(tmp_path, graph, match="slot state")
 
 
 def test_a_listed_name_split_another_way_is_not_listed(tmp_path: Path) -> None:
     """module "rdagent.core" + name "proposal.Trace" spells a listed name, but is resolved through attributes."""
-    _refused(tmp_path, prog(G("rdagent.core proposal.Trace"), EMPTY_TUPLE, NEWOBJ), UntrustedContentError,
-             "not on the allowlist")
+    _refused(
+        tmp_path,
+        prog(G("rdagent.core proposal.Trace"), EMPTY_TUPLE, NEWOBJ),
+        UntrustedContentError,
+        "not on the allowlist",
+    )
 
 
 def test_a_memo_slot_overwritten_with_a_made_object_is_tracked(tmp_path: Path) -> None:
     """PUT 0 holds an allowed value type, then a made object; GET 0 + REDUCE calls the made object."""
-    graph = prog(G("datetime timedelta"), BINPUT0, POP,
-                 G("rdagent.core.proposal Hypothesis"), EMPTY_TUPLE, NEWOBJ, BINPUT0, POP,
-                 BINGET0, EMPTY_TUPLE, REDUCE)
+    graph = prog(
+        G("datetime timedelta"),
+        BINPUT0,
+        POP,
+        G("rdagent.core.proposal Hypothesis"),
+        EMPTY_TUPLE,
+        NEWOBJ,
+        BINPUT0,
+        POP,
+        BINGET0,
+        EMPTY_TUPLE,
+        REDUCE,
+    )
     _refused(tmp_path, graph, match="calls a rdagent.core.proposal.Hypothesis")
 
 
-@pytest.mark.parametrize("opcode, name", [
-    (b"(c" + b"pathlib\nPosixPath\n" + b"o", "OBJ"),
-    (b"(ipathlib\nPosixPath\n", "INST"),
-    (b"\x82\x01", "EXT1"),
-    (b"P0\n", "PERSID"),
-    (b"\x97", "NEXT_BUFFER"),
-])
+@pytest.mark.parametrize(
+    "opcode, name",
+    [
+        (b"(c" + b"pathlib\nPosixPath\n" + b"o", "OBJ"),
+        (b"(ipathlib\nPosixPath\n", "INST"),
+        (b"\x82\x01", "EXT1"),
+        (b"P0\n", "PERSID"),
+        (b"\x97", "NEXT_BUFFER"),
+    ],
+)
 def test_opcodes_no_checkpoint_uses_are_refused(tmp_path: Path, opcode: bytes, name: str) -> None:
     _refused(tmp_path, b"\x80\x05" + opcode + b".", match=f"{name} at byte")
 
@@ -205,7 +236,7 @@ def test_every_listed_name_resolves_to_what_its_rule_expects() -> None:
         obj = allow.resolve(module, name)
         if isinstance(obj, type):
             assert f"{obj.__module__}.{obj.__qualname__}" == where or module == "builtins", where
-        elif rule.new or rule.state and not rule.call:
+        elif rule.new or (rule.state and not rule.call):
             pytest.fail(f"{where} is not a class but its rule builds objects of it")
 
 
@@ -221,12 +252,27 @@ def test_a_checked_callable_cannot_be_reached_through_new_with_arguments() -> No
 _DATACLASS = "generated by @dataclass: compares fields; __hash__ is None (unhashable)"
 _REVIEWED_HOOKS = {
     (f"{c}", h): _DATACLASS
-    for c in ("rdagent.scenarios.qlib.proposal.bandit.Metrics", "rdagent.core.experiment.RunningInfo",
-              "rdagent.components.coder.CoSTEER.evaluators.CoSTEERSingleFeedback")
+    for c in (
+        "rdagent.scenarios.qlib.proposal.bandit.Metrics",
+        "rdagent.core.experiment.RunningInfo",
+        "rdagent.components.coder.CoSTEER.evaluators.CoSTEERSingleFeedback",
+    )
     for h in ("__eq__", "__hash__")
 }
-_HOOKS = ("__new__", "__setstate__", "__del__", "__getattr__", "__getattribute__", "__setattr__", "__hash__",
-          "__eq__", "__setitem__", "__set_name__", "__init_subclass__", "__reduce_ex__")
+_HOOKS = (
+    "__new__",
+    "__setstate__",
+    "__del__",
+    "__getattr__",
+    "__getattribute__",
+    "__setattr__",
+    "__hash__",
+    "__eq__",
+    "__setitem__",
+    "__set_name__",
+    "__init_subclass__",
+    "__reduce_ex__",
+)
 
 
 def test_no_listed_rdagent_class_has_an_unreviewed_loading_hook() -> None:
@@ -250,8 +296,10 @@ def _values_traces_hold() -> dict[str, object]:
 
     import pandas as pd
 
-    mi = pd.MultiIndex.from_tuples([(pd.Timestamp("2020-01-01"), "SH600000"), (pd.Timestamp("2020-01-02"), "SH600001")],
-                                   names=["datetime", "instrument"])
+    mi = pd.MultiIndex.from_tuples(
+        [(pd.Timestamp("2020-01-01"), "SH600000"), (pd.Timestamp("2020-01-02"), "SH600001")],
+        names=["datetime", "instrument"],
+    )
     return {
         "factor frame": pd.DataFrame({"f": [1.0, 2.0]}, index=mi),
         "object column": pd.DataFrame({"a": [1, "x", None], "b": [1.0, 2.0, 3.0]}),
@@ -262,9 +310,22 @@ def _values_traces_hold() -> dict[str, object]:
         "strings": pd.Series(["a", "b"], dtype="string"),
         "timestamps": [pd.Timestamp("2020-01-01"), pd.Timestamp("2020-01-01", tz="UTC"), pd.Timedelta(1), pd.NaT],
         "arrays": [np.arange(5.0), np.array([1, "a"], dtype=object), np.datetime64("2020-01-01"), np.float64(1.5)],
-        "stdlib": [decimal.Decimal("1.5"), uuid.uuid4(), collections.OrderedDict(a=1), collections.deque([1], maxlen=3),
-                   collections.defaultdict(list, a=[1]), collections.Counter("aab"), {1, 2}, frozenset({1}), 1 + 2j,
-                   slice(1, 2), ValueError("x"), type(None), Path("/a/b"), datetime.now(timezone.utc)],
+        "stdlib": [
+            decimal.Decimal("1.5"),
+            uuid.uuid4(),
+            collections.OrderedDict(a=1),
+            collections.deque([1], maxlen=3),
+            collections.defaultdict(list, a=[1]),
+            collections.Counter("aab"),
+            {1, 2},
+            frozenset({1}),
+            1 + 2j,
+            slice(1, 2),
+            ValueError("x"),
+            type(None),
+            Path("/a/b"),
+            datetime.now(timezone.utc),
+        ],
     }
 
 
@@ -386,13 +447,28 @@ _PUSHERS = [
     *((G(f"{_MOD} {n}"), 0, 1) for n in _PROBES),
     *((G(f"{_MOD} {n}") + b")\x81", 0, 1) for n in _PROBES),  # NEWOBJ with no arguments
     *((G(f"{_MOD} {n}") + b")R", 0, 1) for n in _PROBES),  # a call with no arguments
-    (b"N", 0, 1), (b")", 0, 1), (b"]", 0, 1), (b"}", 0, 1), (b"\x8f", 0, 1),
+    (b"N", 0, 1),
+    (b")", 0, 1),
+    (b"]", 0, 1),
+    (b"}", 0, 1),
+    (b"\x8f", 0, 1),
     *((U(t), 0, 1) for t in (_MOD, *_PROBES)),
 ]
 _OPS = [
-    (b"0", 1, -1), (b"2", 1, 1), (b"\x85", 1, 0), (b"\x86", 2, -1), (b"\x87", 3, -2), (b"a", 2, -1),
-    (b"s", 3, -2), (b"b", 2, -1), (b"R", 2, -1), (b"\x81", 2, -1), (b"\x92", 3, -2), (b"\x93", 2, -1),
-    (b"\x94", 1, 0), *((b"q" + bytes([i]), 1, 0) for i in range(3)),
+    (b"0", 1, -1),
+    (b"2", 1, 1),
+    (b"\x85", 1, 0),
+    (b"\x86", 2, -1),
+    (b"\x87", 3, -2),
+    (b"a", 2, -1),
+    (b"s", 3, -2),
+    (b"b", 2, -1),
+    (b"R", 2, -1),
+    (b"\x81", 2, -1),
+    (b"\x92", 3, -2),
+    (b"\x93", 2, -1),
+    (b"\x94", 1, 0),
+    *((b"q" + bytes([i]), 1, 0) for i in range(3)),
 ]
 _CLOSERS = [b"t", b"l", b"d", b"u", b"e", b"\x90", b"\x91", b"1"]  # pop back to the last MARK
 
@@ -476,8 +552,14 @@ def test_many_references_to_one_stored_table_are_bounded(tmp_path: Path, monkeyp
         refs = [("t", i, digest, labels) for i in range(10_000)]
         w.add_bytes("graph", "graph", _persistent_pickle(refs))
         w.add_bytes("files", "files", FilesIndex().to_bytes())
-        w.finish(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
-                          producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
+        w.finish(
+            Manifest(
+                format_version=FORMAT_VERSION,
+                created_at=datetime.now(timezone.utc),
+                producer=Producer(trace_ckpt="0", python="3"),
+                trace_class="x",
+            )
+        )
     with pytest.raises(CorruptCheckpointError, match="one table referred to many times"):
         restore_trace(path, workspace_root=tmp_path / "ws")
 

@@ -84,6 +84,7 @@ def _refused(exc: type[CheckpointError], fn: Callable[[], object], code: int | N
 def _with_entries(key_of: Callable[[dict], str], *extra: dict) -> Callable[[dict], None]:
     def edit(index: dict) -> None:
         index["workspaces"][key_of(index)]["entries"].extend(extra)
+
     return edit
 
 
@@ -118,8 +119,9 @@ def test_a_key_with_a_nul_byte_is_refused(base: Path, tmp_path: Path, outside: P
     "path",
     ["/abs", "../x", "a/../../x", "", ".", "a/./b", "./a", "a//b", "a/", "a\0b", "a/.."],
 )
-def test_entry_paths_that_are_not_plain_relative_paths_are_refused(base: Path, tmp_path: Path, outside: Path,
-                                                                   path: str) -> None:
+def test_entry_paths_that_are_not_plain_relative_paths_are_refused(
+    base: Path, tmp_path: Path, outside: Path, path: str
+) -> None:
     def edit(index: dict) -> None:
         e = dict(_a_file(index), path=path)
         index["workspaces"][_first_key(index)]["entries"].append(e)
@@ -148,8 +150,9 @@ def test_a_path_listed_twice_is_refused(base: Path, tmp_path: Path, outside: Pat
 
 
 @pytest.mark.parametrize("spelling", ["k", "k/", "./k"])
-def test_a_file_under_a_link_entry_is_refused_however_the_link_is_spelled(base: Path, tmp_path: Path,
-                                                                         outside: Path, spelling: str) -> None:
+def test_a_file_under_a_link_entry_is_refused_however_the_link_is_spelled(
+    base: Path, tmp_path: Path, outside: Path, spelling: str
+) -> None:
     def edit(index: dict) -> None:
         entries = index["workspaces"][_first_key(index)]["entries"]
         entries += [{"path": spelling, "type": "symlink", "target": str(outside)}, dict(_a_file(index), path="k/x")]
@@ -159,15 +162,18 @@ def test_a_file_under_a_link_entry_is_refused_however_the_link_is_spelled(base: 
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["no-overwrite", "overwrite"])
-def test_b_a_link_spelled_k_slash_then_a_file_through_it_on_a_second_restore(base: Path, tmp_path: Path,
-                                                                            outside: Path, overwrite: bool) -> None:
+def test_b_a_link_spelled_k_slash_then_a_file_through_it_on_a_second_restore(
+    base: Path, tmp_path: Path, outside: Path, overwrite: bool
+) -> None:
     """(b) An honest-looking first file leaves k -> outside; the second lists the same link as `k/` (main's
     under-a-link check compared strings) and a file k/x, which main wrote to outside/x."""
     root = _restore_a_link_to(outside, base, tmp_path)
 
     def edit(index: dict) -> None:
         index["workspaces"][_first_key(index)]["entries"] += [
-            {"path": "k/", "type": "symlink", "target": str(outside)}, dict(_a_file(index), path="k/x")]
+            {"path": "k/", "type": "symlink", "target": str(outside)},
+            dict(_a_file(index), path="k/x"),
+        ]
 
     second = _reseal(base, tmp_path / "second.tckpt", edit)
     _refused(CorruptCheckpointError, lambda: _restore(second, root, overwrite=overwrite), code=4)
@@ -175,8 +181,11 @@ def test_b_a_link_spelled_k_slash_then_a_file_through_it_on_a_second_restore(bas
 
 def _restore_a_link_to(outside: Path, base: Path, tmp_path: Path) -> Path:
     """Restore a file whose first workspace holds a link k -> ``outside`` into a new root; return the root."""
-    first = _reseal(base, tmp_path / "first.tckpt",
-                    _with_entries(_first_key, {"path": "k", "type": "symlink", "target": str(outside)}))
+    first = _reseal(
+        base,
+        tmp_path / "first.tckpt",
+        _with_entries(_first_key, {"path": "k", "type": "symlink", "target": str(outside)}),
+    )
     root = tmp_path / "ws"
     _restore(first, root)
     assert sum((p / "k").is_symlink() for p in root.iterdir()) == 1
@@ -184,8 +193,9 @@ def _restore_a_link_to(outside: Path, base: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["no-overwrite", "overwrite"])
-def test_c_a_link_left_by_an_earlier_restore_is_never_followed(base: Path, tmp_path: Path, outside: Path,
-                                                             overwrite: bool) -> None:
+def test_c_a_link_left_by_an_earlier_restore_is_never_followed(
+    base: Path, tmp_path: Path, outside: Path, overwrite: bool
+) -> None:
     """(c) The first restore leaves k -> outside (links may point anywhere); the second file has a plain
     file entry k/x. main followed the link and wrote outside/x."""
     root = _restore_a_link_to(outside, base, tmp_path)
@@ -205,8 +215,9 @@ def test_c_a_link_left_by_an_earlier_restore_is_never_followed(base: Path, tmp_p
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["no-overwrite", "overwrite"])
-def test_a_link_in_the_root_at_a_workspace_folders_name_is_never_followed(base: Path, tmp_path: Path,
-                                                                         outside: Path, overwrite: bool) -> None:
+def test_a_link_in_the_root_at_a_workspace_folders_name_is_never_followed(
+    base: Path, tmp_path: Path, outside: Path, overwrite: bool
+) -> None:
     """The root already holds <folder name> -> outside (a previous restore's link, or anyone's): with
     overwrite main wrote every file of that workspace into outside."""
     root = tmp_path / "ws"
@@ -244,8 +255,9 @@ def test_d_a_workspace_missing_from_the_files_index_is_moved_under_the_root(tmp_
     trace = build_trace([()], [True], data_folder(tmp_path / "data"))
     trace.hist[0][0].experiment_workspace.workspace_path = outside / "victim"
     save_trace(trace, tmp_path / "run.tckpt")
-    evil = _reseal(tmp_path / "run.tckpt", tmp_path / "evil.tckpt",
-                   lambda index: index["workspaces"].pop(str(outside / "victim")))
+    evil = _reseal(
+        tmp_path / "run.tckpt", tmp_path / "evil.tckpt", lambda index: index["workspaces"].pop(str(outside / "victim"))
+    )
     root = tmp_path / "ws"
     restored = _restore(evil, root)
     paths = [Path(ws.workspace_path) for ws in iter_workspaces(restored)]
@@ -308,8 +320,11 @@ def test_the_umask_wins_over_the_stored_mode(base: Path, tmp_path: Path) -> None
 
 def test_links_are_restored_as_stored_even_when_they_point_outside(base: Path, tmp_path: Path, outside: Path) -> None:
     """Links may point anywhere (data files are linked into workspaces); they are re-created, never followed."""
-    evil = _reseal(base, tmp_path / "evil.tckpt",
-                   _with_entries(_first_key, {"path": "out", "type": "symlink", "target": str(outside)}))
+    evil = _reseal(
+        base,
+        tmp_path / "evil.tckpt",
+        _with_entries(_first_key, {"path": "out", "type": "symlink", "target": str(outside)}),
+    )
     _restore(evil, tmp_path / "ws")
     links = [p for p in (tmp_path / "ws").rglob("*") if p.is_symlink()]
     assert any(os.readlink(p) == str(outside) for p in links)
@@ -335,8 +350,9 @@ def test_a_small_handle_budget_restores_the_same_folders(tmp_path: Path, monkeyp
     assert len(snapshot_folder(tmp_path / "normal")) > 20
 
 
-def test_a_deep_entry_is_made_one_folder_at_a_time_and_an_overlong_one_is_refused(base: Path, tmp_path: Path,
-                                                                                  outside: Path) -> None:
+def test_a_deep_entry_is_made_one_folder_at_a_time_and_an_overlong_one_is_refused(
+    base: Path, tmp_path: Path, outside: Path
+) -> None:
     """1,500 nested folders (main: RecursionError in os.makedirs) are made without recursion; a path longer
     than a save could have read (4,096) is a crafted index (exit 4)."""
     deep = "d/" * 1500 + "x"
@@ -360,6 +376,7 @@ def test_a_deep_entry_is_made_one_folder_at_a_time_and_an_overlong_one_is_refuse
     (d / "x").unlink()
     d.rmdir()
 
-    too_long = _reseal(base, tmp_path / "long.tckpt",
-                       lambda i: _with_entries(_first_key, dict(_a_file(i), path="d/" * 2100 + "x"))(i))
+    too_long = _reseal(
+        base, tmp_path / "long.tckpt", lambda i: _with_entries(_first_key, dict(_a_file(i), path="d/" * 2100 + "x"))(i)
+    )
     _refused(CorruptCheckpointError, lambda: _restore(too_long, tmp_path / "ws2"), code=4)

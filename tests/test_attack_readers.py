@@ -108,7 +108,7 @@ def test_the_old_reader_runs_the_attack(tmp_path: Path, data: Path, attack: str)
         for key in store.keys():  # noqa: SIM118 - an HDFStore, not a dict
             try:
                 store.select(key)
-            except Exception:  # noqa: BLE001, S110 - the pickle has run by then
+            except Exception:
                 pass
         for node in store._handle.walk_nodes("/"):
             if isinstance(node, tables.link.ExternalLink):  # PyTables follows it when asked for its target
@@ -127,8 +127,9 @@ def test_read_factor_values_refuses_without_running_it(tmp_path: Path, data: Pat
 
 
 @pytest.mark.parametrize("attack", ["object atom", "pickled attribute", "pickled string attribute"])
-def test_a_pickle_the_check_missed_is_still_stopped(tmp_path: Path, data: Path, attack: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pickle_the_check_missed_is_still_stopped(
+    tmp_path: Path, data: Path, attack: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Defence in depth: with the h5py check switched off, the audit hook stops the pickle at its first global."""
     from trace_ckpt.codec import hdf
 
@@ -151,14 +152,17 @@ def test_rdagents_own_values_pass_unchanged(data: Path) -> None:
     assert values.index.names == ["datetime", "instrument"]
 
 
-@pytest.mark.parametrize(("value", "refused"), [
-    (b"N.", False),  # pandas' None
-    (pickle.dumps(("datetime", 1, 2.5, None, True), 0), False),  # plain data
-    (b"instrument.", False),  # text that merely ends in '.': the unpickler stops at the first byte
-    (b"Price.", False),  # 'P' is PERSID, but its argument never ends: the unpickler stops before it
-    (b"]r\xff\xff\xff\x7f.", True),  # a memo index of 2**31: CPython allocates and zeroes 17 GB
-    (b"cbuiltins\nprint\n.", True),  # an import, even without a call
-])
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [
+        (b"N.", False),  # pandas' None
+        (pickle.dumps(("datetime", 1, 2.5, None, True), 0), False),  # plain data
+        (b"instrument.", False),  # text that merely ends in '.': the unpickler stops at the first byte
+        (b"Price.", False),  # 'P' is PERSID, but its argument never ends: the unpickler stops before it
+        (b"]r\xff\xff\xff\x7f.", True),  # a memo index of 2**31: CPython allocates and zeroes 17 GB
+        (b"cbuiltins\nprint\n.", True),  # an import, even without a call
+    ],
+)
 def test_attribute_values_pytables_would_unpickle(tmp_path: Path, data: Path, value: bytes, refused: bool) -> None:
     trace = build_trace([()], [True], data)
     h5 = trace.hist[0][0].sub_workspace_list[0].workspace_path / "result.h5"
@@ -186,8 +190,9 @@ def test_a_declared_size_far_beyond_the_file_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-def test_export_factors_refuses_a_crafted_result(capsys: pytest.CaptureFixture[str], tmp_path: Path, data: Path,
-                                                 attack: str) -> None:
+def test_export_factors_refuses_a_crafted_result(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, data: Path, attack: str
+) -> None:
     save_trace(_crafted_trace(data, attack, tmp_path / "marker"), tmp_path / "c.tckpt")
     code, _, err = run(capsys, "export-factors", tmp_path / "c.tckpt", tmp_path / "o.parquet")
     assert code == UntrustedContentError.exit_code, err
@@ -261,21 +266,35 @@ def _bad_features(tmp_path: Path) -> Path:
 
 
 def _resume(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path, *extra: str) -> tuple[int, str]:
-    code, _, err = run(capsys, "resume", ckpt, "--only", "model", "--log-dir", tmp_path / "log",
-                       "--workspace-root", tmp_path / "ws", "--base-features", _bad_features(tmp_path), *extra)
+    code, _, err = run(
+        capsys,
+        "resume",
+        ckpt,
+        "--only",
+        "model",
+        "--log-dir",
+        tmp_path / "log",
+        "--workspace-root",
+        tmp_path / "ws",
+        "--base-features",
+        _bad_features(tmp_path),
+        *extra,
+    )
     return code, err
 
 
-def test_resume_of_an_unsigned_checkpoint_needs_trust(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                      unsigned: Path) -> None:
+def test_resume_of_an_unsigned_checkpoint_needs_trust(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, unsigned: Path
+) -> None:
     code, err = _resume(capsys, unsigned, tmp_path)
     assert code == UntrustedContentError.exit_code == 6, err
     assert err.count("\n") == 1 and "unsigned" in err and "factor.py" in err and "--trust" in err
     assert not (tmp_path / "ws").exists()  # refused before anything was restored
 
 
-def test_resume_with_trust_goes_on(capsys: pytest.CaptureFixture[str], tmp_path: Path, unsigned: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_with_trust_goes_on(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, unsigned: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, err = _resume(capsys, unsigned, tmp_path, "--trust")
     assert code == ResumeError.exit_code and "base_factors.json" in err  # past the trust check
     monkeypatch.setenv("TRACE_CKPT_TRUST_RESUME", "true")
@@ -317,8 +336,13 @@ def test_resume_api_needs_trust_too(tmp_path: Path, unsigned: Path) -> None:
     with pytest.raises(UntrustedContentError, match="trust=True"):
         resume(unsigned, log_dir=tmp_path / "log", workspace_root=tmp_path / "ws")
     with pytest.raises(ResumeError):
-        resume(unsigned, log_dir=tmp_path / "log", workspace_root=tmp_path / "ws",
-               base_features=_bad_features(tmp_path), trust=True)
+        resume(
+            unsigned,
+            log_dir=tmp_path / "log",
+            workspace_root=tmp_path / "ws",
+            base_features=_bad_features(tmp_path),
+            trust=True,
+        )
     with pytest.raises(UntrustedContentError, match="unsigned"):  # a loop of your own: the same rule
         restore_into(object(), unsigned, workspace_root=tmp_path / "ws2")
     assert not (tmp_path / "ws2").exists()
@@ -353,8 +377,9 @@ def test_resume_without_trust_seeds_nothing(factor_ckpt: Path, tmp_path: Path) -
 # ---- class 7: every reader honours --require-signature ------------------------------------------------------
 
 
-def test_export_factors_honours_require_signature(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                  unsigned: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_factors_honours_require_signature(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, unsigned: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = run(capsys, "export-factors", unsigned, tmp_path / "o.parquet", "--require-signature")
     assert code == UntrustedContentError.exit_code and "unsigned" in err and err.count("\n") == 1
     assert not (tmp_path / "o.parquet").exists()
@@ -363,8 +388,9 @@ def test_export_factors_honours_require_signature(capsys: pytest.CaptureFixture[
     assert code == UntrustedContentError.exit_code and not (tmp_path / "o.parquet").exists()
 
 
-def test_diff_honours_require_signature(capsys: pytest.CaptureFixture[str], unsigned: Path, signed: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_diff_honours_require_signature(
+    capsys: pytest.CaptureFixture[str], unsigned: Path, signed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = run(capsys, "diff", unsigned, unsigned, "--require-signature")
     assert code == UntrustedContentError.exit_code and "unsigned" in err
     monkeypatch.setenv("TRACE_CKPT_SIGNING_KEY", KEY)
@@ -374,18 +400,20 @@ def test_diff_honours_require_signature(capsys: pytest.CaptureFixture[str], unsi
 
 
 @pytest.mark.parametrize("command", ["restore", "export-factors", "prune", "merge", "diff"])
-def test_every_reader_refuses_unsigned_when_required(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                     unsigned: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     command: str) -> None:
+def test_every_reader_refuses_unsigned_when_required(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, unsigned: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
     monkeypatch.setenv("TRACE_CKPT_REQUIRE_SIGNATURE", "true")
     if command == "restore":
         with pytest.raises(UntrustedContentError, match="unsigned"):
             restore_trace(unsigned, workspace_root=tmp_path / "ws")
         return
-    args = {"export-factors": [unsigned, tmp_path / "o.parquet"],
-            "prune": [unsigned, tmp_path / "o.tckpt", "--keep", "sota"],
-            "merge": [unsigned, unsigned, tmp_path / "o.tckpt"],
-            "diff": [unsigned, unsigned]}[command]
+    args = {
+        "export-factors": [unsigned, tmp_path / "o.parquet"],
+        "prune": [unsigned, tmp_path / "o.tckpt", "--keep", "sota"],
+        "merge": [unsigned, unsigned, tmp_path / "o.tckpt"],
+        "diff": [unsigned, unsigned],
+    }[command]
     code, _, err = run(capsys, command, *args)
     assert code == UntrustedContentError.exit_code and "unsigned" in err and err.count("\n") == 1
 

@@ -74,8 +74,14 @@ def _growth(tmp_path: Path, graph: bytes) -> dict:
     path = tmp_path / "bomb.tckpt"
     _forge(path, graph)
     assert path.stat().st_size < 4096
-    run = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
-                         check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
@@ -84,7 +90,9 @@ def _growth(tmp_path: Path, graph: bytes) -> dict:
 # their arguments) and builtins.range is a VALUE, so a ~60-byte graph `set(range(N))` passes check_pickle and
 # makes the C unpickler build N objects. With N = 10**10 the restore ate all memory of the machine and was
 # SIGKILLed (exit 137) after ~100 s; here N = 10**7 (about 0.5-1 GB) so the test stays safe to run.
-@pytest.mark.parametrize("container", ["builtins set", "builtins frozenset", "collections deque", "collections Counter"])
+@pytest.mark.parametrize(
+    "container", ["builtins set", "builtins frozenset", "collections deque", "collections Counter"]
+)
 def test_value_container_called_on_a_huge_range_is_refused_before_it_allocates(tmp_path: Path, container: str) -> None:
     graph = prog(G(container), RANGE(10**7), TUPLE1, REDUCE)
     result = _growth(tmp_path, graph)
@@ -106,29 +114,55 @@ def DTYPE(spec: str) -> bytes:
 def _restore_in_child(tmp_path: Path, graph: bytes) -> subprocess.CompletedProcess:
     path = tmp_path / "evil.tckpt"
     _forge(path, graph)
-    code = ("import sys\nfrom trace_ckpt import CheckpointError, restore_trace\n"
-            "try:\n    restore_trace(sys.argv[1], workspace_root=sys.argv[2])\n"
-            "except CheckpointError as e:\n    print('refused:', e)\n")
-    return subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "ws")],
-                          check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    code = (
+        "import sys\nfrom trace_ckpt import CheckpointError, restore_trace\n"
+        "try:\n    restore_trace(sys.argv[1], workspace_root=sys.argv[2])\n"
+        "except CheckpointError as e:\n    print('refused:', e)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "ws")],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
 def _object_array_state(dtype: bytes, items: bytes) -> bytes:
     """``_reconstruct(ndarray, (0,), b'b')`` then BUILD with the state (1, (2000,), dtype, False, items), with the
     integer opcodes numpy's own pickles use (BININT1 / BININT2)."""
-    return prog(RECONSTRUCT, NDARRAY, b"K\x00", TUPLE1, U("b"), TUPLE3, REDUCE,
-                MARK, b"K\x01", b"M\xd0\x07", TUPLE1, dtype, NEWFALSE, items, TUPLE, BUILD)
+    return prog(
+        RECONSTRUCT,
+        NDARRAY,
+        b"K\x00",
+        TUPLE1,
+        U("b"),
+        TUPLE3,
+        REDUCE,
+        MARK,
+        b"K\x01",
+        b"M\xd0\x07",
+        TUPLE1,
+        dtype,
+        NEWFALSE,
+        items,
+        TUPLE,
+        BUILD,
+    )
 
 
 OBJECT_ARRAY_CRASHES = {
     "object, no items": _object_array_state(DTYPE("O"), EMPTY_LIST),
     "object, one item of 2000": _object_array_state(DTYPE("O"), EMPTY_LIST + MARK + b"N" + b"e"),
     "record with an object field": _object_array_state(
-        G("numpy dtype") + MARK + U("a") + U("O") + TUPLE2 + b"l" + TUPLE1 + REDUCE, EMPTY_LIST),
+        G("numpy dtype") + MARK + U("a") + U("O") + TUPLE2 + b"l" + TUPLE1 + REDUCE, EMPTY_LIST
+    ),
     # a listed list subclass (RD-Agent's UserInstructions, made with __new__ and no items) is a list to numpy
     # (PyList_Check) but not a plain list to the check's model of the state
     "object, items in a UserInstructions": _object_array_state(
-        DTYPE("O"), G("rdagent.core.experiment UserInstructions") + EMPTY_TUPLE_ + NEWOBJ_),
+        DTYPE("O"), G("rdagent.core.experiment UserInstructions") + EMPTY_TUPLE_ + NEWOBJ_
+    ),
 }
 
 
@@ -148,8 +182,14 @@ def test_object_array_state_with_too_few_items_does_not_crash_the_reader(tmp_pat
 def test_prune_cli_on_the_object_array_crash_exits_with_a_code(tmp_path: Path) -> None:
     path = tmp_path / "evil.tckpt"
     _forge(path, OBJECT_ARRAY_CRASHES["object, items in a UserInstructions"])
-    run = subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), "prune", str(path), str(tmp_path / "out.tckpt"),
-                          "--keep", "sota"], check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    run = subprocess.run(
+        [str(ROOT / ".venv/bin/trace-ckpt"), "prune", str(path), str(tmp_path / "out.tckpt"), "--keep", "sota"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert run.returncode == 4, (run.returncode, run.stderr[-1000:])
     assert not (tmp_path / "out.tckpt").exists()
 
@@ -157,10 +197,14 @@ def test_prune_cli_on_the_object_array_crash_exits_with_a_code(tmp_path: Path) -
 # HOLE (memory): _reconstruct(ndarray, shape, dtype) allocates the whole array before any state arrives, and
 # an object array is filled with None: shape (10**8,) costs 800 MB (10**10 would be 80 GB) from a graph of
 # ~90 bytes. A subarray dtype ('O', (10**8,)) with shape (1,) does the same.
-@pytest.mark.parametrize("shape_dtype", [
-    INT(10**8) + TUPLE1 + DTYPE("O"),
-    INT(1) + TUPLE1 + G("numpy dtype") + U("O") + INT(10**8) + TUPLE1 + TUPLE2 + TUPLE1 + REDUCE,
-], ids=["shape", "subarray-dtype"])
+@pytest.mark.parametrize(
+    "shape_dtype",
+    [
+        INT(10**8) + TUPLE1 + DTYPE("O"),
+        INT(1) + TUPLE1 + G("numpy dtype") + U("O") + INT(10**8) + TUPLE1 + TUPLE2 + TUPLE1 + REDUCE,
+    ],
+    ids=["shape", "subarray-dtype"],
+)
 def test_numpy_reconstruct_of_a_huge_shape_is_refused_before_it_allocates(tmp_path: Path, shape_dtype: bytes) -> None:
     result = _growth(tmp_path, prog(RECONSTRUCT, NDARRAY, shape_dtype, TUPLE3, REDUCE))
     assert result["outcome"].split(":")[0] in ("CorruptCheckpointError", "UntrustedContentError"), result
@@ -168,6 +212,7 @@ def test_numpy_reconstruct_of_a_huge_shape_is_refused_before_it_allocates(tmp_pa
 
 
 # --- a table's labels travel in the persistent id, which the class check does not look into ---
+
 
 def _forge_with_table(path: Path, graph_of: Callable[[str], bytes]) -> None:
     """Like _forge, plus one honest Arrow table blob (a one-column frame); the graph gets the blob's address."""
@@ -189,14 +234,31 @@ def _forge_with_table(path: Path, graph_of: Callable[[str], bytes]) -> None:
         packer.finish()
         w.add_bytes("graph", "graph", graph_of(digest))
         w.add_bytes("files", "files", FilesIndex().to_bytes())
-        w.finish(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
-                          producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
+        w.finish(
+            Manifest(
+                format_version=FORMAT_VERSION,
+                created_at=datetime.now(timezone.utc),
+                producer=Producer(trace_ckpt="0", python="3"),
+                trace_class="x",
+            )
+        )
 
 
 HUGE_LABELS = {
     "range": RANGE(10**8),
-    "RangeIndex": (G("pandas.core.indexes.base _new_Index") + G("pandas.core.indexes.range RangeIndex") + EMPTY_DICT
-                   + MARK + U("start") + INT(0) + U("stop") + INT(10**8) + SETITEMS + TUPLE2 + REDUCE),
+    "RangeIndex": (
+        G("pandas.core.indexes.base _new_Index")
+        + G("pandas.core.indexes.range RangeIndex")
+        + EMPTY_DICT
+        + MARK
+        + U("start")
+        + INT(0)
+        + U("stop")
+        + INT(10**8)
+        + SETITEMS
+        + TUPLE2
+        + REDUCE
+    ),
 }
 
 
@@ -207,15 +269,35 @@ HUGE_LABELS = {
 @pytest.mark.parametrize("columns", HUGE_LABELS.values(), ids=list(HUGE_LABELS))
 def test_table_labels_from_the_pickle_cannot_allocate_gigabytes(tmp_path: Path, columns: bytes) -> None:
     def graph(digest: str) -> bytes:
-        labels = (EMPTY_DICT + MARK + U("type") + U("frame") + U("columns") + columns + U("column_names") + b"N"
-                  + TUPLE1 + U("multi") + NEWFALSE + U("columns_dtype") + U("float64") + SETITEMS)
+        labels = (
+            EMPTY_DICT
+            + MARK
+            + U("type")
+            + U("frame")
+            + U("columns")
+            + columns
+            + U("column_names")
+            + b"N"
+            + TUPLE1
+            + U("multi")
+            + NEWFALSE
+            + U("columns_dtype")
+            + U("float64")
+            + SETITEMS
+        )
         return b"\x80\x05" + MARK + U("t") + INT(0) + U(digest) + labels + TUPLE + b"Q" + b"."
 
     path = tmp_path / "labels.tckpt"
     _forge_with_table(path, graph)
     assert path.stat().st_size < 4096
-    run = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
-                         check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path), str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["outcome"].split(":")[0] == "CorruptCheckpointError", result
@@ -234,15 +316,32 @@ def OBJ(where: str, state_items: bytes) -> bytes:
 
 def TRACE(exp: bytes, fb: bytes, parents: bytes = EMPTY_TUPLE_) -> bytes:
     """A Trace with one node (exp, fb): hist, dag_parent and idx2loop_id as check_trace_shape wants them."""
-    return prog(OBJ("rdagent.core.proposal Trace",
-                    U("hist") + EMPTY_LIST + MARK + exp + fb + TUPLE2 + APPENDS_
-                    + U("dag_parent") + EMPTY_LIST + MARK + parents + APPENDS_
-                    + U("idx2loop_id") + EMPTY_DICT))
+    return prog(
+        OBJ(
+            "rdagent.core.proposal Trace",
+            U("hist")
+            + EMPTY_LIST
+            + MARK
+            + exp
+            + fb
+            + TUPLE2
+            + APPENDS_
+            + U("dag_parent")
+            + EMPTY_LIST
+            + MARK
+            + parents
+            + APPENDS_
+            + U("idx2loop_id")
+            + EMPTY_DICT,
+        )
+    )
 
 
 def EXP(extra: bytes = b"") -> bytes:
-    return OBJ("rdagent.core.experiment Experiment",
-               U("based_experiments") + EMPTY_LIST + U("sub_workspace_list") + EMPTY_LIST + extra)
+    return OBJ(
+        "rdagent.core.experiment Experiment",
+        U("based_experiments") + EMPTY_LIST + U("sub_workspace_list") + EMPTY_LIST + extra,
+    )
 
 
 ACCEPTED = OBJ("rdagent.core.proposal HypothesisFeedback", U("decision") + NEWTRUE)
@@ -252,7 +351,8 @@ WRONG_KINDS = {
     # str(workspace_path) of a DataFrame without state: AttributeError '_mgr' (restore, prune, merge)
     "workspace_path is a bare DataFrame": TRACE(
         EXP(U("experiment_workspace") + OBJ("rdagent.core.experiment FBWorkspace", U("workspace_path") + BARE_FRAME)),
-        ACCEPTED),
+        ACCEPTED,
+    ),
     # dag_parent entry an int: TypeError in prune's/merge's parent walk
     "dag_parent entry is an int": TRACE(EXP(), ACCEPTED, INT(5)),
     # dag_parent entry a str: TypeError '<=' between int and str
@@ -269,8 +369,9 @@ WRONG_KINDS = {
 # RecursionError: CLI exit 1 "unexpected ..." instead of a documented CheckpointError exit code.
 @pytest.mark.parametrize("command", ["prune", "merge"])
 @pytest.mark.parametrize("graph", WRONG_KINDS.values(), ids=list(WRONG_KINDS))
-def test_prune_and_merge_of_a_wrongly_shaped_trace_exit_with_a_code(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                                    graph: bytes, command: str) -> None:
+def test_prune_and_merge_of_a_wrongly_shaped_trace_exit_with_a_code(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, graph: bytes, command: str
+) -> None:
     from tests.clirun import run_cli
 
     path = tmp_path / "odd.tckpt"
@@ -296,20 +397,58 @@ def test_restore_of_a_workspace_path_that_is_no_path_is_a_checkpoint_error(tmp_p
 # whose flags say "no objects" (numpy keeps the flags the state gives). An array of it is then built from 8 bytes of
 # the file (bytes, not a list, so numpy's object-list path and the check's item count never apply), and any read of
 # the field treats those bytes as a PyObject pointer.
-VOID_WITH_HIDDEN_OBJECT = (DTYPE("V8") + MARK + b"K\x03" + U("|") + b"N" + U("a") + TUPLE1
-                           + EMPTY_DICT + MARK + U("a") + DTYPE("O") + b"K\x00" + TUPLE2 + SETITEMS
-                           + b"K\x08" + b"K\x01" + b"K\x00" + TUPLE + BUILD)
-POINTER_ARRAY = (RECONSTRUCT + NDARRAY + b"K\x00" + TUPLE1 + U("b") + TUPLE3 + REDUCE
-                 + MARK + b"K\x01" + b"K\x01" + TUPLE1 + VOID_WITH_HIDDEN_OBJECT + NEWFALSE
-                 + b"C\x08" + b"\x41" * 8 + TUPLE + BUILD)
+VOID_WITH_HIDDEN_OBJECT = (
+    DTYPE("V8")
+    + MARK
+    + b"K\x03"
+    + U("|")
+    + b"N"
+    + U("a")
+    + TUPLE1
+    + EMPTY_DICT
+    + MARK
+    + U("a")
+    + DTYPE("O")
+    + b"K\x00"
+    + TUPLE2
+    + SETITEMS
+    + b"K\x08"
+    + b"K\x01"
+    + b"K\x00"
+    + TUPLE
+    + BUILD
+)
+POINTER_ARRAY = (
+    RECONSTRUCT
+    + NDARRAY
+    + b"K\x00"
+    + TUPLE1
+    + U("b")
+    + TUPLE3
+    + REDUCE
+    + MARK
+    + b"K\x01"
+    + b"K\x01"
+    + TUPLE1
+    + VOID_WITH_HIDDEN_OBJECT
+    + NEWFALSE
+    + b"C\x08"
+    + b"\x41" * 8
+    + TUPLE
+    + BUILD
+)
 
 
 # HOLE (crash; arbitrary pointer dereference): that array held as a workspace_path. restore_trace computes
 # str(ws.workspace_path) for the relocation, numpy formats the field as an object and dereferences
 # 0x4141414141414141: SIGSEGV (exit -11). The pointer is 8 bytes of the attacker's file.
 def test_a_dtype_state_that_hides_an_object_field_does_not_crash_restore(tmp_path: Path) -> None:
-    graph = TRACE(EXP(U("experiment_workspace") + OBJ("rdagent.core.experiment FBWorkspace", U("workspace_path") + POINTER_ARRAY)),
-                  b"N")
+    graph = TRACE(
+        EXP(
+            U("experiment_workspace") + OBJ("rdagent.core.experiment FBWorkspace", U("workspace_path") + POINTER_ARRAY)
+        ),
+        b"N",
+    )
     run = _restore_in_child(tmp_path, graph)
     assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
     assert run.stdout.startswith("refused:"), run.stdout
@@ -327,7 +466,7 @@ def _categorical_with_codes_past_its_categories() -> bytes:
     codes = np.array([0, 1], dtype=np.int16).tobytes()
     assert data.count(codes) == 1 and data[2] == 0x95 and data.endswith(b".")
     at = data.find(codes)
-    data = data[:at] + np.array([0, 32767], dtype=np.int16).tobytes() + data[at + len(codes):]
+    data = data[:at] + np.array([0, 32767], dtype=np.int16).tobytes() + data[at + len(codes) :]
     return data[11:-1]  # PROTO (2 bytes) and FRAME (9 bytes) off the front, STOP off the end; its memo starts at 0
 
 
@@ -335,9 +474,16 @@ def _categorical_with_codes_past_its_categories() -> bytes:
 # workspace_path. Every name and call is allowed; restore_trace's str(ws.workspace_path) makes pandas take the
 # categories at those codes without a bounds check: SIGSEGV (exit -11).
 def test_a_categorical_with_codes_past_its_categories_does_not_crash_restore(tmp_path: Path) -> None:
-    graph = TRACE(EXP(U("experiment_workspace") + OBJ("rdagent.core.experiment FBWorkspace",
-                                                      U("workspace_path") + _categorical_with_codes_past_its_categories())),
-                  b"N")
+    graph = TRACE(
+        EXP(
+            U("experiment_workspace")
+            + OBJ(
+                "rdagent.core.experiment FBWorkspace",
+                U("workspace_path") + _categorical_with_codes_past_its_categories(),
+            )
+        ),
+        b"N",
+    )
     run = _restore_in_child(tmp_path, graph)
     assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
     assert run.stdout.startswith("refused:"), run.stdout
@@ -367,8 +513,19 @@ def test_export_of_complex_factor_values_exits_with_a_code(capsys: pytest.Captur
 
 def RANGE_INDEX(n: int) -> bytes:
     """``_new_Index(RangeIndex, {"start": 0, "stop": n})``: lazy, a few bytes whatever n is."""
-    return (G("pandas.core.indexes.base _new_Index") + G("pandas.core.indexes.range RangeIndex") + EMPTY_DICT
-            + MARK + U("start") + INT(0) + U("stop") + INT(n) + SETITEMS + TUPLE2 + REDUCE)
+    return (
+        G("pandas.core.indexes.base _new_Index")
+        + G("pandas.core.indexes.range RangeIndex")
+        + EMPTY_DICT
+        + MARK
+        + U("start")
+        + INT(0)
+        + U("stop")
+        + INT(n)
+        + SETITEMS
+        + TUPLE2
+        + REDUCE
+    )
 
 
 def NEW_INDEX(cls: str, items: bytes) -> bytes:
@@ -377,11 +534,17 @@ def NEW_INDEX(cls: str, items: bytes) -> bytes:
 
 INDEX_BOMBS = {
     # Index(RangeIndex(10**8), dtype="float64"): 1.6 GB
-    "Index float64": NEW_INDEX("pandas.core.indexes.base Index", U("data") + RANGE_INDEX(10**8) + U("dtype") + U("float64")),
+    "Index float64": NEW_INDEX(
+        "pandas.core.indexes.base Index", U("data") + RANGE_INDEX(10**8) + U("dtype") + U("float64")
+    ),
     # Index(RangeIndex(10**7), dtype=object): 10**7 Python ints, 0.5 GB
-    "Index object": NEW_INDEX("pandas.core.indexes.base Index", U("data") + RANGE_INDEX(10**7) + U("dtype") + U("object")),
+    "Index object": NEW_INDEX(
+        "pandas.core.indexes.base Index", U("data") + RANGE_INDEX(10**7) + U("dtype") + U("object")
+    ),
     # _new_PeriodIndex: PeriodArray(RangeIndex(10**8)): 0.8 GB
-    "PeriodIndex": NEW_INDEX("pandas.core.indexes.period PeriodIndex", U("data") + RANGE_INDEX(10**8) + U("freq") + U("D")),
+    "PeriodIndex": NEW_INDEX(
+        "pandas.core.indexes.period PeriodIndex", U("data") + RANGE_INDEX(10**8) + U("freq") + U("D")
+    ),
 }
 
 
@@ -407,7 +570,7 @@ def _series_of_a_categorical_with_codes_past_its_categories() -> bytes:
     codes = np.array([0, 1], dtype=np.int16).tobytes()
     assert data.count(codes) == 1 and data[2] == 0x95 and data.endswith(b".")
     at = data.find(codes)
-    data = data[:at] + np.array([32767, 32767], dtype=np.int16).tobytes() + data[at + len(codes):]
+    data = data[:at] + np.array([32767, 32767], dtype=np.int16).tobytes() + data[at + len(codes) :]
     return data[11:-1]
 
 
@@ -415,16 +578,34 @@ def _series_of_a_categorical_with_codes_past_its_categories() -> bytes:
 # Series. The shape check does not look into running_info.result; restore loads it fine, but prune and merge summarise
 # the kept nodes (_metrics: result.items(), float(v)) and pandas reads past the categories: SIGSEGV (exit -11).
 @pytest.mark.parametrize("command", ["prune", "merge"])
-def test_a_result_series_with_codes_past_its_categories_does_not_crash_prune_or_merge(tmp_path: Path, command: str) -> None:
-    exp = OBJ("rdagent.core.experiment Experiment",
-              U("based_experiments") + EMPTY_LIST + U("sub_workspace_list") + EMPTY_LIST + U("sub_tasks") + EMPTY_LIST
-              + U("running_info") + OBJ("rdagent.core.experiment RunningInfo",
-                                        U("result") + _series_of_a_categorical_with_codes_past_its_categories()))
+def test_a_result_series_with_codes_past_its_categories_does_not_crash_prune_or_merge(
+    tmp_path: Path, command: str
+) -> None:
+    exp = OBJ(
+        "rdagent.core.experiment Experiment",
+        U("based_experiments")
+        + EMPTY_LIST
+        + U("sub_workspace_list")
+        + EMPTY_LIST
+        + U("sub_tasks")
+        + EMPTY_LIST
+        + U("running_info")
+        + OBJ(
+            "rdagent.core.experiment RunningInfo",
+            U("result") + _series_of_a_categorical_with_codes_past_its_categories(),
+        ),
+    )
     path, out = tmp_path / "evil.tckpt", tmp_path / "out.tckpt"
     _forge(path, TRACE(exp, ACCEPTED))
     args = ["prune", path, out, "--keep", "accepted"] if command == "prune" else ["merge", path, path, out]
-    run = subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), *map(str, args)], check=False, capture_output=True,
-                         text=True, cwd=ROOT, timeout=600)
+    run = subprocess.run(
+        [str(ROOT / ".venv/bin/trace-ckpt"), *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert run.returncode not in (-11, 1), (run.returncode, run.stderr[-1000:])
 
 
@@ -451,18 +632,34 @@ def test_prune_does_not_write_process_memory_into_the_manifest(tmp_path: Path) -
     import pandas as pd
 
     categories = [i + 0.5 for i in range(200)]
-    data = pickle.dumps(pd.Series(pd.Categorical.from_codes([0, 1], categories=categories), index=["IC", "x"]), protocol=5)
+    data = pickle.dumps(
+        pd.Series(pd.Categorical.from_codes([0, 1], categories=categories), index=["IC", "x"]), protocol=5
+    )
     codes = np.array([0, 1], dtype=np.int16).tobytes()
     assert data.count(codes) == 1 and data[2] == 0x95
     at = data.find(codes)
-    data = data[:at] + np.array([250, 260], dtype=np.int16).tobytes() + data[at + len(codes):]
-    exp = OBJ("rdagent.core.experiment Experiment",
-              U("based_experiments") + EMPTY_LIST + U("sub_workspace_list") + EMPTY_LIST + U("sub_tasks") + EMPTY_LIST
-              + U("running_info") + OBJ("rdagent.core.experiment RunningInfo", U("result") + data[11:-1]))
+    data = data[:at] + np.array([250, 260], dtype=np.int16).tobytes() + data[at + len(codes) :]
+    exp = OBJ(
+        "rdagent.core.experiment Experiment",
+        U("based_experiments")
+        + EMPTY_LIST
+        + U("sub_workspace_list")
+        + EMPTY_LIST
+        + U("sub_tasks")
+        + EMPTY_LIST
+        + U("running_info")
+        + OBJ("rdagent.core.experiment RunningInfo", U("result") + data[11:-1]),
+    )
     path = tmp_path / "evil.tckpt"
     _forge(path, TRACE(exp, ACCEPTED))
-    run = subprocess.run([sys.executable, "-c", _PRUNE_AND_SHOW_METRICS, str(path), str(tmp_path / "out.tckpt")],
-                         check=False, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", _PRUNE_AND_SHOW_METRICS, str(path), str(tmp_path / "out.tckpt")],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert run.returncode == 0, (run.returncode, run.stderr[-1000:])
     result = json.loads(run.stdout.strip().splitlines()[-1])
     leaked = {k: v for k, v in result.get("metrics", {}).items() if v not in categories}
@@ -499,6 +696,7 @@ def test_an_index_over_a_zero_size_array_of_many_elements_is_refused(tmp_path: P
 
 # --- inspect --plot reads only the manifest, but draws what it says ---
 
+
 def _forge_manifest(path: Path, nodes: list) -> None:
     """A checkpoint whose manifest holds ``nodes`` (NodeSummary), every checksum valid."""
     from datetime import datetime, timezone
@@ -514,8 +712,14 @@ def _forge_manifest(path: Path, nodes: list) -> None:
         w.add_bytes("graph", "graph", b"\x80\x05N.")
         w.add_bytes("files", "files", FilesIndex().to_bytes())
         # model_construct: an attacker writes the JSON, unchecked by the reader's model
-        fields = dict(Manifest(format_version=FORMAT_VERSION, created_at=datetime.now(timezone.utc),
-                               producer=Producer(trace_ckpt="0", python="3"), trace_class="x"))
+        fields = dict(
+            Manifest(
+                format_version=FORMAT_VERSION,
+                created_at=datetime.now(timezone.utc),
+                producer=Producer(trace_ckpt="0", python="3"),
+                trace_class="x",
+            )
+        )
         w.finish(Manifest.model_construct(**{**fields, "nodes": nodes}))
 
 
@@ -523,8 +727,14 @@ def _plot_in_child(tmp_path: Path, nodes: list) -> subprocess.CompletedProcess |
     path = tmp_path / "m.tckpt"
     _forge_manifest(path, nodes)
     try:
-        return subprocess.run([str(ROOT / ".venv/bin/trace-ckpt"), "inspect", str(path), "--plot", str(tmp_path / "p.png")],
-                              check=False, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        return subprocess.run(
+            [str(ROOT / ".venv/bin/trace-ckpt"), "inspect", str(path), "--plot", str(tmp_path / "p.png")],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
         return None
 
@@ -534,8 +744,13 @@ def _plot_in_child(tmp_path: Path, nodes: list) -> subprocess.CompletedProcess |
 def test_inspect_plot_of_extreme_metrics_exits_with_a_code(tmp_path: Path) -> None:
     from trace_ckpt.format.manifest import NodeSummary
 
-    run = _plot_in_child(tmp_path, [NodeSummary(index=0, experiment_class="x", metrics={"IC": 1e308}),
-                                    NodeSummary(index=1, parents=[0], experiment_class="x", metrics={"IC": -1e308})])
+    run = _plot_in_child(
+        tmp_path,
+        [
+            NodeSummary(index=0, experiment_class="x", metrics={"IC": 1e308}),
+            NodeSummary(index=1, parents=[0], experiment_class="x", metrics={"IC": -1e308}),
+        ],
+    )
     assert run is not None
     assert run.returncode != 1 and "unexpected" not in run.stderr, (run.returncode, run.stderr[-500:])
 
@@ -545,13 +760,19 @@ def test_inspect_plot_of_extreme_metrics_exits_with_a_code(tmp_path: Path) -> No
 def test_inspect_plot_of_a_far_node_index_finishes(tmp_path: Path) -> None:
     from trace_ckpt.format.manifest import NodeSummary
 
-    run = _plot_in_child(tmp_path, [NodeSummary(index=10**30, experiment_class="x", metrics={"IC": 1.0}),
-                                    NodeSummary(index=5, parents=[10**30], experiment_class="x", metrics={"IC": 2.0})])
+    run = _plot_in_child(
+        tmp_path,
+        [
+            NodeSummary(index=10**30, experiment_class="x", metrics={"IC": 1.0}),
+            NodeSummary(index=5, parents=[10**30], experiment_class="x", metrics={"IC": 2.0}),
+        ],
+    )
     assert run is not None, "inspect --plot did not finish in 120 s"
     assert run.returncode != 1 and "unexpected" not in run.stderr, (run.returncode, run.stderr[-500:])
 
 
 # --- attacks that were refused (coverage the defenders' files lack) ---
+
 
 # HELD: NEWOBJ_EX with an empty args tuple but a FILLED kwargs dict: the abstract stack once told only "a dict", so
 # cls.__new__(cls, **kwargs) of a STATE class (any user-allowed class with its own __new__) got file-chosen arguments.
@@ -563,9 +784,23 @@ def test_newobj_ex_with_keyword_arguments_is_refused_for_a_state_class() -> None
 # HELD: numpy's scalar(dtype('O'), x) returns x itself, so a state built by it is a tuple the check cannot see; used as
 # BUILD's (dict, slots) state it would setattr __class__ on an RD-Agent object. numpy 2.4 refuses object scalars.
 def test_an_object_scalar_passthrough_as_slot_state_does_not_load(tmp_path: Path) -> None:
-    graph = prog(G("rdagent.core.proposal Hypothesis"), EMPTY_TUPLE_, NEWOBJ_,
-                 G("numpy._core.multiarray scalar"), DTYPE("O"), b"N", EMPTY_DICT, MARK, U("__class__"),
-                 G("rdagent.core.proposal Trace"), SETITEMS, TUPLE2, TUPLE2, REDUCE, BUILD)
+    graph = prog(
+        G("rdagent.core.proposal Hypothesis"),
+        EMPTY_TUPLE_,
+        NEWOBJ_,
+        G("numpy._core.multiarray scalar"),
+        DTYPE("O"),
+        b"N",
+        EMPTY_DICT,
+        MARK,
+        U("__class__"),
+        G("rdagent.core.proposal Trace"),
+        SETITEMS,
+        TUPLE2,
+        TUPLE2,
+        REDUCE,
+        BUILD,
+    )
     path = tmp_path / "evil.tckpt"
     _forge(path, graph)
     with pytest.raises(CheckpointError):
@@ -576,8 +811,9 @@ def test_an_object_scalar_passthrough_as_slot_state_does_not_load(tmp_path: Path
 # An unsigned checkpoint from elsewhere (reading it only logs a warning) pruned or merged on a machine with a signing
 # key comes out "signed, signature ok"; `resume` then trusts it without --trust and runs its factor.py and feature code.
 @pytest.mark.parametrize("command", ["prune", "merge"])
-def test_prune_or_merge_of_an_unsigned_file_does_not_make_resume_trust_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                          command: str) -> None:
+def test_prune_or_merge_of_an_unsigned_file_does_not_make_resume_trust_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
     from tests.builders import build_trace, data_folder
     from trace_ckpt import UntrustedContentError, merge, prune, save_trace
     from trace_ckpt.rdagent.resume import check_trust

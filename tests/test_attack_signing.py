@@ -45,13 +45,20 @@ def signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "s.tckpt"
 
 
-def _forge(src: Path, out: Path, *, edit: Callable[[dict[str, Any]], None] | None = None,
-           sign: Ed25519PrivateKey | None = None, signature: bytes | None = None, slot: bytes | None = None) -> Path:
+def _forge(
+    src: Path,
+    out: Path,
+    *,
+    edit: Callable[[dict[str, Any]], None] | None = None,
+    sign: Ed25519PrivateKey | None = None,
+    signature: bytes | None = None,
+    slot: bytes | None = None,
+) -> Path:
     """``src`` with its manifest edited and the footer's checksum made right again; the 64 bytes before the
     manifest are re-signed with ``sign`` or replaced by ``signature``; ``slot`` replaces the footer's signature slot."""
     data = src.read_bytes()
-    m_off, m_len, _, old_slot, magic = FOOTER.unpack(data[-FOOTER.size:])
-    doc = json.loads(data[m_off:m_off + m_len])
+    m_off, m_len, _, old_slot, magic = FOOTER.unpack(data[-FOOTER.size :])
+    doc = json.loads(data[m_off : m_off + m_len])
     if edit:
         edit(doc)
     body = json.dumps(doc).encode()
@@ -61,8 +68,11 @@ def _forge(src: Path, out: Path, *, edit: Callable[[dict[str, Any]], None] | Non
     if signature is not None:
         head = head[:-64] + signature
         old_slot = hashlib.sha256(signature).digest()
-    out.write_bytes(head + body + FOOTER.pack(m_off, len(body), hashlib.sha256(body).digest(),
-                                              old_slot if slot is None else slot, magic))
+    out.write_bytes(
+        head
+        + body
+        + FOOTER.pack(m_off, len(body), hashlib.sha256(body).digest(), old_slot if slot is None else slot, magic)
+    )
     return out
 
 
@@ -154,13 +164,16 @@ def test_ed25519_claim_with_garbage_signature_is_a_one_line_error(
     assert code == expected.exit_code
 
 
-@pytest.mark.parametrize("signature", [
-    {"algorithm": "ed25519", "key_id": "SHA256:\x1b[31mred"},  # terminal escapes are not a key id
-    {"algorithm": "ed25519", "key_id": "x" * 10_000},
-    {"algorithm": ["ed25519"], "key_id": ""},
-    {"algorithm": "Ed25519 ", "key_id": ""},
-    "ed25519",
-])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        {"algorithm": "ed25519", "key_id": "SHA256:\x1b[31mred"},  # terminal escapes are not a key id
+        {"algorithm": "ed25519", "key_id": "x" * 10_000},
+        {"algorithm": ["ed25519"], "key_id": ""},
+        {"algorithm": "Ed25519 ", "key_id": ""},
+        "ed25519",
+    ],
+)
 def test_garbage_signature_field_is_corrupt(signed: Path, tmp_path: Path, capsys, signature: Any) -> None:
     bad = _forge(signed, tmp_path / "bad.tckpt", edit=lambda doc: doc.update(signature=signature))
     with pytest.raises(CorruptCheckpointError, match="manifest is not valid"):
@@ -185,13 +198,22 @@ def test_unknown_algorithm_is_named_clearly(signed: Path, tmp_path: Path, capsys
 
 
 def test_signature_block_cannot_overlap_the_header(tmp_path: Path, capsys) -> None:
-    doc = {"format": "trace-ckpt", "format_version": 2, "hash_algorithm": "blake3",
-           "created_at": "2026-01-01T00:00:00Z", "producer": {"trace_ckpt": "0", "python": "3"}, "trace_class": "x",
-           "signature": {"algorithm": "ed25519", "key_id": "SHA256:x"}}
+    doc = {
+        "format": "trace-ckpt",
+        "format_version": 2,
+        "hash_algorithm": "blake3",
+        "created_at": "2026-01-01T00:00:00Z",
+        "producer": {"trace_ckpt": "0", "python": "3"},
+        "trace_class": "x",
+        "signature": {"algorithm": "ed25519", "key_id": "SHA256:x"},
+    }
     body = json.dumps(doc).encode()
     path = tmp_path / "tiny.tckpt"
-    path.write_bytes(struct.pack("<8sII", b"TRACECKP", 2, 0) + body
-                     + FOOTER.pack(16, len(body), hashlib.sha256(body).digest(), os.urandom(32), b"TRACECKP"))
+    path.write_bytes(
+        struct.pack("<8sII", b"TRACECKP", 2, 0)
+        + body
+        + FOOTER.pack(16, len(body), hashlib.sha256(body).digest(), os.urandom(32), b"TRACECKP")
+    )
     with pytest.raises(CorruptCheckpointError, match="too short for the Ed25519 signature"):
         read_manifest(path)
     assert _one_line_error(capsys, "verify", path)[0] == CorruptCheckpointError.exit_code
@@ -209,7 +231,7 @@ def test_keygen_never_writes_through_a_planted_link(tmp_path: Path, capsys) -> N
     victim = tmp_path / "victim"
     victim.write_text("precious")
     (tmp_path / "k.pub").symlink_to(victim)
-    code, err = _one_line_error(capsys, "keygen", tmp_path / "k", "--comment", "x")
+    code, _err = _one_line_error(capsys, "keygen", tmp_path / "k", "--comment", "x")
     assert code == 7 and victim.read_text() == "precious" and not (tmp_path / "k").exists()
     code, _, _ = run_cli(capsys, "keygen", tmp_path / "k", "--comment", "x", "--force")  # --force replaces the link
     assert code == 0 and victim.read_text() == "precious" and not (tmp_path / "k.pub").is_symlink()

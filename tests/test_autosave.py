@@ -40,8 +40,9 @@ def run_cli(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess, Pat
 
     prepare_data(workdir)
     env = {**os.environ, **offline_env(workdir, "factor")}
-    proc = subprocess.run([str(TRACE_CKPT), "run", *args], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=900, check=False)
+    proc = subprocess.run(
+        [str(TRACE_CKPT), "run", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     return proc, Path(env["LOG_TRACE_PATH"])
 
 
@@ -49,8 +50,9 @@ def run_cli(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess, Pat
 def five_loops(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path, Path]:
     workdir = tmp_path_factory.mktemp("autosave")
     ckdir = workdir / "ckpts"
-    proc, log_dir = run_cli(workdir, "fin_factor", "--loop_n", "5", "--autosave", str(ckdir), "--keep", "2",
-                            "--allow-module", "examples")
+    proc, log_dir = run_cli(
+        workdir, "fin_factor", "--loop_n", "5", "--autosave", str(ckdir), "--keep", "2", "--allow-module", "examples"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, ckdir, log_dir
 
@@ -114,8 +116,9 @@ def unwritable_folder(tmp_path: Path) -> tuple[Path, str]:
 def test_a_failing_autosave_leaves_the_loop_running_to_completion(tmp_path: Path) -> None:
     ckdir, reason_text = unwritable_folder(tmp_path)
     try:
-        proc, log_dir = run_cli(tmp_path, "fin_factor", "--loop-n", "3", "--autosave", str(ckdir),
-                                "--allow-module", "examples")
+        proc, log_dir = run_cli(
+            tmp_path, "fin_factor", "--loop-n", "3", "--autosave", str(ckdir), "--allow-module", "examples"
+        )
     finally:
         (tmp_path / "read-only").chmod(0o755)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -150,8 +153,9 @@ def warnings_seen() -> Any:
 
 def _growing_traces(tmp_path: Path, decisions: list[bool], ics: list[float]) -> list[Trace]:
     """The trace after each loop of a run whose node i has IC ``ics[i]``."""
-    full = build_trace([()] + [(i,) for i in range(len(decisions) - 1)], decisions, data_folder(tmp_path / "data"),
-                       write_outputs=False)
+    full = build_trace(
+        [()] + [(i,) for i in range(len(decisions) - 1)], decisions, data_folder(tmp_path / "data"), write_outputs=False
+    )
     out = []
     for k in range(1, len(decisions) + 1):
         trace = Trace(full.scen)
@@ -187,8 +191,9 @@ def test_pruning_never_deletes_the_checkpoint_just_written(tmp_path: Path) -> No
     assert [p.name for p in saver.checkpoints()] == ["loop-0001.tckpt", "loop-0009.tckpt"]
 
 
-def test_a_failed_save_warns_once_and_prunes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     warnings_seen: list[str]) -> None:
+def test_a_failed_save_warns_once_and_prunes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warnings_seen: list[str]
+) -> None:
     traces = _growing_traces(tmp_path, [True, True, True], [0.01, 0.02, 0.03])
     saver = Autosaver(tmp_path / "ck", keep=2)
     saver.save(traces[0], 0)

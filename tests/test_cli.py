@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("cli")
-    trace = build_trace([(), (0,), (1,), (), (3,)], [True, False, True, True, False], data_folder(d / "data"),
-                        loop_ids=[0, 1, 2, 3, 4])
+    trace = build_trace(
+        [(), (0,), (1,), (), (3,)], [True, False, True, True, False], data_folder(d / "data"), loop_ids=[0, 1, 2, 3, 4]
+    )
     write_session(d / "run", trace)
     return d
 
@@ -85,7 +86,7 @@ def test_verify_ok_and_damaged(capsys: pytest.CaptureFixture[str], ckpt: Path, t
 
 def test_export_factors(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path) -> None:
     out_file = tmp_path / "sota.parquet"
-    code, out, _ = run(capsys, "export-factors", ckpt, out_file)
+    code, _out, _ = run(capsys, "export-factors", ckpt, out_file)
     assert code == 0
     values = pd.read_parquet(out_file)
     assert list(values.columns) == ["factor_0", "factor_2", "factor_3"]
@@ -104,15 +105,22 @@ def test_export_factors_with_no_sota(capsys: pytest.CaptureFixture[str], tmp_pat
 
 UNCOMBINABLE = {
     # a repeated (datetime, instrument) row: pd.concat cannot line it up with the other factors
-    "duplicate rows": (lambda v: pd.concat([v, v.iloc[:3]]), "result.h5 of node 1 (factor_1) has 3 duplicate index rows"),
+    "duplicate rows": (
+        lambda v: pd.concat([v, v.iloc[:3]]),
+        "result.h5 of node 1 (factor_1) has 3 duplicate index rows",
+    ),
     # a foreign result.h5 indexed by instrument only: its rows cannot be sorted among (datetime, instrument)
-    "plain index": (lambda v: v.reset_index(drop=True).set_axis([f"i{k}" for k in range(len(v))]),
-                    "the SOTA factor values cannot be combined into one table"),
+    "plain index": (
+        lambda v: v.reset_index(drop=True).set_axis([f"i{k}" for k in range(len(v))]),
+        "the SOTA factor values cannot be combined into one table",
+    ),
 }
 
 
 @pytest.mark.parametrize("damage", UNCOMBINABLE, ids=list(UNCOMBINABLE))
-def test_export_factors_that_cannot_be_combined(capsys: pytest.CaptureFixture[str], tmp_path: Path, damage: str) -> None:
+def test_export_factors_that_cannot_be_combined(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, damage: str
+) -> None:
     """Factor values that cannot be lined up with the others are a one-line error (exit 10), not a pandas
     InvalidIndexError or TypeError."""
     change, message = UNCOMBINABLE[damage]
@@ -135,6 +143,7 @@ def test_save_takes_the_end_of_a_chosen_loop(capsys: pytest.CaptureFixture[str],
 
 
 # ---- bad input, as a new user would try it -------------------------------------------------------
+
 
 def test_folder_without_session(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = run(capsys, "save", tmp_path, tmp_path / "x.tckpt")
@@ -182,7 +191,9 @@ def test_out_folder_missing(capsys: pytest.CaptureFixture[str], work: Path, tmp_
 
 
 @pytest.mark.parametrize("command", ["inspect", "verify"])
-def test_checkpoint_commands_on_bad_files(capsys: pytest.CaptureFixture[str], tmp_path: Path, ckpt: Path, command: str) -> None:
+def test_checkpoint_commands_on_bad_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, ckpt: Path, command: str
+) -> None:
     code, _, err = run(capsys, command, tmp_path / "missing.tckpt")
     assert code == CheckpointNotFoundError.exit_code and err.count("\n") == 1
     junk = tmp_path / "junk"

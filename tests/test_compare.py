@@ -15,7 +15,9 @@ from tests.compare import GraphMismatch, assert_same_graph
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory):
-    return build_trace([(), (0,), (1,)], [True, True, False], data_folder(tmp_path_factory.mktemp("d")), write_outputs=False)
+    return build_trace(
+        [(), (0,), (1,)], [True, True, False], data_folder(tmp_path_factory.mktemp("d")), write_outputs=False
+    )
 
 
 def test_equal_copy_passes(trace) -> None:

@@ -66,12 +66,16 @@ PREPARED: dict[str, Callable[[Path, Path], None]] = {}
 # programs shown in shell blocks that this test does not run, and why
 NOT_RUN_PROGRAMS: dict[str, str] = {
     "rdagent": "phase 1 itself needs a real LLM endpoint; the factor_run fixture runs RD-Agent's own factor "
-               "loop offline instead, and its log folder stands in for log/<run>",
+    "loop offline instead, and its log folder stands in for log/<run>",
     "make": "make demo / make test: tests/test_examples.py runs the demo, CI runs the tests",
     "pip": "installs packages",
-    "scp": "copies to another machine", "aws": "copies to object storage", "rsync": "copies to another machine",
+    "scp": "copies to another machine",
+    "aws": "copies to object storage",
+    "rsync": "copies to another machine",
     "cd": "each line runs in the test's work folder",
-    "mkdir": "folders are made by PREPARED", "cp": "files are made by PREPARED", "cat": "shows a file",
+    "mkdir": "folders are made by PREPARED",
+    "cp": "files are made by PREPARED",
+    "cat": "shows a file",
     "chmod": "the key file is made by PREPARED",
     "python": "examples/*.py are run by tests/test_examples.py",
     "bash": "examples/two_phase.sh needs a real LLM; tests/test_examples.py checks it with bash -n",
@@ -79,8 +83,7 @@ NOT_RUN_PROGRAMS: dict[str, str] = {
 }
 # trace-ckpt lines that cannot run offline, and why
 NOT_RUN_LINES: dict[str, str] = {
-    "trace-ckpt run fin_quant --path log/2026-11-20_quant --autosave ckpts/":
-        "continues a fin_quant session; the offline stand-ins have factor and model loops only",
+    "trace-ckpt run fin_quant --path log/2026-11-20_quant --autosave ckpts/": "continues a fin_quant session; the offline stand-ins have factor and model loops only",
 }
 # trace-ckpt lines whose documented outcome is not exit 0 but that do not say `# exit N`, and why
 EXPECTED_EXIT: dict[str, tuple[int, str]] = {
@@ -91,8 +94,7 @@ RDAGENT_COMMANDS = {"resume", "run"}  # they start an RD-Agent loop: offline env
 
 def _cli(work: Path, *args: str) -> None:
     env = {**os.environ, **_offline(work / "machine-prepare")}
-    r = subprocess.run([str(BIN / "trace-ckpt"), *args], env=env, cwd=work, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([str(BIN / "trace-ckpt"), *args], env=env, cwd=work, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -120,14 +122,23 @@ def _prepare_quant(work: Path, factor_log: Path) -> None:
     from trace_ckpt import save_trace
 
     trace = build_trace([(), (0,), (1,)], [True, False, True], data_folder(work / "quant-data"), quant=True)
-    task = ModelTask("GRU_small", "a GRU", "GRU -> Linear", hyperparameters={}, training_hyperparameters={},
-                     model_type="TimeSeries")
+    task = ModelTask(
+        "GRU_small", "a GRU", "GRU -> Linear", hyperparameters={}, training_hyperparameters={}, model_type="TimeSeries"
+    )
     for i, decision in enumerate([True, False]):
-        exp = QlibModelExperiment([task], hypothesis=QlibQuantHypothesis(
-            f"model {i}", "r", "c", "o", "j", "k", action="model"))
+        exp = QlibModelExperiment(
+            [task], hypothesis=QlibQuantHypothesis(f"model {i}", "r", "c", "o", "j", "k", action="model")
+        )
         exp.result = result_series(100 + i)
-        trace.sync_dag_parent_and_hist((exp, HypothesisFeedback(reason="r", decision=decision, observations="o",
-                                                               hypothesis_evaluation="e", new_hypothesis="n")), 3 + i)
+        trace.sync_dag_parent_and_hist(
+            (
+                exp,
+                HypothesisFeedback(
+                    reason="r", decision=decision, observations="o", hypothesis_evaluation="e", new_hypothesis="n"
+                ),
+            ),
+            3 + i,
+        )
     save_trace(trace, work / "quant.tckpt")
 
 
@@ -150,14 +161,16 @@ def _prepare_key(work: Path, factor_log: Path) -> None:
     (work / "trace-ckpt.key").write_text("0123456789abcdef" * 4 + "\n")
 
 
-PREPARED.update({
-    "run1.tckpt": _prepare_run1,  # README, docs/cli.md, docs/guide.md
-    "run2.tckpt": _prepare_run2,  # docs/cli.md: merge
-    "run1-pruned.tckpt": _prepare_pruned,  # docs/cli.md: diff
-    "quant.tckpt": _prepare_quant,  # docs/cli.md: prune --action model
-    "alpha22/": _prepare_alpha22,  # README, docs/guide.md
-    "~/.trace-ckpt.key": _prepare_key,  # docs/guide.md
-})
+PREPARED.update(
+    {
+        "run1.tckpt": _prepare_run1,  # README, docs/cli.md, docs/guide.md
+        "run2.tckpt": _prepare_run2,  # docs/cli.md: merge
+        "run1-pruned.tckpt": _prepare_pruned,  # docs/cli.md: diff
+        "quant.tckpt": _prepare_quant,  # docs/cli.md: prune --action model
+        "alpha22/": _prepare_alpha22,  # README, docs/guide.md
+        "~/.trace-ckpt.key": _prepare_key,  # docs/guide.md
+    }
+)
 
 
 @dataclass
@@ -216,7 +229,7 @@ def doc_lines(page: str) -> list[DocLine]:
             env[name] = value
         for prefix in WRAPPERS:
             if tuple(tokens[: len(prefix)]) == prefix:
-                tokens = tokens[len(prefix):]
+                tokens = tokens[len(prefix) :]
         expect = re.search(r"#.*\bexit (\d+)\b", line)
         found.append(DocLine(page, start, " ".join(tokens), tokens, env, int(expect.group(1)) if expect else 0))
     return found
@@ -234,7 +247,7 @@ def _offline(machine: Path) -> dict[str, str]:
 def _substitute(token: str, values: dict[str, str]) -> str:
     for key, repl in SUBSTITUTE.items():
         if token == key or token.startswith(key.rstrip("/") + "/"):
-            return repl.format(**values) + token[len(key):]
+            return repl.format(**values) + token[len(key) :]
     return token
 
 
@@ -295,8 +308,11 @@ class Work:
 
     @property
     def values(self) -> dict[str, str]:
-        return {"factor_log": str(self.factor_log), "work": str(self.path),
-                "s3_endpoint": self.s3.endpoint if self.s3 else "(no S3 server: no page shows an s3:// URL)"}
+        return {
+            "factor_log": str(self.factor_log),
+            "work": str(self.path),
+            "s3_endpoint": self.s3.endpoint if self.s3 else "(no S3 server: no page shows an s3:// URL)",
+        }
 
 
 @pytest.fixture(scope="module")
@@ -336,8 +352,14 @@ def run_line(line: DocLine, work: Work, machine_no: str) -> tuple[int, str]:
         value = _substitute(value, work.values)
         # a doc's PYTHONPATH adds to the test's (which makes the offline stand-ins importable)
         env[name] = f"{value}{os.pathsep}{env[name]}" if name == "PYTHONPATH" else value
-    r = subprocess.run(["bash", "-o", "pipefail", "-c", _shell(tokens)], cwd=work.path, env=env, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", _shell(tokens)],
+        cwd=work.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     result = (r.returncode, (r.stdout[-1500:] + "\n" + r.stderr[-2500:]).strip())
     if rdagent:
         RAN[key] = result
@@ -362,7 +384,8 @@ def test_only_lines_that_cannot_run_offline_are_filtered() -> None:
                 assert sub is None or sub in commands, f"{d.where}: the CLI has no command {sub!r}"
             else:
                 assert d.program in NOT_RUN_PROGRAMS, (
-                    f"{d.where}: {d.program!r} is neither trace-ckpt nor listed in NOT_RUN_PROGRAMS")
+                    f"{d.where}: {d.program!r} is neither trace-ckpt nor listed in NOT_RUN_PROGRAMS"
+                )
     stale = (set(NOT_RUN_LINES) | set(EXPECTED_EXIT)) - shown
     assert not stale, f"NOT_RUN_LINES / EXPECTED_EXIT entries no page shows any more: {stale}"
 

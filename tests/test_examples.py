@@ -18,9 +18,21 @@ def test_custom_loop_example(tmp_path: Path) -> None:
     save_trace(trace, tmp_path / "run1.tckpt")
     env = {**os.environ, "WORKSPACE_PATH": str(tmp_path / "ws"), "PYTHONPATH": str(ROOT)}
     r = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "custom_loop.py"), str(tmp_path / "run1.tckpt"),
-         str(tmp_path / "run2.tckpt"), "--workspace-root", str(tmp_path / "ws"), "--allow-module", "tests"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "custom_loop.py"),
+            str(tmp_path / "run1.tckpt"),
+            str(tmp_path / "run2.tckpt"),
+            "--workspace-root",
+            str(tmp_path / "ws"),
+            "--allow-module",
+            "tests",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 accepted experiments become based_experiments" in r.stdout
@@ -31,8 +43,13 @@ def test_custom_loop_example(tmp_path: Path) -> None:
 
 def test_demo_runs_the_two_phase_rehearsal(tmp_path: Path) -> None:
     """What `make demo` runs (after its install step), in a fresh folder."""
-    r = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), str(tmp_path / "demo-out")],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=900)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), str(tmp_path / "demo-out")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "the first model experiment received 3 SOTA factor experiments" in r.stdout
     assert "conf_sota_factors_model.yaml" in r.stdout and "simulated" in r.stdout

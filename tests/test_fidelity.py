@@ -148,7 +148,10 @@ def test_large_files_stream_back_byte_exact_into_every_copy(tmp_path: Path, data
 
     trace = build_trace([(), (0,)], [True, True], data)
     big = os.urandom(PACK_BYTES + 12345)
-    folders = [trace.hist[0][0].sub_workspace_list[0].workspace_path, trace.hist[1][0].sub_workspace_list[0].workspace_path]
+    folders = [
+        trace.hist[0][0].sub_workspace_list[0].workspace_path,
+        trace.hist[1][0].sub_workspace_list[0].workspace_path,
+    ]
     for f in folders:
         (f / "values.bin").write_bytes(big)
     m = save_trace(trace, tmp_path / "run.tckpt")
@@ -167,14 +170,22 @@ def test_progress_counts_every_file_and_byte_both_ways(tmp_path: Path, data: Pat
     big = os.urandom(PACK_BYTES + 777)
     for exp, _ in trace.hist:
         (exp.sub_workspace_list[0].workspace_path / "values.bin").write_bytes(big)
-    on_disk = [p for ws in iter_workspaces(trace) for p in Path(ws.workspace_path).rglob("*")
-               if p.is_file() and not p.is_symlink()]
+    on_disk = [
+        p
+        for ws in iter_workspaces(trace)
+        for p in Path(ws.workspace_path).rglob("*")
+        if p.is_file() and not p.is_symlink()
+    ]
     expected = (sum(p.stat().st_size for p in on_disk), len(on_disk))
     calls: dict[str, list[tuple[int, int]]] = {"save": [], "restore": []}
 
     save_trace(trace, tmp_path / "run.tckpt", progress=lambda b, f: calls["save"].append((b, f)))
-    restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "new", allow_modules=ALLOW,
-                  progress=lambda b, f: calls["restore"].append((b, f)))
+    restore_trace(
+        tmp_path / "run.tckpt",
+        workspace_root=tmp_path / "new",
+        allow_modules=ALLOW,
+        progress=lambda b, f: calls["restore"].append((b, f)),
+    )
 
     for way, seen in calls.items():
         assert (sum(b for b, _ in seen), sum(f for _, f in seen)) == expected, way
@@ -210,8 +221,9 @@ def test_damaged_large_file_section_is_caught_and_never_left_behind(tmp_path: Pa
     assert (tmp_path / "existing" / folder.name / "values.bin").read_bytes() == big
 
 
-def test_a_large_file_that_shrinks_during_the_save_fails_it_cleanly(tmp_path: Path, data: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_file_that_shrinks_during_the_save_fails_it_cleanly(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file RD-Agent is still writing while an autosave reads it: the save fails with one line, and the
     previous checkpoint at the path stays."""
     from trace_ckpt import SaveError
@@ -236,8 +248,9 @@ def test_a_large_file_that_shrinks_during_the_save_fails_it_cleanly(tmp_path: Pa
     assert ck.read_bytes() == before
 
 
-def test_a_write_error_while_a_large_file_streams_stops_cleanly(tmp_path: Path, data: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_error_while_a_large_file_streams_stops_cleanly(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A full disk in the middle of a streamed file: a one-line RestoreError (no hang waiting on the
     decompressing thread), and the stream's worker thread is gone afterwards."""
     import threading

@@ -143,7 +143,11 @@ def test_section_range_outside_the_file_is_corrupt(tmp_path: Path, ckpt: Path) -
     doc["sections"][0]["length"] = 10**12
     body = json.dumps(doc).encode()
     p = tmp_path / "bad.tckpt"
-    p.write_bytes(data[:m_off] + body + struct.pack("<QQ32s32s8s", m_off, len(body), hashlib.sha256(body).digest(), bytes(32), b"TRACECKP"))
+    p.write_bytes(
+        data[:m_off]
+        + body
+        + struct.pack("<QQ32s32s8s", m_off, len(body), hashlib.sha256(body).digest(), bytes(32), b"TRACECKP")
+    )
     with pytest.raises(CorruptCheckpointError, match="outside"):
         read_manifest(p)
 

@@ -216,8 +216,10 @@ def test_a_section_missing_from_the_manifest_is_named(tmp_path: Path, seed_file:
 def test_a_file_whose_content_is_not_stored_is_found_before_any_use(tmp_path: Path, seed_file: bytes) -> None:
     path = tmp_path / "dangling.tckpt"
     path.write_bytes(_edit_json_section("files", lambda ix: _first_file(ix).update(digest="ab" * 32))(seed_file))
-    for read in (lambda: restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW),
-                 lambda: export_factors(path, tmp_path / "f.parquet")):
+    for read in (
+        lambda: restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW),
+        lambda: export_factors(path, tmp_path / "f.parquet"),
+    ):
         with pytest.raises(CorruptCheckpointError, match="refers to a missing blob"):
             read()
     assert not (tmp_path / "ws").exists()
@@ -253,7 +255,9 @@ def _makers(rng: random.Random, seed_file: bytes) -> dict[str, Callable[[], byte
         "flipped, cut or inserted bytes": lambda: _mutate_bytes(rng, seed_file),
         "truncated": lambda: seed_file[: rng.randrange(len(seed_file))],
         "random bytes": lambda: rng.randbytes(rng.randint(0, 4096)),
-        "valid header, random rest": lambda: b"TRACECKP" + struct.pack("<II", 1, 0) + rng.randbytes(rng.randint(0, 512)),
+        "valid header, random rest": lambda: (
+            b"TRACECKP" + struct.pack("<II", 1, 0) + rng.randbytes(rng.randint(0, 512))
+        ),
         "resealed manifest": lambda: _resealed_manifest(rng, seed_file),
         "resealed section": lambda: _resealed_section(rng, seed_file),
         "resealed section (2)": lambda: _resealed_section(rng, seed_file),

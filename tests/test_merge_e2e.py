@@ -27,8 +27,13 @@ def _last_trace(log_dir: Path) -> Any:
 
 def _sota_factors(trace: Any) -> dict[str, str]:
     """name -> factor.py of every implemented factor of an accepted node."""
-    return {task.factor_name: ws.file_dict["factor.py"] for exp, fb in trace.hist if fb.decision
-            for task, ws in zip(exp.sub_tasks, exp.sub_workspace_list) if ws is not None}
+    return {
+        task.factor_name: ws.file_dict["factor.py"]
+        for exp, fb in trace.hist
+        if fb.decision
+        for task, ws in zip(exp.sub_tasks, exp.sub_workspace_list)
+        if ws is not None
+    }
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,11 @@ def runs(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 
     run2 = run_factor_loop(tmp_path_factory.mktemp("offline-seed1"), 4, seed=1)
     d = tmp_path_factory.mktemp("merge-e2e")
-    a, b, c = _save(factor_run, d / "a.tckpt"), _save(run2, d / "b.tckpt"), _save(factor_run, d / "c.tckpt", "--loop", "0")
+    a, b, c = (
+        _save(factor_run, d / "a.tckpt"),
+        _save(run2, d / "b.tckpt"),
+        _save(factor_run, d / "c.tckpt", "--loop", "0"),
+    )
     with pytest.raises(SystemExit) as e:
         main(["merge", str(a), str(b), str(c), str(d / "merged.tckpt"), "--allow-module", "examples"])
     assert e.value.code == 0
@@ -51,7 +60,9 @@ def test_the_two_runs_differ_as_the_stand_in_says(runs: dict[str, Any]) -> None:
     assert f2.keys() - f1.keys()  # and factors only run 2 has
 
 
-def test_model_phase_on_the_merged_checkpoint_trains_on_both_runs_sota_factors(runs: dict[str, Any], tmp_path: Path) -> None:
+def test_model_phase_on_the_merged_checkpoint_trains_on_both_runs_sota_factors(
+    runs: dict[str, Any], tmp_path: Path
+) -> None:
     proc, log_dir = resume_in_fresh_folder(tmp_path, runs["merged"], "--only", "model", "--loop-n", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     trace = _last_trace(log_dir)
@@ -88,5 +99,7 @@ def test_identical_factor_is_one_implementation(runs: dict[str, Any], tmp_path: 
     # the loop-0 checkpoint's only node is run 1's node 0: same factor.py, so the same workspace object
     assert merged.hist[n][0].sub_workspace_list[0] is merged.hist[0][0].sub_workspace_list[0]
     meta = read_manifest(runs["merged"]).metadata
-    assert meta["merge"]["duplicates"] == [{"node": n, "name": merged.hist[0][0].sub_tasks[0].factor_name, "same_as": 0}]
+    assert meta["merge"]["duplicates"] == [
+        {"node": n, "name": merged.hist[0][0].sub_tasks[0].factor_name, "same_as": 0}
+    ]
     assert [x["nodes"] for x in meta["merged_from"]] == [len(runs["t1"].hist), len(runs["t2"].hist), 1]

@@ -138,12 +138,16 @@ def test_model_loop_runs_and_produces_a_model_experiment(tmp_path: Path) -> None
     assert (_workspaces(exp)[0] / "model.py").is_file()
 
 
-@pytest.mark.parametrize(("restored", "factor_exps", "config"), [
-    (4, 3, "conf_sota_factors_model.yaml"),      # 3 accepted factor nodes: combined with the model
-    (2, 1, "conf_baseline_factors_model.yaml"),  # 1 accepted: RD-Agent's `> 1` condition ignores it
-])
-def test_model_loop_on_restored_factor_nodes(factor_log: Path, factor_loop: Any, monkeypatch: pytest.MonkeyPatch,
-                                             restored: int, factor_exps: int, config: str) -> None:
+@pytest.mark.parametrize(
+    ("restored", "factor_exps", "config"),
+    [
+        (4, 3, "conf_sota_factors_model.yaml"),  # 3 accepted factor nodes: combined with the model
+        (2, 1, "conf_baseline_factors_model.yaml"),  # 1 accepted: RD-Agent's `> 1` condition ignores it
+    ],
+)
+def test_model_loop_on_restored_factor_nodes(
+    factor_log: Path, factor_loop: Any, monkeypatch: pytest.MonkeyPatch, restored: int, factor_exps: int, config: str
+) -> None:
     """The restore hook's place: factor nodes put into ``loop.trace`` by ``setup`` become the model
     loop's SOTA (``ModelExperiment`` is an alias of ``Experiment``); new loop ids start again at 0."""
     from rdagent.scenarios.qlib.experiment.factor_experiment import QlibFactorExperiment

@@ -33,18 +33,26 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     from rdagent.scenarios.qlib.experiment.model_experiment import QlibModelExperiment
 
     d = tmp_path_factory.mktemp("plot")
-    trace = build_trace([p for p, _ in DAG], [dec for _, dec in DAG], data_folder(d / "data"),
-                        loop_ids=list(range(len(DAG))))
+    trace = build_trace(
+        [p for p, _ in DAG], [dec for _, dec in DAG], data_folder(d / "data"), loop_ids=list(range(len(DAG)))
+    )
     trace.hist[NO_RESULT][0].result = None
-    task = ModelTask("GRU_small", "a GRU", "GRU -> Linear", hyperparameters={}, training_hyperparameters={},
-                     model_type="TimeSeries")
+    task = ModelTask(
+        "GRU_small", "a GRU", "GRU -> Linear", hyperparameters={}, training_hyperparameters={}, model_type="TimeSeries"
+    )
     for i, (parents, decision) in enumerate(MODEL_NODES):
         exp = QlibModelExperiment([task], hypothesis=Hypothesis(f"model {i}", "r", "c", "o", "j", "k"))
         exp.result = result_series(100 + i)
         exp.local_selection = parents
-        trace.sync_dag_parent_and_hist((exp, HypothesisFeedback(reason="r", decision=decision, observations="o",
-                                                               hypothesis_evaluation="e", new_hypothesis="n")),
-                                       len(DAG) + i)
+        trace.sync_dag_parent_and_hist(
+            (
+                exp,
+                HypothesisFeedback(
+                    reason="r", decision=decision, observations="o", hypothesis_evaluation="e", new_hypothesis="n"
+                ),
+            ),
+            len(DAG) + i,
+        )
     ckpt = d / "run1.tckpt"
     save_trace(trace, ckpt)
     return ckpt, trace
@@ -106,7 +114,7 @@ def test_plot_shows_phases_sota_and_branches(mixed: tuple[Path, object]) -> None
     sota = [ln for ln in ax_ic.lines if ln.get_gid() == "sota"]
     assert len(sota) == 1 and list(sota[0].get_xdata()) == [m.sota_index] == [len(DAG)]
     # DAG edges between drawn nodes: straight when the parent is the node before, an arc otherwise
-    drawn = {i for i in points(fig, KEY_IC)}
+    drawn = set(points(fig, KEY_IC))
     edges = [(p, i) for i, parents in enumerate(trace.dag_parent) for p in parents if i in drawn and p in drawn]
     assert len([ln for ln in ax_ic.lines if ln.get_gid() == "edge"]) == sum(p == i - 1 for p, i in edges)
     arcs = [a for a in ax_ic.patches + ax_ic.artists if a.get_gid() == "branch"]
@@ -138,8 +146,9 @@ def test_an_empty_trace_still_plots(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == PNG_MAGIC
 
 
-def test_json_and_plot_keep_stdout_json(capsys: pytest.CaptureFixture[str], mixed: tuple[Path, object],
-                                        tmp_path: Path) -> None:
+def test_json_and_plot_keep_stdout_json(
+    capsys: pytest.CaptureFixture[str], mixed: tuple[Path, object], tmp_path: Path
+) -> None:
     import json
 
     code, out, err = run(capsys, "inspect", mixed[0], "--json", "--plot", tmp_path / "t.png")
@@ -147,8 +156,9 @@ def test_json_and_plot_keep_stdout_json(capsys: pytest.CaptureFixture[str], mixe
     assert "wrote" in err and (tmp_path / "t.png").exists()
 
 
-def test_without_matplotlib_one_line_error(capsys: pytest.CaptureFixture[str], mixed: tuple[Path, object],
-                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_matplotlib_one_line_error(
+    capsys: pytest.CaptureFixture[str], mixed: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     code, out, err = run(capsys, "inspect", mixed[0], "--plot", tmp_path / "t.png")
     assert code == MissingExtraError.exit_code == 12
@@ -156,8 +166,9 @@ def test_without_matplotlib_one_line_error(capsys: pytest.CaptureFixture[str], m
     assert not (tmp_path / "t.png").exists()
 
 
-def test_write_is_atomic(capsys: pytest.CaptureFixture[str], mixed: tuple[Path, object], tmp_path: Path,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_is_atomic(
+    capsys: pytest.CaptureFixture[str], mixed: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from matplotlib.figure import Figure
 
     png = tmp_path / "t.png"

@@ -34,8 +34,9 @@ def ckpts(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return {"all": _save(factor_run, d / "run1.tckpt"), "one": _save(factor_run, d / "one.tckpt", "--loop", "0")}
 
 
-def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str, data: bool = False,
-                           trust: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
+def resume_in_fresh_folder(
+    workdir: Path, ckpt: Path, *args: str, data: bool = False, trust: bool = True
+) -> tuple[subprocess.CompletedProcess, Path]:
     """Run the CLI as a user would, offline, in a folder with no cache and no data folder (with the
     factor data folder if ``data``: RD-Agent's quant scenario reads it, its factor rounds run factor code).
     The test's checkpoints are unsigned, so ``--trust`` is passed unless ``trust`` is False."""
@@ -48,11 +49,20 @@ def resume_in_fresh_folder(workdir: Path, ckpt: Path, *args: str, data: bool = F
     spy = workdir / "python-spy.sh"
     spy.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec {sys.executable} "$@"\n')
     spy.chmod(0o755)
-    env = {**os.environ, **offline_env(workdir, "model"), "FACTOR_CoSTEER_PYTHON_BIN": str(spy),
-           "TRACE_CKPT_OFFLINE_PROMPT_LOG": str(workdir / "prompts.jsonl")}
-    proc = subprocess.run([str(TRACE_CKPT), "resume", str(ckpt), *args, "--allow-module", "examples",
-                           *(["--trust"] if trust else [])],
-                          cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        **offline_env(workdir, "model"),
+        "FACTOR_CoSTEER_PYTHON_BIN": str(spy),
+        "TRACE_CKPT_OFFLINE_PROMPT_LOG": str(workdir / "prompts.jsonl"),
+    }
+    proc = subprocess.run(
+        [str(TRACE_CKPT), "resume", str(ckpt), *args, "--allow-module", "examples", *(["--trust"] if trust else [])],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert data or not Path(env["FACTOR_CoSTEER_DATA_FOLDER"]).exists()
     return proc, Path(env["LOG_TRACE_PATH"])
 
@@ -134,8 +144,9 @@ def test_custom_base_features(ckpts: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "alpha22"
     folder.mkdir()
     (folder / "base_factors.json").write_text(json.dumps(alpha22))
-    proc, log_dir = resume_in_fresh_folder(tmp_path / "w", ckpts["all"], "--only", "model", "--loop-n", "1",
-                                           "--base-features", str(folder))
+    proc, log_dir = resume_in_fresh_folder(
+        tmp_path / "w", ckpts["all"], "--only", "model", "--loop-n", "1", "--base-features", str(folder)
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "could NOT be validated" in proc.stderr
     model = loads(list_dumps(log_dir / "__session__")[-1].path.read_bytes()).trace.hist[-1][0]
@@ -147,9 +158,25 @@ def test_factor_phase_continues(ckpts: dict[str, Path], tmp_path: Path) -> None:
 
     prepare_data(tmp_path)  # more factor loops run factor code, so they need the data folder
     env = {**os.environ, **offline_env(tmp_path, "factor2")}
-    proc = subprocess.run([str(TRACE_CKPT), "resume", str(ckpts["all"]), "--only", "factor", "--loop-n", "1",
-                           "--allow-module", "examples", "--trust"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            str(TRACE_CKPT),
+            "resume",
+            str(ckpts["all"]),
+            "--only",
+            "factor",
+            "--loop-n",
+            "1",
+            "--allow-module",
+            "examples",
+            "--trust",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     trace = loads(list_dumps(Path(env["LOG_TRACE_PATH"]) / "__session__")[-1].path.read_bytes()).trace
     assert len(trace.hist) == 5 and type(trace.hist[-1][0]).__name__ == "QlibFactorExperiment"
@@ -162,8 +189,9 @@ def test_no_sota_factor_runs_with_a_warning(tmp_path: Path) -> None:
 
     trace = build_trace([(), (0,)], [False, False], data_folder(tmp_path / "data"), write_outputs=False)
     save_trace(trace, tmp_path / "none.tckpt")
-    proc, log_dir = resume_in_fresh_folder(tmp_path / "w", tmp_path / "none.tckpt", "--only", "model",
-                                           "--loop-n", "1", "--allow-module", "tests")
+    proc, log_dir = resume_in_fresh_folder(
+        tmp_path / "w", tmp_path / "none.tckpt", "--only", "model", "--loop-n", "1", "--allow-module", "tests"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no accepted factor experiment" in proc.stderr
     model = loads(list_dumps(log_dir / "__session__")[-1].path.read_bytes()).trace.hist[-1][0]

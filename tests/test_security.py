@@ -71,10 +71,21 @@ def test_memory_bomb_pickles_never_reach_the_unpickler(tmp_path: Path, bomb: str
 
 
 _values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
-    | st.binary().map(bytearray) | st.integers(-(2**200), 2**200),
-    lambda inner: st.lists(inner) | st.tuples(inner, inner) | st.dictionaries(st.text(), inner)
-    | st.frozensets(st.integers()) | st.sets(st.text()),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+    | st.binary().map(bytearray)
+    | st.integers(-(2**200), 2**200),
+    lambda inner: (
+        st.lists(inner)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(), inner)
+        | st.frozensets(st.integers())
+        | st.sets(st.text())
+    ),
     max_leaves=30,
 )
 
@@ -170,7 +181,9 @@ class _Foreign:
     """An object of a module (tests.test_security) the default allowlist does not know."""
 
 
-def test_save_refuses_what_a_load_would_refuse_and_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_refuses_what_a_load_would_refuse_and_names_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     trace = build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data"), write_outputs=False)
     monkeypatch.setenv("TRACE_CKPT_ALLOW_MODULES", '["tests.builders"]')
     trace.hist[1][0].sub_workspace_list[0].target_task.extra = _Foreign()

@@ -59,7 +59,9 @@ def test_unsigned_file_and_require_signature(tmp_path: Path, trace, monkeypatch:
         restore_trace(tmp_path / "u.tckpt", workspace_root=tmp_path / "ws")
 
 
-def test_signed_file_without_a_key_loads_with_a_warning(tmp_path: Path, trace, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+def test_signed_file_without_a_key_loads_with_a_warning(
+    tmp_path: Path, trace, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     monkeypatch.setenv("TRACE_CKPT_SIGNING_KEY", KEY)
     save_trace(trace, tmp_path / "s.tckpt")
     monkeypatch.delenv("TRACE_CKPT_SIGNING_KEY")
@@ -115,8 +117,12 @@ def _keygen(capsys, path: Path, comment: str) -> Path:
 
 def _only_public(monkeypatch: pytest.MonkeyPatch, trusted: Path) -> None:
     """The model box: no secret of any kind in the environment, only trusted public keys."""
-    for var in ("TRACE_CKPT_SIGNING_KEY", "TRACE_CKPT_SIGNING_KEY_FILE", "TRACE_CKPT_USE_RDAGENT_KEY",
-                "TRACE_CKPT_PRIVATE_KEY_FILE"):
+    for var in (
+        "TRACE_CKPT_SIGNING_KEY",
+        "TRACE_CKPT_SIGNING_KEY_FILE",
+        "TRACE_CKPT_USE_RDAGENT_KEY",
+        "TRACE_CKPT_PRIVATE_KEY_FILE",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TRACE_CKPT_TRUSTED_KEYS", str(trusted))
 
@@ -195,8 +201,10 @@ def test_format_md_ed25519_snippet_verifies(tmp_path: Path, trace, monkeypatch: 
     assert len(code.strip().splitlines()) <= 14
     namespace: dict = {}
     exec(code, namespace)  # the snippet in docs/format.md, run as written
-    assert namespace["verify_signature"](str(tmp_path / "s.tckpt"), str(tmp_path / "k.pub")) == read_manifest(
-        tmp_path / "s.tckpt").signature.key_id
+    assert (
+        namespace["verify_signature"](str(tmp_path / "s.tckpt"), str(tmp_path / "k.pub"))
+        == read_manifest(tmp_path / "s.tckpt").signature.key_id
+    )
     other = _keygen(capsys, tmp_path / "other", "mallory")
     with pytest.raises(InvalidSignature):
         namespace["verify_signature"](str(tmp_path / "s.tckpt"), str(other) + ".pub")
@@ -210,6 +218,6 @@ def test_keygen_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
     assert (key.read_bytes(), (tmp_path / "k.pub").read_bytes()) == before
     (tmp_path / "lone2.pub").write_text("not mine")  # a stray OUT.pub alone is refused too
     assert _cli(capsys, "keygen", tmp_path / "lone2")[0] == 7 and (tmp_path / "lone2.pub").read_text() == "not mine"
-    code, out, _ = _cli(capsys, "keygen", key, "--force", "--comment", "second")
+    code, _out, _ = _cli(capsys, "keygen", key, "--force", "--comment", "second")
     assert code == 0 and key.read_bytes() != before[0] and (tmp_path / "k.pub").read_text().strip().endswith("second")
     assert (key.stat().st_mode & 0o777) == 0o600

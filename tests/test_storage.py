@@ -118,11 +118,17 @@ def test_storage_option_must_be_key_value(capsys: pytest.CaptureFixture[str]) ->
 
 # --- a real S3-compatible server --------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def s3():
     with s3_server() as server:
-        yield {"endpoint": server.endpoint, "client": server.client, "env": server.env,
-               "key": server.key, "secret": server.secret}
+        yield {
+            "endpoint": server.endpoint,
+            "client": server.client,
+            "env": server.env,
+            "key": server.key,
+            "secret": server.secret,
+        }
 
 
 @pytest.fixture
@@ -135,8 +141,7 @@ def s3_env(s3, monkeypatch: pytest.MonkeyPatch):
     fsspec.filesystem("s3").clear_instance_cache()
 
 
-def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, factor_ckpt: Path,
-                                           tmp_path: Path) -> None:
+def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, factor_ckpt: Path, tmp_path: Path) -> None:
     url = "s3://research/runs/run1.tckpt"
     code, out, err = run(capsys, "save", factor_run, url, "--allow-module", "examples")
     assert code == 0, err
@@ -158,7 +163,7 @@ def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, fac
     assert code == 0, err
     remote = json.loads(out)
     assert remote["nodes"] == json.loads(read_manifest(factor_ckpt).model_dump_json())["nodes"]
-    footer = FOOTER.unpack(factor_ckpt.read_bytes()[-FOOTER.size:])
+    footer = FOOTER.unpack(factor_ckpt.read_bytes()[-FOOTER.size :])
     assert sum(fetched) == HEADER.size + FOOTER.size + footer[1]  # header, footer, manifest: nothing else
     assert sum(fetched) < 1024 * 1024 and sum(fetched) < obj["ContentLength"] / 2
 
@@ -167,15 +172,21 @@ def test_s3_save_ls_inspect_verify_restore(capsys, s3_env, factor_run: Path, fac
 
     restored = restore_trace(url, workspace_root=tmp_path / "ws", allow_modules=["examples"])
     reference = restore_trace(factor_ckpt, workspace_root=tmp_path / "ws-local", allow_modules=["examples"])
-    path_map = {str(a.workspace_path): str(b.workspace_path)
-                for a, b in zip(iter_workspaces(reference), iter_workspaces(restored))}
+    path_map = {
+        str(a.workspace_path): str(b.workspace_path)
+        for a, b in zip(iter_workspaces(reference), iter_workspaces(restored))
+    }
     assert_same_graph(reference, restored, path_map=path_map)
 
 
 def test_s3_transfers_report_progress(s3_env, trace, tmp_path: Path) -> None:
     client = s3_env["client"]
-    _transfers(trace, "s3://research/progress/run.tckpt",
-               lambda: client.head_object(Bucket="research", Key="progress/run.tckpt")["ContentLength"], tmp_path)
+    _transfers(
+        trace,
+        "s3://research/progress/run.tckpt",
+        lambda: client.head_object(Bucket="research", Key="progress/run.tckpt")["ContentLength"],
+        tmp_path,
+    )
 
 
 def test_s3_resume_restores_from_the_bucket(s3_env, factor_ckpt: Path, tmp_path: Path) -> None:
@@ -184,9 +195,25 @@ def test_s3_resume_restores_from_the_bucket(s3_env, factor_ckpt: Path, tmp_path:
 
     s3_env["client"].upload_file(str(factor_ckpt), "research", "runs/resume.tckpt")
     env = {**os.environ, **offline_env(tmp_path, "model"), **s3_env["env"]}
-    proc = subprocess.run([str(TRACE_CKPT), "resume", "s3://research/runs/resume.tckpt", "--only", "model",
-                           "--step-n", "1", "--allow-module", "examples", "--trust"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            str(TRACE_CKPT),
+            "resume",
+            "s3://research/runs/resume.tckpt",
+            "--only",
+            "model",
+            "--step-n",
+            "1",
+            "--allow-module",
+            "examples",
+            "--trust",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     restored_nodes = read_manifest(factor_ckpt).counts.hist
     assert f"{restored_nodes} restored nodes" in proc.stdout
@@ -195,8 +222,9 @@ def test_s3_resume_restores_from_the_bucket(s3_env, factor_ckpt: Path, tmp_path:
     assert ws_root.is_dir() and any(p.name == "factor.py" for p in ws_root.rglob("factor.py"))
 
 
-def test_s3_bad_bucket_and_wrong_credentials(capsys, s3_env, trace, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_bad_bucket_and_wrong_credentials(
+    capsys, s3_env, trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(SaveError, match="does not exist"):
         save_trace(trace, "s3://no-such-bucket/run1.tckpt")
     code, out, err = run(capsys, "inspect", "s3://no-such-bucket/run1.tckpt")
@@ -210,16 +238,16 @@ def test_s3_bad_bucket_and_wrong_credentials(capsys, s3_env, trace, tmp_path: Pa
     code, out, err = run(capsys, "inspect", "s3://research/creds/run1.tckpt")
     assert code == StorageAccessError.exit_code and out == "" and err.count("\n") == 1, err
     # options given in Python (or with --storage-option) win over the environment
-    with storage_options(key=s3_env["key"], secret=s3_env["secret"]):
-        with pytest.raises(CorruptCheckpointError):  # authenticated now: the 8 bytes are read, and refused
-            read_manifest("s3://research/creds/run1.tckpt")
+    with storage_options(key=s3_env["key"], secret=s3_env["secret"]), pytest.raises(CorruptCheckpointError):
+        read_manifest("s3://research/creds/run1.tckpt")  # authenticated now: the 8 bytes are read, and refused
     assert "Traceback" not in err
     code, out, err = run(capsys, "save", tmp_path / "nowhere", "s3://research/creds/x.tckpt")
     assert code != 0 and err.count("\n") == 1
 
 
-def test_s3_upload_interrupted_half_way_leaves_no_partial_object(s3_env, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_upload_interrupted_half_way_leaves_no_partial_object(
+    s3_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A multipart upload whose second part fails: the previous object stays, whole; the upload is aborted."""
     import s3fs
 
@@ -258,13 +286,16 @@ def test_s3_upload_interrupted_half_way_leaves_no_partial_object(s3_env, tmp_pat
     shutil.rmtree(ws, ignore_errors=True)
 
 
-@pytest.mark.parametrize("args,code", [
-    (("ls", "memory://no-such-bucket/runs/"), CheckpointNotFoundError.exit_code),
-    (("ls", "/no/such/folder"), CheckpointNotFoundError.exit_code),
-    (("inspect", "memory://no-such-bucket/run1.tckpt"), CheckpointNotFoundError.exit_code),
-    (("inspect", "nosuchprotocol://bucket/run1.tckpt"), 1),
-    (("save", "/no/such/run", "memory://b/run1.tckpt"), CheckpointNotFoundError.exit_code),
-])
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (("ls", "memory://no-such-bucket/runs/"), CheckpointNotFoundError.exit_code),
+        (("ls", "/no/such/folder"), CheckpointNotFoundError.exit_code),
+        (("inspect", "memory://no-such-bucket/run1.tckpt"), CheckpointNotFoundError.exit_code),
+        (("inspect", "nosuchprotocol://bucket/run1.tckpt"), 1),
+        (("save", "/no/such/run", "memory://b/run1.tckpt"), CheckpointNotFoundError.exit_code),
+    ],
+)
 def test_bad_urls_are_one_line_errors(capsys: pytest.CaptureFixture[str], args: tuple[str, ...], code: int) -> None:
     got, out, err = run(capsys, *args)
     assert got == code and out == "" and err.count("\n") == 1 and err.startswith("trace-ckpt: error:"), err

@@ -60,10 +60,12 @@ def action_of(exp: Any) -> str:
     return getattr(exp.hypothesis, "action", None) or "factor"  # builders make factor experiments only
 
 
-def expected_kept(parents: list[tuple], decisions: list[bool], actions: list[str], rule: str, action: str | None) -> list[int]:
+def expected_kept(
+    parents: list[tuple], decisions: list[bool], actions: list[str], rule: str, action: str | None
+) -> list[int]:
     cands = [i for i in range(len(parents)) if action is None or actions[i] == action]
     if rule.startswith("last:"):
-        return cands[-int(rule[5:]):]
+        return cands[-int(rule[5:]) :]
     acc = [i for i in cands if decisions[i]]
     if rule == "accepted":
         return acc
@@ -161,14 +163,16 @@ def test_prune_random_dags(case) -> None:
     expected.dag_parent = exp_parents
     expected.idx2loop_id = {k: loop_ids[i] for k, i in enumerate(kept)}
     expected.current_selection = remap(selection, parents, kept)
-    for k, i in enumerate(kept):
+    for _k, i in enumerate(kept):
         x.hist[i][0].local_selection = remap(parents[i] or (), parents, kept)
     if quant:
         expected.controller = x.controller
     # every workspace of a kept node, or used by one through based_experiments, and no other
     paths = reachable_paths([e for e, _ in expected.hist])
     assert stored_folders == paths
-    dropped_own = {str(w.workspace_path) for i in set(range(len(parents))) - keep_set for w in workspaces_of(x.hist[i][0])}
+    dropped_own = {
+        str(w.workspace_path) for i in set(range(len(parents))) - keep_set for w in workspaces_of(x.hist[i][0])
+    }
     assert not dropped_own - paths & stored_folders
     path_map = {p: str((Path(d) / "ws" / Path(p).name).absolute()) for p in paths}
     assert_same_graph(expected, restored, path_map=path_map)
@@ -182,9 +186,13 @@ def test_prune_copies_workspace_files_byte_exact_without_the_folders_on_disk(tmp
     parents, decisions = [(), (0,), (1,), (2,), (1,)], [True, False, True, False, True]
     x = build_trace(parents, decisions, _DATA)
     save_trace(x, tmp_path / "x.tckpt")
-    before = {str(w.workspace_path): snapshot_folder(w.workspace_path)
-              for e, _ in x.hist for w in workspaces_of(e)}
-    before.update({str(w.workspace_path): snapshot_folder(w.workspace_path) for w in workspaces_of(x.hist[0][0].based_experiments[0])})
+    before = {str(w.workspace_path): snapshot_folder(w.workspace_path) for e, _ in x.hist for w in workspaces_of(e)}
+    before.update(
+        {
+            str(w.workspace_path): snapshot_folder(w.workspace_path)
+            for w in workspaces_of(x.hist[0][0].based_experiments[0])
+        }
+    )
     for path in before:
         shutil.rmtree(path)  # prune must not need them
 
@@ -192,7 +200,10 @@ def test_prune_copies_workspace_files_byte_exact_without_the_folders_on_disk(tmp
     restored = restore_trace(tmp_path / "p.tckpt", workspace_root=tmp_path / "ws")
 
     kept_exps = [x.hist[3][0], x.hist[4][0]]
-    assert len(restored.hist) == 2 and restored.dag_parent == [(), ()]  # node 3's parent 2 and node 4's parent 1 dropped
+    assert len(restored.hist) == 2 and restored.dag_parent == [
+        (),
+        (),
+    ]  # node 3's parent 2 and node 4's parent 1 dropped
     # node 4's based_experiments = baseline + accepted nodes 0 and 2: their folders come along, node 1's does not
     originals = [w for e in kept_exps for w in workspaces_of(e)]
     originals += [w for b in x.hist[4][0].based_experiments for w in workspaces_of(b)]
@@ -202,7 +213,9 @@ def test_prune_copies_workspace_files_byte_exact_without_the_folders_on_disk(tmp
     for old, new in zip(originals, restored_ws):
         assert snapshot_folder(new.workspace_path) == before[str(old.workspace_path)]
         assert any(kind == "file" for kind, _ in before[str(old.workspace_path)].values())
-    assert read_manifest(tmp_path / "p.tckpt").workspace_stats.workspaces == len({str(w.workspace_path) for w in originals})
+    assert read_manifest(tmp_path / "p.tckpt").workspace_stats.workspaces == len(
+        {str(w.workspace_path) for w in originals}
+    )
     dropped = {w.workspace_path.name for w in workspaces_of(x.hist[1][0])}
     assert not dropped & {p.name for p in (tmp_path / "ws").iterdir()}
 
@@ -230,8 +243,12 @@ def _vary(trace: Any, tag: str) -> None:
 
 
 def _sota(trace: Any) -> list[tuple[int, int, Any, Any]]:
-    return [(i, s, exp.sub_tasks[s], ws) for i, (exp, fb) in enumerate(trace.hist) if fb.decision
-            for s, ws in enumerate(exp.sub_workspace_list)]
+    return [
+        (i, s, exp.sub_tasks[s], ws)
+        for i, (exp, fb) in enumerate(trace.hist)
+        if fb.decision
+        for s, ws in enumerate(exp.sub_workspace_list)
+    ]
 
 
 @st.composite
@@ -282,7 +299,7 @@ def test_merge_random_inputs(cases) -> None:
     for k, t in enumerate(traces):
         firsts: dict[str, str] = {}
         codes: dict[str, str] = {}
-        for (i, s, task, ws), (mi, _, mtask, mws) in zip(_sota(t), _sota_slice(merged, starts[k], sizes[k])):
+        for (_i, _s, task, ws), (mi, _, mtask, mws) in zip(_sota(t), _sota_slice(merged, starts[k], sizes[k])):
             code, name = ws.file_dict["factor.py"], task.factor_name
             if code in first_name:
                 final = first_name[code]
@@ -295,7 +312,7 @@ def test_merge_random_inputs(cases) -> None:
             if final == name:
                 assert now == code
             else:
-                assert now.startswith(code) and repr(final) in now[len(code):]
+                assert now.startswith(code) and repr(final) in now[len(code) :]
             firsts.setdefault(code, final)
             codes.setdefault(final, code)
         for c, n in firsts.items():
@@ -321,7 +338,9 @@ def _sota_slice(merged: Any, start: int, size: int) -> list[tuple[int, int, Any,
 def test_merge_shares_identical_factors_and_renames_clashes(tmp_path: Path) -> None:
     a = build_trace([(), (0,), (1,)], [True, True, False], _DATA)
     b = build_trace([(), (0,)], [True, True], _DATA)
-    b.hist[1][0].sub_workspace_list[0].inject_files(**{"factor.py": a.hist[1][0].sub_workspace_list[0].file_dict["factor.py"] + "# other sample\n"})
+    b.hist[1][0].sub_workspace_list[0].inject_files(
+        **{"factor.py": a.hist[1][0].sub_workspace_list[0].file_dict["factor.py"] + "# other sample\n"}
+    )
     b.current_selection = (1,)
     save_trace(a, tmp_path / "a.tckpt")
     save_trace(b, tmp_path / "b.tckpt")
@@ -437,7 +456,10 @@ def test_diff_names_nodes_metrics_decisions_and_factor_code(pair) -> None:
     assert changes[(2, "decision")] == (True, False)
     assert [(f.index, f.paths) for f in d.files] == [(0, ["factor.py"])]
     # SOTA factors: factor_0 has other code in B, factor_2 is SOTA only in A (node 2 rejected in B)
-    assert [(f.name, f.a is None, f.b is None) for f in d.factors] == [("factor_0", False, False), ("factor_2", False, True)]
+    assert [(f.name, f.a is None, f.b is None) for f in d.factors] == [
+        ("factor_0", False, False),
+        ("factor_2", False, True),
+    ]
     assert d.factors[0].a != d.factors[0].b
     text = "\n".join(d.lines())
     assert "node 1: IC:" in text and "node 2: decision: True -> False" in text and "factor_0: code differs" in text
@@ -462,7 +484,9 @@ def test_cli_diff_exit_codes(capsys: pytest.CaptureFixture[str], pair) -> None:
     assert code == 1 and "node 2: decision" in out and err == ""
     code, out, _ = run(capsys, "diff", a, b, "--json")
     doc = json.loads(out)
-    assert code == 1 and doc["equal"] is False and {"index": 2, "what": "decision", "a": True, "b": False} in doc["nodes"]
+    assert (
+        code == 1 and doc["equal"] is False and {"index": 2, "what": "decision", "a": True, "b": False} in doc["nodes"]
+    )
     code, _, err = run(capsys, "diff", a, a.parent / "missing.tckpt")
     assert code == CheckpointNotFoundError.exit_code and err.count("\n") == 1
 
@@ -478,9 +502,16 @@ def test_cli_prune_and_merge(capsys: pytest.CaptureFixture[str], pair, tmp_path:
     assert read_manifest(tmp_path / "m.tckpt").counts.roots == 3
 
 
-@pytest.mark.parametrize("args", [
-    ["--keep", "best"], ["--keep", "last:0"], ["--keep", "last:x"], [], ["--keep", "sota", "--action", "portfolio"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--keep", "best"],
+        ["--keep", "last:0"],
+        ["--keep", "last:x"],
+        [],
+        ["--keep", "sota", "--action", "portfolio"],
+    ],
+)
 def test_cli_prune_usage_errors(capsys: pytest.CaptureFixture[str], pair, tmp_path: Path, args: list[str]) -> None:
     _, a, _ = pair
     code, out, err = run(capsys, "prune", a, tmp_path / "p.tckpt", *args)
@@ -488,7 +519,9 @@ def test_cli_prune_usage_errors(capsys: pytest.CaptureFixture[str], pair, tmp_pa
     assert not (tmp_path / "p.tckpt").exists()
 
 
-def test_cli_merge_needs_two_inputs_and_prune_needs_a_match(capsys: pytest.CaptureFixture[str], pair, tmp_path: Path) -> None:
+def test_cli_merge_needs_two_inputs_and_prune_needs_a_match(
+    capsys: pytest.CaptureFixture[str], pair, tmp_path: Path
+) -> None:
     _, a, _ = pair
     code, _, err = run(capsys, "merge", a, tmp_path / "m.tckpt")
     assert code == 2 and err.count("\n") == 1

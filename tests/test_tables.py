@@ -31,12 +31,24 @@ def roundtrip(obj):
         pd.Series([1, 2, 3], dtype="int32", name=None),
         pd.Series(["a", None, "c"], name=("x", 1)),
         pd.DataFrame({0: [1.0, 2.0], "a": ["x", "y"]}),
-        pd.DataFrame(np.arange(6.0).reshape(3, 2), columns=pd.MultiIndex.from_tuples([("f", 1), ("g", 2)], names=["n", "w"])),
+        pd.DataFrame(
+            np.arange(6.0).reshape(3, 2), columns=pd.MultiIndex.from_tuples([("f", 1), ("g", 2)], names=["n", "w"])
+        ),
         pd.DataFrame({"f": [1.5, np.nan]}, index=pd.Index(["a", "b"], name="id")),
         pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2020-01-02"]), "c": pd.Categorical(["u", "v"])}),
         pd.DataFrame(),
     ],
-    ids=["qlib-result", "int-name", "int32", "strings", "mixed-labels", "multi-columns", "named-index", "dt-cat", "empty"],
+    ids=[
+        "qlib-result",
+        "int-name",
+        "int32",
+        "strings",
+        "mixed-labels",
+        "multi-columns",
+        "named-index",
+        "dt-cat",
+        "empty",
+    ],
 )
 def test_roundtrip(obj) -> None:
     assert_same_graph(obj, roundtrip(obj))

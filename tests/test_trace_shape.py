@@ -71,38 +71,81 @@ CASES: dict[str, tuple[Callable[[Any], None], str]] = {
     "current_selection a list": (lambda t: _set(t, "current_selection", [0]), "current_selection is a list"),
     "current_selection a str index": (lambda t: _set(t, "current_selection", ("x",)), "current_selection[0] is a str"),
     "current_selection out of range": (lambda t: _set(t, "current_selection", (3,)), "current_selection[0] is 3"),
-    "controller": (lambda t: _set(t, "controller", pd.DataFrame()), "controller is a pandas.DataFrame, not an EnvController"),
-    "feedback not a feedback": (lambda t: t.hist.__setitem__(1, (t.hist[1][0], "yes")),
-                                "hist[1][1] is a str, not an ExperimentFeedback"),
+    "controller": (
+        lambda t: _set(t, "controller", pd.DataFrame()),
+        "controller is a pandas.DataFrame, not an EnvController",
+    ),
+    "feedback not a feedback": (
+        lambda t: t.hist.__setitem__(1, (t.hist[1][0], "yes")),
+        "hist[1][1] is a str, not an ExperimentFeedback",
+    ),
     "decision an int": (lambda t: _set(t.hist[1][1], "decision", 1), "hist[1][1].decision is a int, not a bool"),
-    "decision a numpy bool": (lambda t: _set(t.hist[1][1], "decision", np.bool_(True)), "hist[1][1].decision is a numpy.bool, not a bool"),
+    "decision a numpy bool": (
+        lambda t: _set(t.hist[1][1], "decision", np.bool_(True)),
+        "hist[1][1].decision is a numpy.bool, not a bool",
+    ),
     "decision missing": (lambda t: t.hist[1][1].__dict__.pop("decision"), "hist[1][1].decision is missing"),
     "sub_tasks an int": (lambda t: _set(_exp(t), "sub_tasks", 3), "hist[2][0].sub_tasks is a int, not a list"),
-    "sub_tasks entry": (lambda t: _set(_exp(t), "sub_tasks", [pd.DataFrame()]), "hist[2][0].sub_tasks[0] is a pandas.DataFrame"),
+    "sub_tasks entry": (
+        lambda t: _set(_exp(t), "sub_tasks", [pd.DataFrame()]),
+        "hist[2][0].sub_tasks[0] is a pandas.DataFrame",
+    ),
     "task name": (lambda t: _set(_exp(t).sub_tasks[0], "name", pd.DataFrame()), "hist[2][0].sub_tasks[0].name is a"),
     "task factor_name": (lambda t: _set(_exp(t).sub_tasks[0], "factor_name", 5), "hist[2][0].sub_tasks[0].factor_name"),
-    "sub_workspace_list length": (lambda t: _set(_exp(t), "sub_workspace_list", []),
-                                  "hist[2][0] has 0 sub-workspaces for 1 sub-tasks"),
-    "sub_workspace_list entry": (lambda t: _set(_exp(t), "sub_workspace_list", [3]),
-                                 "hist[2][0].sub_workspace_list[0] is a int, not an FBWorkspace"),
-    "experiment_workspace": (lambda t: _set(_exp(t), "experiment_workspace", "ws"),
-                             "hist[2][0].experiment_workspace is a str, not an FBWorkspace"),
-    "workspace_path a DataFrame": (lambda t: _set(_ws(t), "workspace_path", pd.DataFrame()),
-                                   "hist[2][0].sub_workspace_list[0].workspace_path is a pandas.DataFrame"),
-    "workspace_path an os.PathLike": (lambda t: _set(_ws(t), "workspace_path", FsPath()), ".workspace_path is a tests.FsPath"),
-    "workspace_path a PurePath": (lambda t: _set(_ws(t), "workspace_path", PurePosixPath("/a")), "is a pathlib.PurePosixPath"),
+    "sub_workspace_list length": (
+        lambda t: _set(_exp(t), "sub_workspace_list", []),
+        "hist[2][0] has 0 sub-workspaces for 1 sub-tasks",
+    ),
+    "sub_workspace_list entry": (
+        lambda t: _set(_exp(t), "sub_workspace_list", [3]),
+        "hist[2][0].sub_workspace_list[0] is a int, not an FBWorkspace",
+    ),
+    "experiment_workspace": (
+        lambda t: _set(_exp(t), "experiment_workspace", "ws"),
+        "hist[2][0].experiment_workspace is a str, not an FBWorkspace",
+    ),
+    "workspace_path a DataFrame": (
+        lambda t: _set(_ws(t), "workspace_path", pd.DataFrame()),
+        "hist[2][0].sub_workspace_list[0].workspace_path is a pandas.DataFrame",
+    ),
+    "workspace_path an os.PathLike": (
+        lambda t: _set(_ws(t), "workspace_path", FsPath()),
+        ".workspace_path is a tests.FsPath",
+    ),
+    "workspace_path a PurePath": (
+        lambda t: _set(_ws(t), "workspace_path", PurePosixPath("/a")),
+        "is a pathlib.PurePosixPath",
+    ),
     "workspace_path missing": (lambda t: _ws(t).__dict__.pop("workspace_path"), ".workspace_path is missing"),
     "file_dict a list": (lambda t: _set(_ws(t), "file_dict", ["factor.py"]), ".file_dict is a list, not a dict"),
-    "file_dict value bytes": (lambda t: _set(_ws(t), "file_dict", {"factor.py": b"x"}), ".file_dict holds a str -> a bytes"),
-    "workspace target_task": (lambda t: _set(_ws(t), "target_task", pd.DataFrame()), ".target_task is a pandas.DataFrame"),
-    "based_experiments entry": (lambda t: _set(_exp(t), "based_experiments", [5]),
-                                "hist[2][0].based_experiments[0] is a int, not an Experiment"),
-    "nested based experiment": (lambda t: _set(_exp(t).based_experiments[0], "sub_tasks", 1),
-                                "hist[0][0].based_experiments[0].sub_tasks is a int"),
-    "hypothesis a DataFrame": (lambda t: _set(_exp(t), "hypothesis", pd.DataFrame()),
-                               "hist[2][0].hypothesis is a pandas.DataFrame, not a Hypothesis"),
-    "hypothesis text": (lambda t: _set(_exp(t).hypothesis, "hypothesis", pd.DataFrame()), "hist[2][0].hypothesis.hypothesis"),
-    "hypothesis action": (lambda t: _set(_exp(t).hypothesis, "action", pd.DataFrame()), "hist[2][0].hypothesis.action is"),
+    "file_dict value bytes": (
+        lambda t: _set(_ws(t), "file_dict", {"factor.py": b"x"}),
+        ".file_dict holds a str -> a bytes",
+    ),
+    "workspace target_task": (
+        lambda t: _set(_ws(t), "target_task", pd.DataFrame()),
+        ".target_task is a pandas.DataFrame",
+    ),
+    "based_experiments entry": (
+        lambda t: _set(_exp(t), "based_experiments", [5]),
+        "hist[2][0].based_experiments[0] is a int, not an Experiment",
+    ),
+    "nested based experiment": (
+        lambda t: _set(_exp(t).based_experiments[0], "sub_tasks", 1),
+        "hist[0][0].based_experiments[0].sub_tasks is a int",
+    ),
+    "hypothesis a DataFrame": (
+        lambda t: _set(_exp(t), "hypothesis", pd.DataFrame()),
+        "hist[2][0].hypothesis is a pandas.DataFrame, not a Hypothesis",
+    ),
+    "hypothesis text": (
+        lambda t: _set(_exp(t).hypothesis, "hypothesis", pd.DataFrame()),
+        "hist[2][0].hypothesis.hypothesis",
+    ),
+    "hypothesis action": (
+        lambda t: _set(_exp(t).hypothesis, "action", pd.DataFrame()),
+        "hist[2][0].hypothesis.action is",
+    ),
     "running_info": (lambda t: _set(_exp(t), "running_info", {"result": 1}), "hist[2][0].running_info is a dict"),
     "local_selection": (lambda t: _set(_exp(t), "local_selection", [0]), "hist[2][0].local_selection is a list"),
 }
@@ -135,7 +178,9 @@ def test_a_workspace_held_outside_hist_needs_a_path_too() -> None:
     ws.__dict__.update(_ws(t).__dict__, workspace_path=FsPath())
     t.knowledge_base = Holder(ws)
     check_trace_shape(t, "x.tckpt")  # not reached from an experiment
-    with pytest.raises(CorruptCheckpointError, match="a FactorFBWorkspace in the trace has a workspace_path that is a tests.FsPath"):
+    with pytest.raises(
+        CorruptCheckpointError, match="a FactorFBWorkspace in the trace has a workspace_path that is a tests.FsPath"
+    ):
         check_trace_shape(t, "x.tckpt", held=True)
 
 

@@ -53,9 +53,15 @@ def write_checkpoint(
     from trace_ckpt.codec.files import capture_workspaces
 
     return _write(
-        path, root, manifest,
+        path,
+        root,
+        manifest,
         lambda packer: capture_workspaces(workspace_paths, packer, max_file_bytes=max_file_bytes, progress=progress),
-        level=level, threads=threads, min_blob=min_blob, allow_modules=allow_modules, key=key,
+        level=level,
+        threads=threads,
+        min_blob=min_blob,
+        allow_modules=allow_modules,
+        key=key,
     )
 
 
@@ -137,19 +143,26 @@ class SignatureStatus:
         if self.state == "unsigned":
             return "unsigned"
         if self.algorithm == HMAC_SHA256:
-            return {"ok": f"signed, signature ok (key id {self.key_id})",
-                    "bad": f"bad signature: signed with another key (key id {self.key_id})",
-                    }.get(self.state, f"signed (key id {self.key_id}), signature not checked: no key configured")
+            return {
+                "ok": f"signed, signature ok (key id {self.key_id})",
+                "bad": f"bad signature: signed with another key (key id {self.key_id})",
+            }.get(self.state, f"signed (key id {self.key_id}), signature not checked: no key configured")
         if self.state == "ok":
             return f"signed by {self.signer}, signature ok ({self.algorithm} key {self.key_id})"
         if self.state == "bad":
-            return (f"bad signature: it does not hold for {self.signer}'s key ({self.algorithm} key {self.key_id}); "
-                    "the file was changed after it was signed")
+            return (
+                f"bad signature: it does not hold for {self.signer}'s key ({self.algorithm} key {self.key_id}); "
+                "the file was changed after it was signed"
+            )
         if self.state == "unknown-key":
-            return (f"signed by an unknown key ({self.algorithm} key {self.key_id}, not among your trusted keys), "
-                    "signature not checked")
-        return (f"signed with algorithm {self.algorithm!r}, which this trace-ckpt does not know: signature not "
-                "checked (upgrade trace-ckpt)")
+            return (
+                f"signed by an unknown key ({self.algorithm} key {self.key_id}, not among your trusted keys), "
+                "signature not checked"
+            )
+        return (
+            f"signed with algorithm {self.algorithm!r}, which this trace-ckpt does not know: signature not "
+            "checked (upgrade trace-ckpt)"
+        )
 
 
 @dataclass
@@ -260,8 +273,11 @@ def check_signature(reader: ContainerReader, key: bytes | None, require: bool) -
     if status in ("unknown-key", "unsupported"):
         log.warning("%s is %s", src, st.describe())
     if status == "unsigned" and (key is not None or _public_keys_configured()):
-        log.warning("%s is unsigned although a signing key is configured: its content is not vouched for "
-                    "(TRACE_CKPT_REQUIRE_SIGNATURE=true refuses such files)", src)
+        log.warning(
+            "%s is unsigned although a signing key is configured: its content is not vouched for "
+            "(TRACE_CKPT_REQUIRE_SIGNATURE=true refuses such files)",
+            src,
+        )
     return status
 
 
@@ -277,7 +293,9 @@ class LoadedCheckpoint:
     signature: str = "unsigned"
     """What ``check_signature`` found: only "ok" means a configured or trusted key vouches for the content."""
 
-    def materialize(self, mapping: Mapping[str, Path], *, overwrite: bool = False, progress: Progress | None = None) -> int:
+    def materialize(
+        self, mapping: Mapping[str, Path], *, overwrite: bool = False, progress: Progress | None = None
+    ) -> int:
         """Write the captured workspace folders to their new places (original path -> new path)."""
         from trace_ckpt.codec.files import materialize
 
@@ -347,8 +365,16 @@ def write_checkpoint_carrying(
     writes it unsigned whatever key is configured (content no key of yours vouched for must not become signed).
     """
     return _write(
-        path, root, manifest, lambda packer: _carry_folders(folders, packer),
-        level=level, threads=threads, min_blob=min_blob, allow_modules=allow_modules, key=key, sign=sign,
+        path,
+        root,
+        manifest,
+        lambda packer: _carry_folders(folders, packer),
+        level=level,
+        threads=threads,
+        min_blob=min_blob,
+        allow_modules=allow_modules,
+        key=key,
+        sign=sign,
     )
 
 
@@ -416,7 +442,8 @@ def _carry_folders(folders: Mapping[str, CarriedFolder], packer: BlobPacker) -> 
             address[id(src), digest] = got
     for src, e in carried:
         e["digest"] = address.get((id(src), e["digest"]), e["digest"])
-    stats.unique_files = len({e["digest"] for ws in index.workspaces.values() for e in ws["entries"]
-                              if e.get("type") == "file"} - known)
+    stats.unique_files = len(
+        {e["digest"] for ws in index.workspaces.values() for e in ws["entries"] if e.get("type") == "file"} - known
+    )
     stats.max_file_bytes = next(iter(limits)) if len(limits) == 1 else None
     return index, stats

@@ -42,8 +42,11 @@ def sota_factor_values(path: PathLike, *, require_signature: bool | None = None)
         for node in nodes:
             for i, key in enumerate(node.sub_workspaces):
                 entry = next(
-                    (e for e in files.workspaces.get(key or "", {}).get("entries", [])
-                     if e.get("path") == RESULT_FILE and e.get("type") == "file"),
+                    (
+                        e
+                        for e in files.workspaces.get(key or "", {}).get("entries", [])
+                        if e.get("path") == RESULT_FILE and e.get("type") == "file"
+                    ),
                     None,
                 )
                 name = node.factors[i] if i < len(node.factors) else f"factor_{node.index}_{i}"
@@ -72,7 +75,11 @@ def sota_factor_values(path: PathLike, *, require_signature: bool | None = None)
         raise NothingToExportError(f"{path}: the SOTA factor experiments have no captured {RESULT_FILE} files")
     try:
         return pd.concat(frames, axis=1).sort_index(), notes
-    except (TypeError, ValueError, pd.errors.InvalidIndexError) as e:  # indexes of different kinds (a foreign result.h5)
+    except (
+        TypeError,
+        ValueError,
+        pd.errors.InvalidIndexError,
+    ) as e:  # indexes of different kinds (a foreign result.h5)
         raise NothingToExportError(f"{path}: the SOTA factor values cannot be combined into one table ({e})") from None
 
 

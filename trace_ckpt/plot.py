@@ -75,7 +75,8 @@ def plot_manifest(manifest: Manifest, *, title: str | None = None) -> Figure:
     c = manifest.counts
     missing = sum(1 for n in nodes if not abs(n.metrics.get(KEY_IC, math.inf)) <= PLOTTABLE)
     fig.suptitle(
-        (title or "trace") + f" — {c.hist} nodes, {c.accepted} accepted"
+        (title or "trace")
+        + f" — {c.hist} nodes, {c.accepted} accepted"
         + (f"; {missing} without IC not shown" if missing else "")
     )
     phases = sorted({phase(n) for n in nodes}, key=list(PHASE_COLOURS).index)
@@ -106,22 +107,48 @@ def _panel(ax: Any, manifest: Manifest, key: str) -> None:
                 ax.plot([p, n.index], [y[p], y[n.index]], color="0.6", lw=0.8, zorder=1, gid="edge")
             else:  # a branch off an earlier node: an arc, so it is not hidden behind the chain
                 # add_artist, not add_patch: the arc must not stretch the axis limits
-                ax.add_artist(FancyArrowPatch((p, y[p]), (n.index, y[n.index]), connectionstyle="arc3,rad=-0.25",
-                                              arrowstyle="-", color="0.45", lw=0.9, ls="--", zorder=1,
-                                              gid="branch"))
+                ax.add_artist(
+                    FancyArrowPatch(
+                        (p, y[p]),
+                        (n.index, y[n.index]),
+                        connectionstyle="arc3,rad=-0.25",
+                        arrowstyle="-",
+                        color="0.45",
+                        lw=0.9,
+                        ls="--",
+                        zorder=1,
+                        gid="branch",
+                    )
+                )
     for ph, colour in PHASE_COLOURS.items():
         for accepted in (True, False):
-            xs = [n.index for n in manifest.nodes
-                  if n.index in y and phase(n) == ph and bool(n.decision) is accepted]
+            xs = [n.index for n in manifest.nodes if n.index in y and phase(n) == ph and bool(n.decision) is accepted]
             if not xs:
                 continue
-            ax.scatter(xs, [y[x] for x in xs], s=36, zorder=3, linewidths=1.2, edgecolors=colour,
-                       facecolors=colour if accepted else "none",
-                       gid=f"{GID_POINTS}:{key}:{ph}:{'accepted' if accepted else 'rejected'}")
+            ax.scatter(
+                xs,
+                [y[x] for x in xs],
+                s=36,
+                zorder=3,
+                linewidths=1.2,
+                edgecolors=colour,
+                facecolors=colour if accepted else "none",
+                gid=f"{GID_POINTS}:{key}:{ph}:{'accepted' if accepted else 'rejected'}",
+            )
     sota = manifest.sota_index
     if sota is not None and sota in y:
-        ax.plot([sota], [y[sota]], ls="", marker="o", markersize=13, markerfacecolor="none",
-                markeredgecolor="crimson", markeredgewidth=1.5, zorder=4, gid="sota")
+        ax.plot(
+            [sota],
+            [y[sota]],
+            ls="",
+            marker="o",
+            markersize=13,
+            markerfacecolor="none",
+            markeredgecolor="crimson",
+            markeredgewidth=1.5,
+            zorder=4,
+            gid="sota",
+        )
 
 
 def write_plot(manifest: Manifest, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
@@ -148,4 +175,3 @@ def write_plot(manifest: Manifest, path: str | os.PathLike[str], *, title: str |
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
-

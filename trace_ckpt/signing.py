@@ -161,14 +161,15 @@ def _parse_public_keys(path: Path, data: bytes) -> list[TrustedKey]:
         if at is None or at + 1 >= len(tokens):
             raise SigningKeyError(f"{what} {path} line {n} is not an OpenSSH public key ('ssh-ed25519 AAAA... name')")
         if tokens[at] != "ssh-ed25519":
-            log.warning("%s %s line %d is an %s key, skipped: trace-ckpt trusts Ed25519 keys",
-                        what, path, n, tokens[at])
+            log.warning(
+                "%s %s line %d is an %s key, skipped: trace-ckpt trusts Ed25519 keys", what, path, n, tokens[at]
+            )
             continue
         try:
             key = serialization.load_ssh_public_key(f"ssh-ed25519 {tokens[at + 1]}".encode())
         except (ValueError, UnsupportedAlgorithm) as e:
             raise SigningKeyError(f"{what} {path} line {n} is not a valid ssh-ed25519 key ({e})") from None
-        name = tokens[0] if at > 0 else " ".join(tokens[at + 2:]) or path.stem
+        name = tokens[0] if at > 0 else " ".join(tokens[at + 2 :]) or path.stem
         keys.append(TrustedKey(name, public_key_id(key), key))  # type: ignore[arg-type]
     return keys
 
@@ -220,8 +221,9 @@ def generate_key_pair(out: Path, *, comment: str, force: bool = False) -> str:
     if "\n" in comment or "\r" in comment:
         raise SaveError("the key comment must be one line")
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     try:
         public_line = public + (f" {comment}" if comment else "").encode() + b"\n"
@@ -235,4 +237,3 @@ def generate_key_pair(out: Path, *, comment: str, force: bool = False) -> str:
     except OSError as e:
         raise SaveError(f"cannot write {e.filename or out}: {e.strerror}") from None
     return public_key_id(key.public_key())
-

@@ -19,15 +19,21 @@ import numpy as np
 import pandas as pd
 
 METRICS = [
-    "IC", "ICIR", "Rank IC", "Rank ICIR",
-    "1day.excess_return_with_cost.annualized_return", "1day.excess_return_with_cost.information_ratio",
-    "1day.excess_return_with_cost.max_drawdown", "1day.excess_return_without_cost.annualized_return",
-    "1day.excess_return_without_cost.information_ratio", "1day.excess_return_without_cost.max_drawdown",
+    "IC",
+    "ICIR",
+    "Rank IC",
+    "Rank ICIR",
+    "1day.excess_return_with_cost.annualized_return",
+    "1day.excess_return_with_cost.information_ratio",
+    "1day.excess_return_with_cost.max_drawdown",
+    "1day.excess_return_without_cost.annualized_return",
+    "1day.excess_return_without_cost.information_ratio",
+    "1day.excess_return_without_cost.max_drawdown",
 ]
 
 
 def _next_day_returns() -> pd.Series | None:
-    folder = os.environ.get("FACTOR_CoSTEER_DATA_FOLDER")
+    folder = os.environ.get("FACTOR_CoSTEER_DATA_FOLDER")  # noqa: SIM112 — RD-Agent spells it so
     if not folder or not (Path(folder) / "daily_pv.h5").exists():
         return None
     close = pd.read_hdf(Path(folder) / "daily_pv.h5", key="data")["$close"].astype("float64")
@@ -62,7 +68,9 @@ class SimulatedQlibEnv:
     def prepare(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def check_output(self, entry: str | None = None, local_path: str = ".", env: dict | None = None, **kwargs: Any) -> str:
+    def check_output(
+        self, entry: str | None = None, local_path: str = ".", env: dict | None = None, **kwargs: Any
+    ) -> str:
         workspace = Path(local_path)
         m = re.match(r"qrun\s+(\S+)", entry or "")
         record = {"entry": entry, "workspace": str(workspace)}

@@ -17,7 +17,7 @@ from rdagent.core.developer import Developer
 
 from examples.offline.llm import factor_recipe, offline_seed
 
-FACTOR_CODE = '''import pandas as pd
+FACTOR_CODE = """import pandas as pd
 
 # [simulated LLM-written code{sample}] {description}
 df = pd.read_hdf("daily_pv.h5", key="data")
@@ -25,9 +25,9 @@ close = df["$close"].astype("float64")
 volume = df["$volume"].astype("float64")
 factor = ({expression}).sort_index().rename("{name}")
 factor.to_frame().to_hdf("result.h5", key="data")
-'''
+"""
 
-MODEL_CODE = '''import torch
+MODEL_CODE = """import torch
 from torch import nn
 
 
@@ -43,15 +43,21 @@ class Net(nn.Module):  # [simulated LLM-written code] {name}
 
 
 model_cls = Net
-'''
+"""
 
 
 def _passed(n: int) -> CoSTEERMultiFeedback:
-    return CoSTEERMultiFeedback([
-        CoSTEERSingleFeedback(execution="[simulated] not evaluated offline", return_checking=None,
-                              code="[simulated] accepted", final_decision=True)
-        for _ in range(n)
-    ])
+    return CoSTEERMultiFeedback(
+        [
+            CoSTEERSingleFeedback(
+                execution="[simulated] not evaluated offline",
+                return_checking=None,
+                code="[simulated] accepted",
+                final_decision=True,
+            )
+            for _ in range(n)
+        ]
+    )
 
 
 class OfflineFactorCoder(Developer):
@@ -61,11 +67,16 @@ class OfflineFactorCoder(Developer):
         workspaces = []
         for task in exp.sub_tasks:
             m = re.search(r"_r(\d+)$", task.factor_name)
-            name, description, _, expression = factor_recipe(int(m.group(1)) if m else 0)
+            _name, description, _, expression = factor_recipe(int(m.group(1)) if m else 0)
             ws = FactorFBWorkspace(target_task=task)
             sample = f", sample {offline_seed()}" if offline_seed() else ""
-            ws.inject_files(**{"factor.py": FACTOR_CODE.format(description=description, expression=expression,
-                                                               name=task.factor_name, sample=sample)})
+            ws.inject_files(
+                **{
+                    "factor.py": FACTOR_CODE.format(
+                        description=description, expression=expression, name=task.factor_name, sample=sample
+                    )
+                }
+            )
             task.factor_implementation = True
             workspaces.append(ws)
         exp.sub_workspace_list = workspaces

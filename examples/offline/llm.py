@@ -28,14 +28,30 @@ from rdagent.oai.backend.base import APIBackend
 
 # (name stem, description, formulation, how factor.py computes it from the close / volume series)
 FACTOR_RECIPES = [
-    ("Mom{w}", "[Momentum Factor] {w}-day price momentum", "close_t / close_{{t-{w}}} - 1",
-     'close.groupby(level="instrument").pct_change({w})'),
-    ("Vol{w}", "[Volatility Factor] {w}-day return volatility", "std(r_{{t-{w}..t}})",
-     'close.groupby(level="instrument").pct_change().groupby(level="instrument").rolling({w}).std().droplevel(0)'),
-    ("Rev{w}", "[Reversal Factor] negative {w}-day return", "-(close_t / close_{{t-{w}}} - 1)",
-     '-close.groupby(level="instrument").pct_change({w})'),
-    ("VRatio{w}", "[Volume Factor] volume over its {w}-day mean", "volume_t / mean(volume_{{t-{w}..t}})",
-     'volume / volume.groupby(level="instrument").rolling({w}).mean().droplevel(0)'),
+    (
+        "Mom{w}",
+        "[Momentum Factor] {w}-day price momentum",
+        "close_t / close_{{t-{w}}} - 1",
+        'close.groupby(level="instrument").pct_change({w})',
+    ),
+    (
+        "Vol{w}",
+        "[Volatility Factor] {w}-day return volatility",
+        "std(r_{{t-{w}..t}})",
+        'close.groupby(level="instrument").pct_change().groupby(level="instrument").rolling({w}).std().droplevel(0)',
+    ),
+    (
+        "Rev{w}",
+        "[Reversal Factor] negative {w}-day return",
+        "-(close_t / close_{{t-{w}}} - 1)",
+        '-close.groupby(level="instrument").pct_change({w})',
+    ),
+    (
+        "VRatio{w}",
+        "[Volume Factor] volume over its {w}-day mean",
+        "volume_t / mean(volume_{{t-{w}..t}})",
+        'volume / volume.groupby(level="instrument").rolling({w}).mean().droplevel(0)',
+    ),
 ]
 
 
@@ -88,35 +104,54 @@ def _answer(text: str) -> str:
     if "Current Round Information" in text:  # model feedback (its system prompt may be the factor one)
         r = _round(text, "model")
         keep = r % 2 == 0
-        return json.dumps({
-            "Observations": f"[simulated] model round {r}", "Feedback for Hypothesis": "supported" if keep else "refuted",
-            "New Hypothesis": "tune the hidden size", "Reasoning": "simulated feedback", "Decision": keep,
-        })
+        return json.dumps(
+            {
+                "Observations": f"[simulated] model round {r}",
+                "Feedback for Hypothesis": "supported" if keep else "refuted",
+                "New Hypothesis": "tune the hidden size",
+                "Reasoning": "simulated feedback",
+                "Decision": keep,
+            }
+        )
     if "Replace Best Result" in text:  # factor feedback
         r = _round(text, "factor")
         keep = r % 3 != 1
-        return json.dumps({
-            "Observations": f"[simulated] round {r}: the combined factors {'improve' if keep else 'do not improve'} IC",
-            "Feedback for Hypothesis": "supported" if keep else "refuted",
-            "New Hypothesis": "try another window",
-            "Reasoning": "simulated feedback",
-            "Replace Best Result": "yes" if keep else "no",
-        })
+        return json.dumps(
+            {
+                "Observations": f"[simulated] round {r}: the combined factors {'improve' if keep else 'do not improve'} IC",
+                "Feedback for Hypothesis": "supported" if keep else "refuted",
+                "New Hypothesis": "try another window",
+                "Reasoning": "simulated feedback",
+                "Replace Best Result": "yes" if keep else "no",
+            }
+        )
     if "e.g. [Momentum Factor]" in text:  # factor hypothesis -> experiment (its output schema)
         r = _round(text, "factor")
         name, desc, form, _ = factor_recipe(r)
-        return json.dumps({name: {"description": desc, "formulation": form, "variables": {"close": "daily close price"}}})
+        return json.dumps(
+            {name: {"description": desc, "formulation": form, "variables": {"close": "daily close price"}}}
+        )
     if "So far please only design one model" in text:  # model hypothesis -> experiment
         r = _round(text, "model")
-        return json.dumps({f"GRU_r{r}": {
-            "description": "[simulated] a small GRU over the factor sequence",
-            "formulation": "h_t = GRU(x_t, h_{t-1}); y = W h_T",
-            "architecture": f"GRU(hidden={16 * (1 + r % 3)}) -> Linear(1)",
-            "variables": {"x_t": "features at t"},
-            "hyperparameters": {"hidden": str(16 * (1 + r % 3))},
-            "training_hyperparameters": {"n_epochs": "2", "lr": "1e-3", "early_stop": 2, "batch_size": 256, "weight_decay": 1e-4},
-            "model_type": "TimeSeries",
-        }})
+        return json.dumps(
+            {
+                f"GRU_r{r}": {
+                    "description": "[simulated] a small GRU over the factor sequence",
+                    "formulation": "h_t = GRU(x_t, h_{t-1}); y = W h_T",
+                    "architecture": f"GRU(hidden={16 * (1 + r % 3)}) -> Linear(1)",
+                    "variables": {"x_t": "features at t"},
+                    "hyperparameters": {"hidden": str(16 * (1 + r % 3))},
+                    "training_hyperparameters": {
+                        "n_epochs": "2",
+                        "lr": "1e-3",
+                        "early_stop": 2,
+                        "batch_size": 256,
+                        "weight_decay": 1e-4,
+                    },
+                    "model_type": "TimeSeries",
+                }
+            }
+        )
     # hypothesis generation (factor, model or quant)
     is_model = "GRU model/LSTM model" in text and "SOTA factor library" not in text
     kind = "model" if is_model else "factor"
@@ -125,12 +160,17 @@ def _answer(text: str) -> str:
         seen = [int(n) for n in re.findall(rf"\[{kind} round (\d+)\]", text)]
         r = max([r, *(n + 1 for n in seen)])
     out = {
-        "hypothesis": f"[{kind} round {r}] " + (
+        "hypothesis": f"[{kind} round {r}] "
+        + (
             f"A GRU with hidden size {16 * (1 + r % 3)} over the SOTA factors improves excess return."
-            if is_model else f"{factor_recipe(r)[1]} predicts next-day returns."),
+            if is_model
+            else f"{factor_recipe(r)[1]} predicts next-day returns."
+        ),
         "reason": "[simulated] chosen by the offline script",
-        "concise_reason": "simulated", "concise_observation": "simulated",
-        "concise_justification": "simulated", "concise_knowledge": "simulated",
+        "concise_reason": "simulated",
+        "concise_observation": "simulated",
+        "concise_justification": "simulated",
+        "concise_knowledge": "simulated",
     }
     if '"action"' in text:
         out["action"] = kind
@@ -153,6 +193,7 @@ class OfflineBackend(APIBackend):
             out.append([b / 255 for b in digest])
         return out
 
-    def _create_chat_completion_inner_function(self, messages: list[dict[str, Any]], response_format: Any = None,
-                                               *args: Any, **kwargs: Any) -> tuple[str, str | None]:
+    def _create_chat_completion_inner_function(
+        self, messages: list[dict[str, Any]], response_format: Any = None, *args: Any, **kwargs: Any
+    ) -> tuple[str, str | None]:
         return answer(messages), "stop"

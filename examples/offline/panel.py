@@ -33,7 +33,13 @@ def make_panel(n_days: int = 120, n_instruments: int = 12, seed: int = 0) -> pd.
 def write_data_folders(full: Path, debug: Path, seed: int = 0) -> None:
     """RD-Agent's factor data folders: ``daily_pv.h5`` (all) and a shorter debug copy."""
     panel = make_panel(seed=seed)
-    for folder, frame in ((full, panel), (debug, panel.loc[panel.index.get_level_values(0) < panel.index.get_level_values(0)[0] + pd.Timedelta(days=60)])):
+    for folder, frame in (
+        (full, panel),
+        (
+            debug,
+            panel.loc[panel.index.get_level_values(0) < panel.index.get_level_values(0)[0] + pd.Timedelta(days=60)],
+        ),
+    ):
         folder.mkdir(parents=True, exist_ok=True)
         frame.to_hdf(folder / "daily_pv.h5", key="data")
         (folder / "README.md").write_text("daily_pv.h5: simulated daily price and volume, Qlib layout\n")

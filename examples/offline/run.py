@@ -61,8 +61,16 @@ def prepare_data(workdir: Path) -> None:
         write_data_folders(full, debug)
 
 
-def _run(kind: str, workdir: Path, loop_n: int, run_name: str, setup: str | None, timeout: float,
-         seed: int = 0, extra_env: dict[str, str] | None = None) -> Path:
+def _run(
+    kind: str,
+    workdir: Path,
+    loop_n: int,
+    run_name: str,
+    setup: str | None,
+    timeout: float,
+    seed: int = 0,
+    extra_env: dict[str, str] | None = None,
+) -> Path:
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     if kind == "factor":
@@ -79,8 +87,15 @@ def _run(kind: str, workdir: Path, loop_n: int, run_name: str, setup: str | None
     return Path(env["LOG_TRACE_PATH"])
 
 
-def run_factor_loop(workdir: Path, loop_n: int, *, run_name: str = "factor", timeout: float = 600,
-                    seed: int = 0, extra_env: dict[str, str] | None = None) -> Path:
+def run_factor_loop(
+    workdir: Path,
+    loop_n: int,
+    *,
+    run_name: str = "factor",
+    timeout: float = 600,
+    seed: int = 0,
+    extra_env: dict[str, str] | None = None,
+) -> Path:
     """Run RD-Agent's factor loop (fin_factor) for ``loop_n`` loops; return its log folder.
 
     ``seed`` != 0 simulates another LLM sample (see llm.py): other factor code, partly other factor names.
@@ -88,8 +103,9 @@ def run_factor_loop(workdir: Path, loop_n: int, *, run_name: str = "factor", tim
     return _run("factor", workdir, loop_n, run_name, None, timeout, seed, extra_env)
 
 
-def run_model_loop(workdir: Path, loop_n: int, *, setup: str | None = None, run_name: str = "model",
-                   timeout: float = 600) -> Path:
+def run_model_loop(
+    workdir: Path, loop_n: int, *, setup: str | None = None, run_name: str = "model", timeout: float = 600
+) -> Path:
     """Run RD-Agent's model loop (fin_model); ``setup`` ("module:function") gets the loop before it starts."""
     return _run("model", workdir, loop_n, run_name, setup, timeout)
 

@@ -32,13 +32,17 @@ def main() -> None:
     handler = init_instance_by_config(config["task"]["dataset"]["kwargs"]["handler"])
     raw = handler.fetch(col_set="feature", data_key=DataHandlerLP.DK_R)
     filled = raw.notna().mean()
-    print(json.dumps({
-        "rows": len(raw),
-        "instruments": int(raw.index.get_level_values("instrument").nunique()),
-        "start": str(raw.index.get_level_values("datetime").min().date()),
-        "end": str(raw.index.get_level_values("datetime").max().date()),
-        "filled": {str(col[-1] if isinstance(col, tuple) else col): float(v) for col, v in filled.items()},
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": len(raw),
+                "instruments": int(raw.index.get_level_values("instrument").nunique()),
+                "start": str(raw.index.get_level_values("datetime").min().date()),
+                "end": str(raw.index.get_level_values("datetime").max().date()),
+                "filled": {str(col[-1] if isinstance(col, tuple) else col): float(v) for col, v in filled.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

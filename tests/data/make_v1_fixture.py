@@ -39,8 +39,10 @@ def main() -> None:
         "dag_parent": [list(p) for p in trace.dag_parent],
         "hypotheses": [str(exp.hypothesis.hypothesis) for exp, _ in trace.hist],
         "decisions": [fb.decision for _, fb in trace.hist],
-        "based_on_first": [exp.based_experiments.index(trace.hist[0][0]) if trace.hist[0][0] in exp.based_experiments
-                           else None for exp, _ in trace.hist],
+        "based_on_first": [
+            exp.based_experiments.index(trace.hist[0][0]) if trace.hist[0][0] in exp.based_experiments else None
+            for exp, _ in trace.hist
+        ],
         "folders": folders,
     }
     save_trace(trace, HERE / "v1.tckpt", allow_modules=["tests"])

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional, TextIO
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -92,7 +92,14 @@ err = _Stream(stderr=True)
 
 @app.callback()
 def _options(
-    storage_option: Annotated[Optional[list[str]], typer.Option("--storage-option", metavar="KEY=VALUE", help="an fsspec option for checkpoint URLs (e.g. endpoint_url=http://127.0.0.1:9000); repeatable; goes before the command")] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            metavar="KEY=VALUE",
+            help="an fsspec option for checkpoint URLs (e.g. endpoint_url=http://127.0.0.1:9000); repeatable; goes before the command",
+        ),
+    ] = None,
 ) -> None:
     """Checkpoint and restore RD-Agent's Trace: save a factor run, inspect it, resume a model phase on it."""
     if err.is_terminal:
@@ -122,8 +129,9 @@ class _Bars:
         self._live = 0
 
     @contextlib.contextmanager
-    def bar(self, label: str, total_bytes: int | None = None, total_files: int | None = None,
-            count_files: bool = True) -> Iterator[Callable[..., None]]:
+    def bar(
+        self, label: str, total_bytes: int | None = None, total_files: int | None = None, count_files: bool = True
+    ) -> Iterator[Callable[..., None]]:
         """Yield ``advance(n_bytes, n_files=0)``; the bar goes when the block ends or ``total_files`` are done."""
         if not err.is_terminal or total_files == 0:
             yield lambda n_bytes, n_files=0: None
@@ -163,8 +171,13 @@ class _Bars:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                TextColumn("{task.fields[files]}"), console=Console(stderr=True, highlight=False), transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TextColumn("{task.fields[files]}"),
+                console=Console(stderr=True, highlight=False),
+                transient=True,
             )
         if not self._live:
             self._progress.start()
@@ -193,13 +206,35 @@ def _fmt(x: float | None) -> str:
 
 @app.command()
 def save(
-    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="RD-Agent log folder of the run (log/<run>), its __session__ folder, or one session file")],
-    out_path: Annotated[str, typer.Argument(metavar="OUT", help="checkpoint file or URL to write (replaced atomically)")],
-    loop: Annotated[Optional[int], typer.Option("--loop", help="take the end of loop N instead of the latest step")] = None,
-    level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
-    max_file_bytes: Annotated[Optional[int], typer.Option("--max-file-bytes", min=0, help="list but do not store workspace files larger than this")] = None,
-    trust_legacy: Annotated[bool, typer.Option("--trust-legacy", help="accept unsigned pre-1.0 RD-Agent dumps")] = False,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes that loads of this checkpoint may use (repeatable)")] = None,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SOURCE",
+            help="RD-Agent log folder of the run (log/<run>), its __session__ folder, or one session file",
+        ),
+    ],
+    out_path: Annotated[
+        str, typer.Argument(metavar="OUT", help="checkpoint file or URL to write (replaced atomically)")
+    ],
+    loop: Annotated[
+        int | None, typer.Option("--loop", help="take the end of loop N instead of the latest step")
+    ] = None,
+    level: Annotated[int | None, typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
+    max_file_bytes: Annotated[
+        int | None,
+        typer.Option("--max-file-bytes", min=0, help="list but do not store workspace files larger than this"),
+    ] = None,
+    trust_legacy: Annotated[
+        bool, typer.Option("--trust-legacy", help="accept unsigned pre-1.0 RD-Agent dumps")
+    ] = False,
+    allow_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-module",
+            "--allow-class",
+            help="a module (or one module.Class) of your own classes that loads of this checkpoint may use (repeatable)",
+        ),
+    ] = None,
 ) -> None:
     """Turn an RD-Agent run folder into one checkpoint file."""
     from trace_ckpt.rdagent import save_trace
@@ -214,8 +249,13 @@ def save(
         raise CorruptCheckpointError(f"{dump.path} holds a {type(loop_obj).__name__} without a trace")
     with _bars.bar("saving workspace files") as progress:
         manifest = save_trace(
-            trace, out_path, level=level, max_file_bytes=max_file_bytes,
-            metadata=loop_metadata(loop_obj, dump), progress=progress, allow_modules=allow_module or (),
+            trace,
+            out_path,
+            level=level,
+            max_file_bytes=max_file_bytes,
+            metadata=loop_metadata(loop_obj, dump),
+            progress=progress,
+            allow_modules=allow_module or (),
         )
     size = size_of(out_path)
     ws = manifest.workspace_stats
@@ -229,8 +269,17 @@ def save(
 @app.command()
 def inspect(
     ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the manifest as one JSON object (nodes under 'nodes')")] = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="PATH", help="also draw the trace (IC and annualized return per node, phases, decisions, DAG) to this PNG; needs trace-ckpt[plot]")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the manifest as one JSON object (nodes under 'nodes')")
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="PATH",
+            help="also draw the trace (IC and annualized return per node, phases, decisions, DAG) to this PNG; needs trace-ckpt[plot]",
+        ),
+    ] = None,
 ) -> None:
     """Show what a checkpoint holds, from its manifest only (nothing is unpickled)."""
     from trace_ckpt.checkpoint import read_manifest
@@ -249,17 +298,20 @@ def inspect(
 
         write_plot(m, plot, title=str(ckpt).rstrip("/").rsplit("/", 1)[-1])  # CKPT may be a URL
         points = sum(1 for n in m.nodes if KEY_IC in n.metrics)
-        (err if as_json else out).print(f"wrote {plot}: {points} of {len(m.nodes)} nodes have an IC")  # stdout stays JSON
+        (err if as_json else out).print(
+            f"wrote {plot}: {points} of {len(m.nodes)} nodes have an IC"
+        )  # stdout stays JSON
 
 
 def _print_manifest(ckpt: str, m: Manifest) -> None:
     p, c, ws = m.producer, m.counts, m.workspace_stats
     out.print(f"{ckpt}  format v{m.format_version}, saved {m.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    out.print(f"producer: trace-ckpt {p.trace_ckpt}, rdagent {p.rdagent}, python {p.python}, pandas {p.pandas}")
     out.print(
-        f"producer: trace-ckpt {p.trace_ckpt}, rdagent {p.rdagent}, python {p.python}, pandas {p.pandas}"
+        f"trace: {m.trace_class}"
+        + (f"  scenario: {m.scenario_class}" if m.scenario_class else "")
+        + (f"  signed (key id {m.signature.key_id})" if m.signature else "  unsigned")
     )
-    out.print(f"trace: {m.trace_class}" + (f"  scenario: {m.scenario_class}" if m.scenario_class else "")
-              + (f"  signed (key id {m.signature.key_id})" if m.signature else "  unsigned"))
     out.print(
         f"nodes: {c.hist} ({c.accepted} accepted, {c.rejected} rejected; {c.factor_experiments} factor, "
         f"{c.model_experiments} model; {c.roots} root{'s' if c.roots != 1 else ''})"
@@ -275,17 +327,26 @@ def _print_manifest(ckpt: str, m: Manifest) -> None:
         out.print(f"source: {source.get('path')} (loop {source.get('loop')}, step {source.get('step_name')})")
     plan = m.metadata.get("plan") if isinstance(m.metadata, dict) else None
     if isinstance(plan, dict) and plan.get("features") is not None:
-        out.print(f"base features: {len(plan['features'])}" + (
-            f", feature code files: {len(plan['feature_codes'])}" if plan.get("feature_codes") else ""))
+        out.print(
+            f"base features: {len(plan['features'])}"
+            + (f", feature code files: {len(plan['feature_codes'])}" if plan.get("feature_codes") else "")
+        )
     headers = ("#", "loop", "parent", "kind", "decision", "IC", "ann. return", "hypothesis")
     rows = []
     for n in m.nodes:
         decision = "accepted" if n.decision else ("rejected" if n.decision is False else "")
-        rows.append((
-            str(n.index), "" if n.loop_id is None else str(n.loop_id), ",".join(map(str, n.parents)) or "root",
-            n.action or n.kind, decision + (" *SOTA*" if n.index == m.sota_index else ""),
-            _fmt(n.metrics.get(KEY_IC)), _fmt(n.metrics.get(KEY_ARR)), n.hypothesis or "",
-        ))
+        rows.append(
+            (
+                str(n.index),
+                "" if n.loop_id is None else str(n.loop_id),
+                ",".join(map(str, n.parents)) or "root",
+                n.action or n.kind,
+                decision + (" *SOTA*" if n.index == m.sota_index else ""),
+                _fmt(n.metrics.get(KEY_IC)),
+                _fmt(n.metrics.get(KEY_ARR)),
+                n.hypothesis or "",
+            )
+        )
     # plain formatting: rich's Table takes seconds for a 500-node trace, this takes milliseconds
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers[:-1])]
     room = max(16, shutil.get_terminal_size((120, 24)).columns - sum(widths) - 2 * len(widths))
@@ -300,7 +361,9 @@ def _print_manifest(ckpt: str, m: Manifest) -> None:
 @app.command()
 def verify(
     ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="fail unless the file is signed with your key or a trusted key")] = False,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="fail unless the file is signed with your key or a trusted key")
+    ] = False,
 ) -> None:
     """Check every section's checksum and the signature, and say who signed; exit 0 only when all hold."""
     from trace_ckpt.checkpoint import verify_checkpoint
@@ -315,9 +378,12 @@ def verify(
     if st.state == "bad":
         raise UntrustedContentError(f"{ckpt}: {st.describe()}")
     if require_signature and st.state != "ok":
-        what = {"unsigned": "unsigned", "unchecked": f"signed (key id {st.key_id}) but no key is configured to check it",
-                "unknown-key": f"signed by an unknown key ({st.key_id}): add its public key to TRACE_CKPT_TRUSTED_KEYS "
-                               "if you trust it"}.get(st.state, st.describe())
+        what = {
+            "unsigned": "unsigned",
+            "unchecked": f"signed (key id {st.key_id}) but no key is configured to check it",
+            "unknown-key": f"signed by an unknown key ({st.key_id}): add its public key to TRACE_CKPT_TRUSTED_KEYS "
+            "if you trust it",
+        }.get(st.state, st.describe())
         error = UnsupportedVersionError if st.state == "unsupported" else UntrustedContentError
         raise error(f"{ckpt}: {what}, and --require-signature was given")
     out.print(f"ok: {ckpt}: {len(m.sections)} sections, every checksum holds; {st.describe()}")
@@ -325,8 +391,14 @@ def verify(
 
 @app.command()
 def keygen(
-    out_path: Annotated[Path, typer.Argument(metavar="OUT", help="private key file to write (mode 0600); the public key goes to OUT.pub")],
-    comment: Annotated[Optional[str], typer.Option("--comment", help="the name the public key carries, which verify reports (default: user@host)")] = None,
+    out_path: Annotated[
+        Path,
+        typer.Argument(metavar="OUT", help="private key file to write (mode 0600); the public key goes to OUT.pub"),
+    ],
+    comment: Annotated[
+        str | None,
+        typer.Option("--comment", help="the name the public key carries, which verify reports (default: user@host)"),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace OUT and OUT.pub if they exist")] = False,
 ) -> None:
     """Make an Ed25519 key pair: sign with OUT on one machine, verify with OUT.pub everywhere else."""
@@ -341,15 +413,19 @@ def keygen(
         except (KeyError, OSError):
             comment = ""
     kid = generate_key_pair(out_path, comment=comment, force=force)
-    out.print(f"wrote {out_path} (private: keep it here, TRACE_CKPT_PRIVATE_KEY_FILE={out_path.absolute()}) and {out_path}.pub "
-              f"(public: copy it into TRACE_CKPT_TRUSTED_KEYS on the machines that verify); key {kid} {comment}")
+    out.print(
+        f"wrote {out_path} (private: keep it here, TRACE_CKPT_PRIVATE_KEY_FILE={out_path.absolute()}) and {out_path}.pub "
+        f"(public: copy it into TRACE_CKPT_TRUSTED_KEYS on the machines that verify); key {kid} {comment}"
+    )
 
 
 @app.command("export-factors")
 def export_factors_cmd(
     ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL")],
     out_path: Annotated[str, typer.Argument(metavar="OUT.parquet", help="Parquet file or URL to write")],
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")
+    ] = False,
 ) -> None:
     """Write the SOTA factor values (one column per factor, index datetime x instrument) to Parquet."""
     from trace_ckpt.export import export_factors
@@ -368,16 +444,52 @@ class Phase(str, Enum):
 @app.command()
 def resume(
     ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint (file or URL) of an earlier run")],
-    only: Annotated[Optional[Phase], typer.Option("--only", help="model: evolve only models on the SOTA factors; factor: continue factor evolution; omit: the mixed quant loop")] = None,
-    loop_n: Annotated[Optional[int], typer.Option("--loop-n", min=1, help="number of new loops to run")] = None,
-    step_n: Annotated[Optional[int], typer.Option("--step-n", min=1, help="number of steps to run")] = None,
-    all_duration: Annotated[Optional[str], typer.Option("--all-duration", help="time budget, as RD-Agent takes it (e.g. 2h)")] = None,
-    base_features: Annotated[Optional[Path], typer.Option("--base-features", help="folder with base_factors.json and/or *.py (RD-Agent's format); default: the plan in the checkpoint")] = None,
-    workspace_root: Annotated[Optional[Path], typer.Option("--workspace-root", help="where restored and new workspaces go (default: RD-Agent's WORKSPACE_PATH)")] = None,
-    log_dir: Annotated[Optional[Path], typer.Option("--log-dir", help="the new run's log folder (default: RD-Agent's LOG_TRACE_PATH)")] = None,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)")] = None,
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
-    trust: Annotated[bool, typer.Option("--trust", help="run a checkpoint no configured key has verified: resume runs its factor code, feature code and workspace files (docs/security.md)")] = False,
+    only: Annotated[
+        Phase | None,
+        typer.Option(
+            "--only",
+            help="model: evolve only models on the SOTA factors; factor: continue factor evolution; omit: the mixed quant loop",
+        ),
+    ] = None,
+    loop_n: Annotated[int | None, typer.Option("--loop-n", min=1, help="number of new loops to run")] = None,
+    step_n: Annotated[int | None, typer.Option("--step-n", min=1, help="number of steps to run")] = None,
+    all_duration: Annotated[
+        str | None, typer.Option("--all-duration", help="time budget, as RD-Agent takes it (e.g. 2h)")
+    ] = None,
+    base_features: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-features",
+            help="folder with base_factors.json and/or *.py (RD-Agent's format); default: the plan in the checkpoint",
+        ),
+    ] = None,
+    workspace_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace-root", help="where restored and new workspaces go (default: RD-Agent's WORKSPACE_PATH)"
+        ),
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="the new run's log folder (default: RD-Agent's LOG_TRACE_PATH)")
+    ] = None,
+    allow_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-module",
+            "--allow-class",
+            help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)",
+        ),
+    ] = None,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")
+    ] = False,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="run a checkpoint no configured key has verified: resume runs its factor code, feature code and workspace files (docs/security.md)",
+        ),
+    ] = False,
 ) -> None:
     """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
     from trace_ckpt.checkpoint import read_manifest
@@ -386,9 +498,17 @@ def resume(
     ws = read_manifest(ckpt).workspace_stats
     with _bars.bar("restoring workspace files", ws.file_bytes, ws.files - ws.skipped) as progress:
         report = run_resume(
-            ckpt, only=only.value if only else None, loop_n=loop_n, step_n=step_n, all_duration=all_duration,
-            base_features=base_features, workspace_root=workspace_root, log_dir=log_dir,
-            allow_modules=allow_module or (), require_signature=require_signature or None, progress=progress,
+            ckpt,
+            only=only.value if only else None,
+            loop_n=loop_n,
+            step_n=step_n,
+            all_duration=all_duration,
+            base_features=base_features,
+            workspace_root=workspace_root,
+            log_dir=log_dir,
+            allow_modules=allow_module or (),
+            require_signature=require_signature or None,
+            progress=progress,
             trust=trust or None,
         )
     out.print(

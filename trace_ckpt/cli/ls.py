@@ -40,7 +40,10 @@ def _summary(url: str, size: int) -> dict[str, Any] | None:
 
 @app.command("ls")
 def ls_cmd(
-    folder: Annotated[str, typer.Argument(metavar="FOLDER", help="local folder, or URL of a folder / bucket prefix (s3://bucket/runs/)")],
+    folder: Annotated[
+        str,
+        typer.Argument(metavar="FOLDER", help="local folder, or URL of a folder / bucket prefix (s3://bucket/runs/)"),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per checkpoint, one per line")] = False,
 ) -> None:
     """List the checkpoints in a folder or bucket prefix with their manifest summary (nothing is unpickled)."""
@@ -57,13 +60,23 @@ def ls_cmd(
     good = [headers]
     for r in rows:
         if "error" not in r:
-            good.append((
-                r["url"], _human(r["size"]), r["created_at"][:19].replace("T", " "), str(r["nodes"]),
-                str(r["accepted"]), str(r["factor_experiments"]), str(r["model_experiments"]), _fmt(r["sota_ic"]),
-                "yes" if r["signed"] else "no",
-            ))
+            good.append(
+                (
+                    r["url"],
+                    _human(r["size"]),
+                    r["created_at"][:19].replace("T", " "),
+                    str(r["nodes"]),
+                    str(r["accepted"]),
+                    str(r["factor_experiments"]),
+                    str(r["model_experiments"]),
+                    _fmt(r["sota_ic"]),
+                    "yes" if r["signed"] else "no",
+                )
+            )
     widths = [max(len(row[i]) for row in good) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) if i in (0, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-             for row in good]
+    lines = [
+        "  ".join(c.ljust(w) if i in (0, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        for row in good
+    ]
     lines += [f"{r['url']}  {_human(r['size'])}  damaged: {r['error']}" for r in rows if "error" in r]
     sys.stdout.write("\n".join(lines) + "\n")

@@ -42,28 +42,39 @@ class App(str, Enum):
     fin_quant = "fin_quant"
 
 
-_APP_HELP = ("fin_factor, fin_model or fin_quant; then RD-Agent's own arguments: --loop-n N, --step-n N, "
-             "--all-duration D, --path SESSION, --checkout/--no-checkout, --base-features-path DIR")
+_APP_HELP = (
+    "fin_factor, fin_model or fin_quant; then RD-Agent's own arguments: --loop-n N, --step-n N, "
+    "--all-duration D, --path SESSION, --checkout/--no-checkout, --base-features-path DIR"
+)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
     app_name: Annotated[App, typer.Argument(metavar="APP", help=_APP_HELP)],
-    autosave: Annotated[Path, typer.Option("--autosave", help="folder for the checkpoints, loop-NNNN.tckpt "
-                                                               "(created if missing)")],
+    autosave: Annotated[
+        Path, typer.Option("--autosave", help="folder for the checkpoints, loop-NNNN.tckpt (created if missing)")
+    ],
     keep: Annotated[int, typer.Option("--keep", min=1, help="keep the checkpoints of the last N loops")] = 3,
-    keep_best: Annotated[bool, typer.Option("--keep-best", help="also keep the checkpoint whose SOTA node has "
-                                                                "the best IC")] = False,
-    allow_module: Annotated[list[str] | None, typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes "
-                                                           "the checkpoints may hold (repeatable)")] = None,
+    keep_best: Annotated[
+        bool, typer.Option("--keep-best", help="also keep the checkpoint whose SOTA node has the best IC")
+    ] = False,
+    allow_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-module",
+            "--allow-class",
+            help="a module (or one module.Class) of your own classes the checkpoints may hold (repeatable)",
+        ),
+    ] = None,
 ) -> None:
     """Run an RD-Agent app and write a checkpoint after every completed loop, keeping the last N."""
     from trace_ckpt.rdagent.autosave import run_app
 
     rdagent_kwargs = parse_rdagent_args(ctx.args, parent=ctx)
-    report = run_app(app_name.value, autosave, keep=keep, keep_best=keep_best, allow_modules=allow_module or (),
-                     **rdagent_kwargs)
+    report = run_app(
+        app_name.value, autosave, keep=keep, keep_best=keep_best, allow_modules=allow_module or (), **rdagent_kwargs
+    )
     saver = report.saver
     kept = ", ".join(p.name for p in report.kept) or "none"
     out.print(

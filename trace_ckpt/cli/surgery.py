@@ -10,7 +10,7 @@ import json
 import sys
 from dataclasses import asdict
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ class Action(str, Enum):
     model = "model"
 
 
-def _keep(value: Optional[str]) -> Optional[str]:
+def _keep(value: str | None) -> str | None:
     from trace_ckpt.rdagent.surgery import Keep
 
     if value is None:
@@ -36,18 +36,44 @@ def _keep(value: Optional[str]) -> Optional[str]:
 @app.command()
 def prune(
     ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL to read")],
-    out_path: Annotated[str, typer.Argument(metavar="OUT", help="checkpoint file or URL to write (replaced atomically)")],
-    keep: Annotated[str, typer.Option("--keep", metavar="sota|accepted|last:N", callback=_keep, help="sota: the last accepted node of each sub-trace; accepted: every accepted node; last:N: the last N nodes")],
-    action: Annotated[Optional[Action], typer.Option("--action", help="consider only factor or only model nodes")] = None,
-    level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)")] = None,
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")] = False,
+    out_path: Annotated[
+        str, typer.Argument(metavar="OUT", help="checkpoint file or URL to write (replaced atomically)")
+    ],
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep",
+            metavar="sota|accepted|last:N",
+            callback=_keep,
+            help="sota: the last accepted node of each sub-trace; accepted: every accepted node; last:N: the last N nodes",
+        ),
+    ],
+    action: Annotated[Action | None, typer.Option("--action", help="consider only factor or only model nodes")] = None,
+    level: Annotated[int | None, typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
+    allow_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-module",
+            "--allow-class",
+            help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)",
+        ),
+    ] = None,
+    require_signature: Annotated[
+        bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")
+    ] = False,
 ) -> None:
     """Write a smaller checkpoint holding only the chosen nodes, re-indexed, with their workspaces."""
     from trace_ckpt.rdagent.surgery import prune as api_prune
 
-    report = api_prune(ckpt, out_path, keep=keep, action=action.value if action else None, level=level,
-                       allow_modules=allow_module or (), require_signature=require_signature or None)
+    report = api_prune(
+        ckpt,
+        out_path,
+        keep=keep,
+        action=action.value if action else None,
+        level=level,
+        allow_modules=allow_module or (),
+        require_signature=require_signature or None,
+    )
     ws = report.manifest.workspace_stats
     out.print(
         f"pruned {ckpt} into {out_path}: kept {len(report.kept)} of {len(report.kept) + report.dropped} nodes "
@@ -57,19 +83,32 @@ def prune(
 
 @app.command()
 def merge(
-    paths: Annotated[list[str], typer.Argument(metavar="A B [C ...] OUT", help="two or more checkpoints, then the checkpoint to write")],
-    level: Annotated[Optional[int], typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
-    allow_module: Annotated[Optional[list[str]], typer.Option("--allow-module", "--allow-class", help="a module (or one module.Class) of your own classes the checkpoints may load (repeatable)")] = None,
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="A B [C ...] OUT", help="two or more checkpoints, then the checkpoint to write"),
+    ],
+    level: Annotated[int | None, typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
+    allow_module: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-module",
+            "--allow-class",
+            help="a module (or one module.Class) of your own classes the checkpoints may load (repeatable)",
+        ),
+    ] = None,
     require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse unsigned checkpoints")] = False,
 ) -> None:
     """Merge checkpoints into one trace, each input a separate sub-trace (root), in the order given."""
     from trace_ckpt.rdagent.surgery import merge as api_merge
 
     if len(paths) < 3:
-        raise typer.BadParameter("give at least two checkpoints to merge, then the output", param_hint="A B [C ...] OUT")
+        raise typer.BadParameter(
+            "give at least two checkpoints to merge, then the output", param_hint="A B [C ...] OUT"
+        )
     inputs, out_path = paths[:-1], paths[-1]
-    report = api_merge(inputs, out_path, level=level, allow_modules=allow_module or (),
-                       require_signature=require_signature or None)
+    report = api_merge(
+        inputs, out_path, level=level, allow_modules=allow_module or (), require_signature=require_signature or None
+    )
     for note in report.notes:
         err.print(f"trace-ckpt: note: {note}")
     c = report.manifest.counts

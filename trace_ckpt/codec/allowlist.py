@@ -165,7 +165,7 @@ def _import(module: str, name: str) -> object | None:
         return getattr(builtins, name, None)
     try:
         obj: object = importlib.import_module(module)
-    except Exception:  # an allowed module that fails to import is "cannot be imported here"
+    except Exception:  # noqa: BLE001 — an allowed module that fails to import is "cannot be imported here"
         return None
     for part in name.split("."):
         obj = getattr(obj, part, None)

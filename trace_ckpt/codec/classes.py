@@ -83,8 +83,15 @@ def _empty_array(args: tuple) -> str | None:
     shape would be allocated before any state arrives)."""
     from trace_ckpt.codec.opcodes import Name
 
-    if (len(args) == 3 and isinstance(args[0], Name) and args[0].where == "numpy.ndarray"
-            and type(args[1]) is tuple and len(args[1]) == 1 and _is_int(args[1][0]) and args[1][0].value == 0):
+    if (
+        len(args) == 3
+        and isinstance(args[0], Name)
+        and args[0].where == "numpy.ndarray"
+        and type(args[1]) is tuple
+        and len(args[1]) == 1
+        and _is_int(args[1][0])
+        and args[1][0].value == 0
+    ):
         return None
     return "may only make an empty numpy.ndarray (ndarray, (0,), b'b')"
 
@@ -120,8 +127,14 @@ def _dtype_args(args: tuple) -> str | None:
 
     from trace_ckpt.codec.opcodes import Const
 
-    if not (len(args) == 3 and type(args[0]) is str and isinstance(args[1], Const) and args[1].value is False
-            and isinstance(args[2], Const) and args[2].value is True):
+    if not (
+        len(args) == 3
+        and type(args[0]) is str
+        and isinstance(args[1], Const)
+        and args[1].value is False
+        and isinstance(args[2], Const)
+        and args[2].value is True
+    ):
         return "takes numpy's (code, False, True) here"
     try:
         size = np.dtype(args[0]).itemsize
@@ -228,19 +241,78 @@ _BACKED_ARRAYS = (
     "pandas.core.arrays.string_.StringArray",
 )
 _BUILTIN_EXCEPTIONS = (
-    "BaseException", "Exception", "ArithmeticError", "AssertionError", "AttributeError", "BufferError",
-    "EOFError", "FileExistsError", "FileNotFoundError", "FloatingPointError", "ImportError", "IndexError",
-    "InterruptedError", "IsADirectoryError", "KeyError", "KeyboardInterrupt", "LookupError", "MemoryError",
-    "ModuleNotFoundError", "NameError", "NotADirectoryError", "NotImplementedError", "OSError", "OverflowError",
-    "PermissionError", "ProcessLookupError", "RecursionError", "ReferenceError", "RuntimeError",
-    "StopIteration", "SyntaxError", "SystemError", "TimeoutError", "TypeError", "UnboundLocalError",
-    "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeError", "ValueError", "ZeroDivisionError",
-    "ConnectionError", "ConnectionResetError", "ConnectionRefusedError", "BrokenPipeError", "ChildProcessError",
-    "Warning", "UserWarning", "RuntimeWarning", "DeprecationWarning", "FutureWarning",
+    "BaseException",
+    "Exception",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BufferError",
+    "EOFError",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "ImportError",
+    "IndexError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotADirectoryError",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PermissionError",
+    "ProcessLookupError",
+    "RecursionError",
+    "ReferenceError",
+    "RuntimeError",
+    "StopIteration",
+    "SyntaxError",
+    "SystemError",
+    "TimeoutError",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "ValueError",
+    "ZeroDivisionError",
+    "ConnectionError",
+    "ConnectionResetError",
+    "ConnectionRefusedError",
+    "BrokenPipeError",
+    "ChildProcessError",
+    "Warning",
+    "UserWarning",
+    "RuntimeWarning",
+    "DeprecationWarning",
+    "FutureWarning",
 )
 _NUMPY_SCALARS = (
-    "float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8",
-    "bool", "str_", "bytes_", "datetime64", "timedelta64", "complex128", "complex64", "object_", "void",
+    "float64",
+    "float32",
+    "float16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint64",
+    "uint32",
+    "uint16",
+    "uint8",
+    "bool",
+    "str_",
+    "bytes_",
+    "datetime64",
+    "timedelta64",
+    "complex128",
+    "complex64",
+    "object_",
+    "void",
 )
 
 # The STATE rule: RD-Agent's classes are plain objects, rebuilt with cls.__new__(cls) and their __dict__.
@@ -280,17 +352,43 @@ RDAGENT_CLASSES = (
 # RD-Agent's exceptions (a feedback's ``exception``): their constructors only store their arguments.
 RDAGENT_EXCEPTIONS = tuple(
     f"rdagent.core.exception.{n}"
-    for n in ("WorkflowError", "FormatError", "CodeBlockParseError", "CoderError", "CodeFormatError",
-              "CustomRuntimeError", "NoOutputError", "RunnerError", "KaggleError", "PolicyError",
-              "EvaluatorDidNotTerminateError")
+    for n in (
+        "WorkflowError",
+        "FormatError",
+        "CodeBlockParseError",
+        "CoderError",
+        "CodeFormatError",
+        "CustomRuntimeError",
+        "NoOutputError",
+        "RunnerError",
+        "KaggleError",
+        "PolicyError",
+        "EvaluatorDidNotTerminateError",
+    )
 )
 
 RULES: dict[str, Rule] = {
     # builtins: containers and scalars the pickle writes natively appear only as values (a dtype's type,
     # defaultdict's factory); type(x) with one argument returns x's type (three would create a class)
     # (set, frozenset and range as callables would iterate or build what their argument says: set(range(10**10)))
-    **{f"builtins.{n}": NAME_ONLY for n in ("list", "dict", "tuple", "str", "int", "float", "bool", "bytes",
-                                            "bytearray", "object", "set", "frozenset", "range")},
+    **{
+        f"builtins.{n}": NAME_ONLY
+        for n in (
+            "list",
+            "dict",
+            "tuple",
+            "str",
+            "int",
+            "float",
+            "bool",
+            "bytes",
+            "bytearray",
+            "object",
+            "set",
+            "frozenset",
+            "range",
+        )
+    },
     **{f"builtins.{n}": VALUE for n in ("complex", "slice")},
     "builtins.type": Rule(call=True, check_args=one_arg),
     **{f"builtins.{n}": EXCEPTION for n in _BUILTIN_EXCEPTIONS},
@@ -308,8 +406,10 @@ RULES: dict[str, Rule] = {
     "numpy.ndarray": NAME_ONLY,
     "numpy.dtype": Rule(call=True, state=True, check_args=_dtype_args, check_state=_dtype_state),
     **{f"numpy.{n}": NAME_ONLY for n in _NUMPY_SCALARS},
-    **{f"{m}.multiarray._reconstruct": Rule(call=True, state=True, check_args=_empty_array, check_state=_array_state)
-       for m in ("numpy.core", "numpy._core")},
+    **{
+        f"{m}.multiarray._reconstruct": Rule(call=True, state=True, check_args=_empty_array, check_state=_array_state)
+        for m in ("numpy.core", "numpy._core")
+    },
     **{f"{m}.multiarray.scalar": Rule(call=True) for m in ("numpy.core", "numpy._core")},
     **{f"{m}.numeric._frombuffer": Rule(call=True) for m in ("numpy.core", "numpy._core")},
     # pandas objects that Arrow could not hold, pickled with pandas' own reconstructors
@@ -319,27 +419,36 @@ RULES: dict[str, Rule] = {
     "pandas.core.internals.managers.SingleBlockManager": STATE,
     "pandas._libs.internals._unpickle_block": Rule(call=True),
     "pandas.core.internals.blocks.new_block": Rule(call=True),
-    **{n: NAME_ONLY for n in _INDEXES},
+    **dict.fromkeys(_INDEXES, NAME_ONLY),
     "pandas.core.indexes.base._new_Index": Rule(call=True, state=True, check_args=_index_args(*_INDEXES)),
     "pandas.core.indexes.datetimes._new_DatetimeIndex": Rule(
-        call=True, state=True, check_args=_index_args("pandas.core.indexes.datetimes.DatetimeIndex")),
-    **{n: NAME_ONLY for n in _BACKED_ARRAYS},
+        call=True, state=True, check_args=_index_args("pandas.core.indexes.datetimes.DatetimeIndex")
+    ),
+    **dict.fromkeys(_BACKED_ARRAYS, NAME_ONLY),
     "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked": Rule(call=True, state=True, check_args=_names(*_BACKED_ARRAYS)),
     "pandas.core.dtypes.dtypes.DatetimeTZDtype": STATE,
     "pandas.core.dtypes.dtypes.PeriodDtype": VALUE,
     "pandas.core.arrays.string_.StringDtype": VALUE,
-    **{f"pandas.core.arrays.{m}.{c}": STATE for m, c in (
-        ("integer", "IntegerArray"), ("floating", "FloatingArray"), ("boolean", "BooleanArray"),
-        ("integer", "Int64Dtype"), ("integer", "Int32Dtype"), ("floating", "Float64Dtype"),
-        ("boolean", "BooleanDtype"))},
+    **{
+        f"pandas.core.arrays.{m}.{c}": STATE
+        for m, c in (
+            ("integer", "IntegerArray"),
+            ("floating", "FloatingArray"),
+            ("boolean", "BooleanArray"),
+            ("integer", "Int64Dtype"),
+            ("integer", "Int32Dtype"),
+            ("floating", "Float64Dtype"),
+            ("boolean", "BooleanDtype"),
+        )
+    },
     "pandas._libs.missing.NA": NAME_ONLY,
     "pandas._libs.tslibs.timestamps._unpickle_timestamp": Rule(call=True),
     "pandas._libs.tslibs.timedeltas._timedelta_unpickle": Rule(call=True),
     "pandas._libs.tslibs.nattype.__nat_unpickle": Rule(call=True),
     **{f"pandas._libs.tslibs.offsets.{n}": VALUE for n in ("Day", "BusinessDay")},
     # RD-Agent
-    **{n: STATE for n in RDAGENT_CLASSES},
+    **dict.fromkeys(RDAGENT_CLASSES, STATE),
     "rdagent.core.experiment.ExperimentPlan": Rule(new=True, state=True, items=True),  # a dict subclass
     "rdagent.core.experiment.UserInstructions": Rule(new=True, state=True, append=True),  # a list subclass
-    **{n: EXCEPTION for n in RDAGENT_EXCEPTIONS},
+    **dict.fromkeys(RDAGENT_EXCEPTIONS, EXCEPTION),
 }

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -74,7 +74,7 @@ class _Skipped(TypedDict):
 class _Workspace(TypedDict):
     __pydantic_config__ = STRICT  # type: ignore[misc]
     exists: bool
-    entries: list[Annotated[Union[_File, _Dir, _Symlink, _Skipped], Field(discriminator="type")]]
+    entries: list[Annotated[_File | _Dir | _Symlink | _Skipped, Field(discriminator="type")]]
 
 
 class _Index(TypedDict):
@@ -328,7 +328,9 @@ def materialize(
     folder goes) is in the way. Returns the number of files written.
     """
     if os.open not in os.supports_dir_fd:
-        raise RestoreError("restoring workspace files needs folder handles (dir_fd), which this system lacks; use Linux or macOS")
+        raise RestoreError(
+            "restoring workspace files needs folder handles (dir_fd), which this system lacks; use Linux or macOS"
+        )
     folders: list[tuple[str, str]] = []
     plan: _Plan = []
     for key, ws in index.workspaces.items():
@@ -513,7 +515,7 @@ def _prefetched(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
                 if not put(("chunk", chunk)):
                     return
             put(("end", None))
-        except BaseException as e:  # handed to the consumer, raised there
+        except BaseException as e:  # noqa: BLE001 — handed to the consumer, raised there
             put(("error", e))
 
     worker = threading.Thread(target=produce, name="tckpt-decompress", daemon=True)

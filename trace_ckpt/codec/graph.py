@@ -30,7 +30,22 @@ TABLE_REPEAT_BYTES = 1 << 30
 MIN_BLOB = 256
 # types pickle writes with its own opcodes, naming no global
 _NATIVE = frozenset(
-    {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset, pickle.PickleBuffer}
+    {
+        type(None),
+        bool,
+        int,
+        float,
+        complex,
+        str,
+        bytes,
+        bytearray,
+        list,
+        tuple,
+        dict,
+        set,
+        frozenset,
+        pickle.PickleBuffer,
+    }
 )
 
 
@@ -125,7 +140,7 @@ def encode_graph(
         buf = io.BytesIO()
         try:
             _pickler_class(dill.Pickler)(buf, enc).dump(root)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 — whatever dill raises on an unpicklable object is one SaveError
             raise SaveError(f"the trace cannot be pickled, not even with dill: {e}") from None
     data = buf.getbuffer()
     if allow is not None:
@@ -153,7 +168,7 @@ def _check_loadable(root: Any, data: memoryview, enc: _Encoder, allow: Allowlist
         wanted = tuple(t for t in enc.types if f"{t.__module__}.{t.__qualname__}" == name)
         if not wanted:  # a class or function held as a value
             raise UntrustedContentError(f"save refused: the trace holds {name}, which a load refuses ({e})") from None
-        where, t = find_path(root, wanted)
+        where, _t = find_path(root, wanted)
         top = name.split(".")[0]
         raise UntrustedContentError(
             f"save refused: {where} is a {name}, which a load with the current allowlist refuses; if it is your "
@@ -228,7 +243,9 @@ class _GraphUnpickler(pickle.Unpickler):
                     self._tables[serial] = tables.from_arrow(data, labels)
                 return self._tables[serial]
         except (KeyError, IndexError, TypeError) as e:
-            raise CorruptCheckpointError(f"{self._reader.source}: the graph refers to a missing blob or table ({e})") from None
+            raise CorruptCheckpointError(
+                f"{self._reader.source}: the graph refers to a missing blob or table ({e})"
+            ) from None
         raise CorruptCheckpointError(f"{self._reader.source}: unknown reference kind {tag!r} in the graph")
 
     def _count_table(self, digest: str, size: int) -> None:
@@ -273,5 +290,5 @@ def _decode_graph(reader: ContainerReader, blobs: BlobSource, allow: Allowlist) 
         raise
     except RecursionError:
         raise CorruptCheckpointError(f"{reader.source}: the graph nests too deeply to load") from None
-    except Exception as e:  # any unpickling failure of a checksum-valid file is a damaged/foreign graph
+    except Exception as e:  # noqa: BLE001 — any unpickling failure of a checksum-valid file is a damaged/foreign graph
         raise CorruptCheckpointError(f"{reader.source}: the graph does not load ({type(e).__name__}: {e})") from None

@@ -26,10 +26,23 @@ from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 
 RESULT_FILE = "result.h5"
 # opcodes that import or call something: a pickle holding one of these can run code when loaded
-_CODE_OPCODES = frozenset({
-    "GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX",
-    "EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID",
-})
+_CODE_OPCODES = frozenset(
+    {
+        "GLOBAL",
+        "STACK_GLOBAL",
+        "REDUCE",
+        "BUILD",
+        "INST",
+        "OBJ",
+        "NEWOBJ",
+        "NEWOBJ_EX",
+        "EXT1",
+        "EXT2",
+        "EXT4",
+        "PERSID",
+        "BINPERSID",
+    }
+)
 _MEMO_OPCODES = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})
 _PICKLE_OPCODES = frozenset(ord(op.code) for op in pickletools.opcodes)
 # PyTables' node classes that hold numbers or fixed-size strings (never VLARRAY: its rows may be pickles)
@@ -163,8 +176,9 @@ def read_factor_values(data: bytes, source: str) -> Any:
     token = _GUARD.set(refused)
     try:
         # in memory (no temp file): PyTables' core driver opens the checked bytes themselves
-        with pd.HDFStore(RESULT_FILE, mode="r", driver="H5FD_CORE", driver_core_image=data,
-                         driver_core_backing_store=0) as store:
+        with pd.HDFStore(
+            RESULT_FILE, mode="r", driver="H5FD_CORE", driver_core_image=data, driver_core_backing_store=0
+        ) as store:
             values = pd.read_hdf(store)
     except Exception as e:  # noqa: BLE001 - any failure of pandas on a checked but foreign file
         if not refused:
@@ -203,4 +217,3 @@ def factor_values_bytes(values: Any) -> bytes:
         path = Path(d) / RESULT_FILE
         values.to_hdf(path, key="data", mode="w")
         return path.read_bytes()
-

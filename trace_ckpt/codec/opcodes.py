@@ -74,30 +74,118 @@ def _op(name: str) -> int:
 
 # opcodes by what they do to the abstract stack
 _PUSH_ANY = frozenset(
-    _op(n) for n in (
-        "INT", "LONG", "LONG1", "LONG4",
-        "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINBYTES",
-        "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8",
+    _op(n)
+    for n in (
+        "INT",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "FLOAT",
+        "BINFLOAT",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "UNICODE",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "BYTEARRAY8",
     )
 )
 _PUSH_STR = frozenset(_op(n) for n in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"))
-_REFUSED = {
-    _op(n): n
-    for n in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "NEXT_BUFFER", "READONLY_BUFFER")
-}
+_REFUSED = {_op(n): n for n in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "NEXT_BUFFER", "READONLY_BUFFER")}
 (
-    _MARK, _STOP, _POP, _POP_MARK, _DUP, _BINPERSID, _REDUCE, _APPEND, _APPENDS, _BUILD, _GLOBAL, _DICT,
-    _EMPTY_DICT, _GET, _BINGET, _LONG_BINGET, _LIST, _EMPTY_LIST, _PUT, _BINPUT, _LONG_BINPUT, _SETITEM,
-    _SETITEMS, _TUPLE, _EMPTY_TUPLE, _TUPLE1, _TUPLE2, _TUPLE3, _NEWOBJ, _NEWOBJ_EX, _EMPTY_SET, _ADDITEMS,
-    _FROZENSET, _STACK_GLOBAL, _MEMOIZE, _FRAME, _PROTO, _NONE, _BININT1, _BININT2, _BININT, _NEWTRUE, _NEWFALSE,
+    _MARK,
+    _STOP,
+    _POP,
+    _POP_MARK,
+    _DUP,
+    _BINPERSID,
+    _REDUCE,
+    _APPEND,
+    _APPENDS,
+    _BUILD,
+    _GLOBAL,
+    _DICT,
+    _EMPTY_DICT,
+    _GET,
+    _BINGET,
+    _LONG_BINGET,
+    _LIST,
+    _EMPTY_LIST,
+    _PUT,
+    _BINPUT,
+    _LONG_BINPUT,
+    _SETITEM,
+    _SETITEMS,
+    _TUPLE,
+    _EMPTY_TUPLE,
+    _TUPLE1,
+    _TUPLE2,
+    _TUPLE3,
+    _NEWOBJ,
+    _NEWOBJ_EX,
+    _EMPTY_SET,
+    _ADDITEMS,
+    _FROZENSET,
+    _STACK_GLOBAL,
+    _MEMOIZE,
+    _FRAME,
+    _PROTO,
+    _NONE,
+    _BININT1,
+    _BININT2,
+    _BININT,
+    _NEWTRUE,
+    _NEWFALSE,
     _SHORT_BINBYTES,
 ) = (
-    _op(n) for n in (
-        "MARK", "STOP", "POP", "POP_MARK", "DUP", "BINPERSID", "REDUCE", "APPEND", "APPENDS", "BUILD",
-        "GLOBAL", "DICT", "EMPTY_DICT", "GET", "BINGET", "LONG_BINGET", "LIST", "EMPTY_LIST", "PUT", "BINPUT",
-        "LONG_BINPUT", "SETITEM", "SETITEMS", "TUPLE", "EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NEWOBJ",
-        "NEWOBJ_EX", "EMPTY_SET", "ADDITEMS", "FROZENSET", "STACK_GLOBAL", "MEMOIZE", "FRAME", "PROTO", "NONE",
-        "BININT1", "BININT2", "BININT", "NEWTRUE", "NEWFALSE", "SHORT_BINBYTES",
+    _op(n)
+    for n in (
+        "MARK",
+        "STOP",
+        "POP",
+        "POP_MARK",
+        "DUP",
+        "BINPERSID",
+        "REDUCE",
+        "APPEND",
+        "APPENDS",
+        "BUILD",
+        "GLOBAL",
+        "DICT",
+        "EMPTY_DICT",
+        "GET",
+        "BINGET",
+        "LONG_BINGET",
+        "LIST",
+        "EMPTY_LIST",
+        "PUT",
+        "BINPUT",
+        "LONG_BINPUT",
+        "SETITEM",
+        "SETITEMS",
+        "TUPLE",
+        "EMPTY_TUPLE",
+        "TUPLE1",
+        "TUPLE2",
+        "TUPLE3",
+        "NEWOBJ",
+        "NEWOBJ_EX",
+        "EMPTY_SET",
+        "ADDITEMS",
+        "FROZENSET",
+        "STACK_GLOBAL",
+        "MEMOIZE",
+        "FRAME",
+        "PROTO",
+        "NONE",
+        "BININT1",
+        "BININT2",
+        "BININT",
+        "NEWTRUE",
+        "NEWFALSE",
+        "SHORT_BINBYTES",
     )
 )
 _NAMES = {ord(o.code): o.name for o in pickletools.opcodes}
@@ -147,7 +235,7 @@ class List:
 class Name:
     """A ``module.name`` the pickle resolved (GLOBAL / STACK_GLOBAL), with its rule."""
 
-    __slots__ = ("where", "rule")
+    __slots__ = ("rule", "where")
 
     def __init__(self, where: str, rule: Rule) -> None:
         self.where, self.rule = where, rule
@@ -173,7 +261,7 @@ class Made:
     """An object the pickle made by calling (REDUCE) or ``__new__`` (NEWOBJ) of a name, with the arguments
     (strings read back as text) when the name's rule checks them."""
 
-    __slots__ = ("name", "args")
+    __slots__ = ("args", "name")
 
     def __init__(self, name: Name, args: tuple = ()) -> None:
         self.name, self.args = name, args

@@ -79,7 +79,13 @@ def _plain_table(frame: pd.DataFrame, labels: dict[str, Any]) -> pa.Table | None
     index = frame.index
     columns: dict[str, Any] = {}
     if isinstance(index, pd.RangeIndex):
-        labels["index"] = {"kind": "range", "start": index.start, "stop": index.stop, "step": index.step, "name": index.name}
+        labels["index"] = {
+            "kind": "range",
+            "start": index.start,
+            "stop": index.stop,
+            "step": index.step,
+            "name": index.name,
+        }
     elif type(index) is pd.Index and index.dtype == object and infer_dtype(index, skipna=False) in ("string", "empty"):
         labels["index"] = {"kind": "str", "name": index.name}
         columns["__index__"] = pa.array(index.to_numpy(), type=pa.string())
@@ -102,10 +108,14 @@ def _check_labels(table: pa.Table, labels: Any) -> None:
         # a plain table holds exactly the frame's columns (and __index__); pandas' own layout is checked later
         n_cols = table.num_columns - ("__index__" in table.column_names) if "index" in labels else None
         cols, names = labels.get("columns"), labels.get("column_names")
-        ok = (type(cols) is list and len(cols) == (len(cols) if n_cols is None else n_cols)
-              and type(names) is list and 1 <= len(names) <= 64
-              and type(labels.get("multi")) is bool and (labels.get("columns_dtype") is None
-                                                         or type(labels.get("columns_dtype")) is str))
+        ok = (
+            type(cols) is list
+            and len(cols) == (len(cols) if n_cols is None else n_cols)
+            and type(names) is list
+            and 1 <= len(names) <= 64
+            and type(labels.get("multi")) is bool
+            and (labels.get("columns_dtype") is None or type(labels.get("columns_dtype")) is str)
+        )
         if ok and labels["multi"]:
             ok = all(type(c) is tuple and len(c) == len(names) for c in cols)
     spec = labels.get("index") if ok else None
@@ -195,7 +205,9 @@ def _cells(arr: pa.Array) -> int:
     if pa.types.is_struct(t) or pa.types.is_union(t):
         return len(arr) + sum(_cells(arr.field(i)) for i in range(t.num_fields))
     if pa.types.is_nested(t):  # list views: rows may share elements, so no count bounds them
-        raise CorruptCheckpointError(f"an Arrow table of the graph has a column of type {t}, which trace-ckpt never writes")
+        raise CorruptCheckpointError(
+            f"an Arrow table of the graph has a column of type {t}, which trace-ckpt never writes"
+        )
     return len(arr)
 
 
@@ -217,8 +229,10 @@ def _check_plain(table: pa.Table, kind: str) -> None:
         else:
             ok = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
         if not ok:
-            raise CorruptCheckpointError(f"an Arrow table of the graph has a column {field.name!r} of type {t}, "
-                                         "which its layout does not hold: the file is crafted or damaged")
+            raise CorruptCheckpointError(
+                f"an Arrow table of the graph has a column {field.name!r} of type {t}, "
+                "which its layout does not hold: the file is crafted or damaged"
+            )
 
 
 def from_arrow(data: bytes, labels: dict[str, Any]) -> pd.DataFrame | pd.Series:

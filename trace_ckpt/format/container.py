@@ -208,8 +208,9 @@ class ContainerWriter:
             self._pending = None
             self._append(name, kind, *future.result(), raw_length, meta)
 
-    def _append(self, name: str, kind: str, stored: bytes, digest: str, raw_length: int,
-                meta: dict[str, Any] | None) -> SectionInfo:
+    def _append(
+        self, name: str, kind: str, stored: bytes, digest: str, raw_length: int, meta: dict[str, Any] | None
+    ) -> SectionInfo:
         info = SectionInfo(
             name=name,
             kind=kind,  # type: ignore[arg-type]
@@ -268,8 +269,14 @@ class ContainerWriter:
         """Hex digest of ``data`` with this writer's algorithm (section checksums and blob addresses)."""
         return hex_digest(self.hash_algorithm, data)
 
-    def finish(self, manifest: Manifest, *, key: bytes | None = None, key_id: str | None = None,
-               private_key: Ed25519PrivateKey | None = None) -> Manifest:
+    def finish(
+        self,
+        manifest: Manifest,
+        *,
+        key: bytes | None = None,
+        key_id: str | None = None,
+        private_key: Ed25519PrivateKey | None = None,
+    ) -> Manifest:
         """Write ``manifest`` (its sections and sizes filled in here) and the footer, signed with the Ed25519
         ``private_key`` or else the HMAC ``key`` (``key_id`` names it).
 
@@ -286,7 +293,9 @@ class ContainerWriter:
         manifest.signature = SignatureInfo(algorithm=algorithm, key_id=key_id or "") if algorithm else None
         body = manifest.model_dump_json().encode("utf-8")
         if len(body) > MAX_MANIFEST_BYTES:  # no reader would open the file
-            raise SaveError(f"the manifest would be {len(body)} bytes, more than a reader accepts ({MAX_MANIFEST_BYTES})")
+            raise SaveError(
+                f"the manifest would be {len(body)} bytes, more than a reader accepts ({MAX_MANIFEST_BYTES})"
+            )
         if private_key is not None:
             signature = private_key.sign(body)
             self._write(signature)
@@ -314,7 +323,9 @@ def _upgrade(doc: dict[str, Any], version: int) -> dict[str, Any]:
                 for s in sections
             ]
     elif doc.get("hash_algorithm") != HASH_OF_VERSION[version]:
-        raise ValueError(f"format v{version} uses {HASH_OF_VERSION[version]} digests, not {doc.get('hash_algorithm')!r}")
+        raise ValueError(
+            f"format v{version} uses {HASH_OF_VERSION[version]} digests, not {doc.get('hash_algorithm')!r}"
+        )
     return doc
 
 
@@ -341,7 +352,9 @@ class ContainerReader:
         if version < 1:
             raise CorruptCheckpointError(f"{source} claims format version {version}, which never existed")
         if _flags != 0:
-            raise CorruptCheckpointError(f"{source} sets header flags {_flags:#x}, which format v{version} does not define")
+            raise CorruptCheckpointError(
+                f"{source} sets header flags {_flags:#x}, which format v{version} does not define"
+            )
         self.format_version = version
         f.seek(self.size - FOOTER.size)
         m_off, m_len, m_sha, mac, tail = FOOTER.unpack(self._read_exact(FOOTER.size))
@@ -371,7 +384,9 @@ class ContainerReader:
             first = (str(e).splitlines() or [type(e).__name__])[0]
             raise CorruptCheckpointError(f"{source}: manifest is not valid ({first})") from None
         if (mac == NO_SIGNATURE) != (self.manifest.signature is None):
-            raise CorruptCheckpointError(f"{source}: the footer and the manifest disagree on whether the file is signed")
+            raise CorruptCheckpointError(
+                f"{source}: the footer and the manifest disagree on whether the file is signed"
+            )
         self._body, self._mac = body, mac
         self._data_end = m_off
         if self.signature_algorithm == ED25519:  # its signature sits just before the manifest
@@ -508,7 +523,9 @@ class ContainerReader:
                 try:
                     data = zstandard.ZstdDecompressor().decompress(stored)
                 except zstandard.ZstdError as e:
-                    raise CorruptCheckpointError(f"{self.source}: section {s.name!r} does not decompress ({e})") from None
+                    raise CorruptCheckpointError(
+                        f"{self.source}: section {s.name!r} does not decompress ({e})"
+                    ) from None
                 if len(data) != s.raw_length:
                     raise CorruptCheckpointError(f"{self.source}: section {s.name!r} decompresses to the wrong size")
                 return data

@@ -96,12 +96,14 @@ class SignatureInfo(_Model):
     """Present when the file is signed, over the manifest bytes: an HMAC (in the footer) or an Ed25519 signature
     (the 64 bytes before the manifest). An algorithm this reader does not know still parses: the check says so."""
 
-    algorithm: str = Field(default="hmac-sha256", pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
-                           description="hmac-sha256 or ed25519")
+    algorithm: str = Field(
+        default="hmac-sha256", pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="hmac-sha256 or ed25519"
+    )
     key_id: str = Field(
-        default="", pattern=r"^[A-Za-z0-9:+/=_.-]{0,128}$",
+        default="",
+        pattern=r"^[A-Za-z0-9:+/=_.-]{0,128}$",
         description="hmac-sha256: first 16 hex of SHA-256('trace-ckpt key id' + key), which key, not the key; "
-                    "ed25519: the public key's OpenSSH fingerprint, SHA256:<base64>",
+        "ed25519: the public key's OpenSSH fingerprint, SHA256:<base64>",
     )
 
 

@@ -6,6 +6,6 @@ import os
 # trace-ckpt never needs it. An explicit user setting wins.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from trace_ckpt.rdagent.checkpoint import restore_trace, save_trace  # noqa: E402
+from trace_ckpt.rdagent.checkpoint import restore_trace, save_trace
 
 __all__ = ["restore_trace", "save_trace"]

@@ -87,8 +87,14 @@ class Autosaver:
         target = self.directory / checkpoint_name(loop_id)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            save_trace(trace, target, level=self.level, max_file_bytes=self.max_file_bytes, metadata=metadata,
-                       allow_modules=self.allow_modules)
+            save_trace(
+                trace,
+                target,
+                level=self.level,
+                max_file_bytes=self.max_file_bytes,
+                metadata=metadata,
+                allow_modules=self.allow_modules,
+            )
         except Exception as e:  # noqa: BLE001 - by contract an autosave never stops the research loop
             self.failed.append(loop_id)
             log.warning("autosave of loop %d to %s failed, the loop goes on: %s", loop_id, target, _reason(e))
@@ -99,8 +105,12 @@ class Autosaver:
         except Exception as e:  # noqa: BLE001 - a checkpoint that is not pruned costs only disk space
             log.warning("autosave could not prune old checkpoints in %s: %s", self.directory, _reason(e))
             removed = []
-        log.info("autosaved loop %d to %s%s", loop_id, target,
-                 f" (removed {', '.join(p.name for p in removed)})" if removed else "")
+        log.info(
+            "autosaved loop %d to %s%s",
+            loop_id,
+            target,
+            f" (removed {', '.join(p.name for p in removed)})" if removed else "",
+        )
         return target
 
     def checkpoints(self) -> list[Path]:
@@ -185,8 +195,14 @@ def autosave(
     Checkpoints go to ``directory/loop-NNNN.tckpt``; see ``Autosaver`` for pruning. Call before ``loop.run``;
     loops already finished (a loaded session, a restored trace) are not saved again.
     """
-    saver = Autosaver(Path(directory), keep=keep, keep_best=keep_best, allow_modules=tuple(allow_modules),
-                      level=level, max_file_bytes=max_file_bytes)
+    saver = Autosaver(
+        Path(directory),
+        keep=keep,
+        keep_best=keep_best,
+        allow_modules=tuple(allow_modules),
+        level=level,
+        max_file_bytes=max_file_bytes,
+    )
     base = getattr(type(loop), "_tckpt_base", type(loop))  # autosave twice: the new settings replace the old
     hooked = type(base)(  # type(base) is RD-Agent's LoopMeta: underscored names and "dump" are not steps
         f"Autosaving{base.__name__}",
@@ -261,5 +277,6 @@ def run_app(
     finished_before = sum(si >= len(loop.steps) for si in loop.step_idx.values())
     asyncio.run(loop.run(step_n=step_n, loop_n=loop_n, all_duration=all_duration))
     finished = sum(si >= len(loop.steps) for si in loop.step_idx.values())
-    return RunReport(app=app, log_dir=Path(loop.session_folder).parent, saver=saver,
-                     completed_loops=finished - finished_before)
+    return RunReport(
+        app=app, log_dir=Path(loop.session_folder).parent, saver=saver, completed_loops=finished - finished_before
+    )

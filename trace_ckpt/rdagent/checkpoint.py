@@ -1,8 +1,8 @@
 """save_trace / restore_trace: a whole RD-Agent Trace, workspaces included, to and from one file.
 
-    from trace_ckpt import save_trace, restore_trace
-    save_trace(trace, "run1.tckpt")                      # after the factor run
-    trace = restore_trace("run1.tckpt", workspace_root="ws/")   # in the model run
+from trace_ckpt import save_trace, restore_trace
+save_trace(trace, "run1.tckpt")                      # after the factor run
+trace = restore_trace("run1.tckpt", workspace_root="ws/")   # in the model run
 """
 
 from __future__ import annotations
@@ -346,7 +346,9 @@ def check_trace_shape(trace: Any, source: str, *, held: bool = False) -> list[An
     for ws in found:
         path = vars(ws).get("workspace_path", _MISSING)
         if not isinstance(path, _PATH_TYPES):
-            problem = f"a {type(ws).__name__} in the trace has a workspace_path that is {_name(path)}, not a str or Path"
+            problem = (
+                f"a {type(ws).__name__} in the trace has a workspace_path that is {_name(path)}, not a str or Path"
+            )
             break
     if problem:
         raise CorruptCheckpointError(f"{source}: the checkpoint is crafted or damaged: {problem}")

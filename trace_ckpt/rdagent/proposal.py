@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 from rdagent.core.proposal import Hypothesis, Trace
-from rdagent.scenarios.qlib.experiment.factor_experiment import QlibFactorExperiment
 from rdagent.scenarios.qlib.developer.feedback import QlibModelExperiment2Feedback
+from rdagent.scenarios.qlib.experiment.factor_experiment import QlibFactorExperiment
 from rdagent.scenarios.qlib.proposal.model_proposal import QlibModelHypothesis2Experiment, QlibModelHypothesisGen
 
 from trace_ckpt.rdagent.trace import experiment_kind

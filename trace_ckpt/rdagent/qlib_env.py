@@ -68,7 +68,7 @@ def check_base_features(features: dict[str, str], source: object) -> bool | None
         raise ResumeError(
             f"RD-Agent's Qlib environment {qlib_env_name()!r} cannot compute even {PROBE} for SH600000: "
             "is there market data under ~/.qlib/qlib_data/cn_data of this $HOME? (docs/guide.md, "
-            "\"Model phase on a machine without Docker\")"
+            '"Model phase on a machine without Docker")'
         )
     bad = _failing(names, ok) or names  # none fails alone: the set fails as a whole
     shown = "; ".join(f"{n} = {features[n]}" for n in bad)

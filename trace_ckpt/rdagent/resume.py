@@ -75,7 +75,11 @@ def fill_missing_actions(trace: Any) -> int:
 
 
 def restore_into(
-    loop: Any, ckpt: PathLike, *, workspace_root: PathLike | None = None, trust: bool | None = None,
+    loop: Any,
+    ckpt: PathLike,
+    *,
+    workspace_root: PathLike | None = None,
+    trust: bool | None = None,
     **restore_kwargs: Any,
 ) -> int:
     """Put the checkpoint's trace into ``loop`` before its first step; return the first new loop id.
@@ -173,9 +177,11 @@ def _settings_and_loop(only: Phase | None) -> tuple[Any, type]:
         from rdagent.app.qlib_rd_loop.model import ModelRDLoop as loop_cls
 
         defaults = type(setting).model_fields
-        for name, ours in (("hypothesis_gen", "SotaFactorModelHypothesisGen"),
-                           ("hypothesis2experiment", "SotaFactorModelHypothesis2Experiment"),
-                           ("summarizer", "SotaFactorModelExperiment2Feedback")):
+        for name, ours in (
+            ("hypothesis_gen", "SotaFactorModelHypothesisGen"),
+            ("hypothesis2experiment", "SotaFactorModelHypothesis2Experiment"),
+            ("summarizer", "SotaFactorModelExperiment2Feedback"),
+        ):
             if getattr(setting, name) == defaults[name].default:  # a class the user chose is kept
                 setattr(setting, name, f"{proposal.__name__}.{ours}")
         return setting, loop_cls
@@ -249,7 +255,10 @@ def resume(
             log.warning(
                 "the %d base features in %s could NOT be validated (RD-Agent's check needs a Qlib environment: "
                 "conda listing %s, docs/guide.md); they are used as given — RD-Agent itself would have "
-                "silently fallen back to Alpha20", len(features), base_features, qlib_env_name(),
+                "silently fallen back to Alpha20",
+                len(features),
+                base_features,
+                qlib_env_name(),
             )
     else:
         plan = manifest.metadata.get("plan") if isinstance(manifest.metadata, dict) else None
@@ -258,8 +267,13 @@ def resume(
 
     setting, loop_cls = _settings_and_loop(only)
     loop = loop_cls(setting)
-    offset = restore_into(loop, ckpt, workspace_root=RD_AGENT_SETTINGS.workspace_path, trust=True,  # checked above
-                          **restore_kwargs)
+    offset = restore_into(
+        loop,
+        ckpt,
+        workspace_root=RD_AGENT_SETTINGS.workspace_path,
+        trust=True,  # checked above
+        **restore_kwargs,
+    )
     run_setup_hook(setup or os.environ.get("TRACE_CKPT_RESUME_SETUP"), loop)
 
     if features:
@@ -277,9 +291,14 @@ def resume(
     try:
         seeded = seed_execute_cache(loop.trace, cache_dir)
         report = ResumeReport(
-            log_dir=Path(LOG_SETTINGS.trace_path), restored_nodes=len(loop.trace.hist), first_loop_id=offset,
-            sota_factor_experiments=len(sota), base_features=dict(loop.plan.get("features") or {}),
-            features_validated=validated, seeded_cache_entries=seeded, cache_dir=cache_dir,
+            log_dir=Path(LOG_SETTINGS.trace_path),
+            restored_nodes=len(loop.trace.hist),
+            first_loop_id=offset,
+            sota_factor_experiments=len(sota),
+            base_features=dict(loop.plan.get("features") or {}),
+            features_validated=validated,
+            seeded_cache_entries=seeded,
+            cache_dir=cache_dir,
         )
         remaining = None if loop_n is None else offset + loop_n
         asyncio.run(loop.run(step_n=step_n, loop_n=remaining, all_duration=all_duration))

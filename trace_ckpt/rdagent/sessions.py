@@ -94,8 +94,12 @@ def session_dump(path: Path) -> SessionDump:
     """Describe one dump file by its place, ``<loop>/<step>_<name>`` (-1 where the name does not say)."""
     path = Path(path)
     m = _STEP.match(path.name)
-    return SessionDump(path, int(path.parent.name) if path.parent.name.isdigit() else -1,
-                       int(m.group(1)) if m else -1, m.group(2) if m else path.name)
+    return SessionDump(
+        path,
+        int(path.parent.name) if path.parent.name.isdigit() else -1,
+        int(m.group(1)) if m else -1,
+        m.group(2) if m else path.name,
+    )
 
 
 def load_session(source: str | Path, *, loop: int | None = None, trust_legacy: bool = False) -> tuple[Any, SessionDump]:
@@ -116,7 +120,7 @@ def load_session(source: str | Path, *, loop: int | None = None, trust_legacy: b
     try:
         return _load_one(last.path, trust_legacy), last
     except (CorruptCheckpointError, UntrustedContentError) as first_error:
-        if len(dumps) < 2 or isinstance(first_error, UntrustedContentError) and "unsigned" in str(first_error):
+        if len(dumps) < 2 or (isinstance(first_error, UntrustedContentError) and "unsigned" in str(first_error)):
             raise
         prev = dumps[-2]
         try:

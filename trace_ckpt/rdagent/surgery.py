@@ -39,7 +39,7 @@ ACTIONS: tuple[str, ...] = ("factor", "model")
 FACTOR_FILE = "factor.py"
 # Appended to the factor.py of a renamed factor: RD-Agent names a factor's data column after what its code
 # writes, so only the code itself can carry the new name into every re-execution (model and factor runners).
-RENAME_TRAILER = '''
+RENAME_TRAILER = """
 
 # --- trace-ckpt merge: factor {old!r} renamed to {new!r} (another merged input has a different {old!r}) ---
 import pandas as _tckpt_pd
@@ -51,7 +51,7 @@ if _tckpt_values.shape[1] == 1:
 else:
     _tckpt_values = _tckpt_values.rename(columns={{{old!r}: {new!r}}})
 _tckpt_values.to_hdf("result.h5", key="data", mode="w")
-'''
+"""
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -179,14 +179,22 @@ def keep_nodes(trace: Any, indices: Sequence[int]) -> Any:
 def _load(path: PathLike, allow_modules: Sequence[str], require_signature: bool | None) -> Iterator[LoadedCheckpoint]:
     settings = get_settings()
     require = settings.require_signature if require_signature is None else require_signature
-    with open_checkpoint(path, allow_modules=[*settings.allowed, *allow_modules],
-                         key=configured_key(settings), require_signature=require) as ck:
+    with open_checkpoint(
+        path, allow_modules=[*settings.allowed, *allow_modules], key=configured_key(settings), require_signature=require
+    ) as ck:
         check_trace_shape(ck.root, str(path))
         yield ck
 
 
-def _write(trace: Any, out: PathLike, folders: dict[str, CarriedFolder], metadata: dict[str, Any],
-           level: int | None, allow_modules: Sequence[str], sources: Sequence[LoadedCheckpoint]) -> Manifest:
+def _write(
+    trace: Any,
+    out: PathLike,
+    folders: dict[str, CarriedFolder],
+    metadata: dict[str, Any],
+    level: int | None,
+    allow_modules: Sequence[str],
+    sources: Sequence[LoadedCheckpoint],
+) -> Manifest:
     """Write a pruned or merged trace, signed only when a key of yours verified every source: signing content
     nobody here vouched for would make resume trust a stranger's file."""
     settings = get_settings()
@@ -194,12 +202,23 @@ def _write(trace: Any, out: PathLike, folders: dict[str, CarriedFolder], metadat
     unverified = [ck._reader.source for ck in sources if ck.signature != "ok"]
     key = configured_key(settings)
     if unverified and (key or configured_private_key()):  # it would have been signed
-        log.warning("%s is written unsigned: %s %s not verified by a key of yours", out, ", ".join(unverified),
-                    "is" if len(unverified) == 1 else "are")
+        log.warning(
+            "%s is written unsigned: %s %s not verified by a key of yours",
+            out,
+            ", ".join(unverified),
+            "is" if len(unverified) == 1 else "are",
+        )
     return write_checkpoint_carrying(
-        out, trace, manifest, folders, level=settings.level if level is None else level, threads=settings.threads,
-        min_blob=settings.min_blob_bytes, allow_modules=[*settings.allowed, *allow_modules],
-        key=key, sign=not unverified,
+        out,
+        trace,
+        manifest,
+        folders,
+        level=settings.level if level is None else level,
+        threads=settings.threads,
+        min_blob=settings.min_blob_bytes,
+        allow_modules=[*settings.allowed, *allow_modules],
+        key=key,
+        sign=not unverified,
     )
 
 
@@ -245,8 +264,12 @@ def prune(
         keep_nodes(trace, indices)
         metadata = dict(ck.manifest.metadata)
         metadata["pruned_from"] = {
-            "path": str(ckpt), "created_at": ck.manifest.created_at.isoformat(), "nodes": total,
-            "keep": str(rule), "action": action, "kept": indices,
+            "path": str(ckpt),
+            "created_at": ck.manifest.created_at.isoformat(),
+            "nodes": total,
+            "keep": str(rule),
+            "action": action,
+            "kept": indices,
         }
         # Workspace files are carried over from the source's blobs rather than materialized and re-captured:
         # no temporary copy of every folder, no dependence on the disk, and the bytes cannot change on the way.
@@ -360,13 +383,17 @@ def merge(
             for ws in iter_workspaces(t):
                 origin.setdefault(id(ws), k)
             if type(t) is not type(traces[0]):
-                notes.append(f"{inputs[k]} holds a {class_path(t)}; the merged trace is a {class_path(traces[0])}, like the first input")
+                notes.append(
+                    f"{inputs[k]} holds a {class_path(t)}; the merged trace is a {class_path(traces[0])}, like the first input"
+                )
             if cks[k].manifest.metadata.get("plan") != cks[0].manifest.metadata.get("plan"):
-                notes.append(f"{inputs[k]} has other base features (plan) than the first input; the first input's are kept")
+                notes.append(
+                    f"{inputs[k]} has other base features (plan) than the first input; the first input's are kept"
+                )
 
         first_index, hist, dag_parent, idx2loop_id = [], [], [], {}
         loop_base = 0
-        for k, t in enumerate(traces):
+        for t in traces:
             offset = len(hist)
             first_index.append(offset)
             hist.extend(t.hist)
@@ -390,9 +417,14 @@ def merge(
         provenance = ("source", "pruned_from", "merged_from", "merge")
         metadata = {key: v for key, v in cks[0].manifest.metadata.items() if key not in provenance}
         metadata["merged_from"] = [
-            {"path": str(p), "created_at": ck.manifest.created_at.isoformat(), "nodes": sizes[k],
-             "first_index": first_index[k], "trace_class": ck.manifest.trace_class,
-             "source": ck.manifest.metadata.get("source")}
+            {
+                "path": str(p),
+                "created_at": ck.manifest.created_at.isoformat(),
+                "nodes": sizes[k],
+                "first_index": first_index[k],
+                "trace_class": ck.manifest.trace_class,
+                "source": ck.manifest.metadata.get("source"),
+            }
             for k, (p, ck) in enumerate(zip(inputs, cks))
         ]
         metadata["merge"] = {"renamed": [asdict(r) for r in renamed], "duplicates": [asdict(d) for d in duplicates]}
@@ -473,15 +505,20 @@ def _renamed_files(ws: Any, names: tuple[str, str], where: str, notes: list[str]
         except UntrustedContentError:  # values that could run code when read are refused, never carried on
             raise
         except Exception as e:  # noqa: BLE001 - unreadable values only cost a re-execution of the factor
-            notes.append(f"{where}/{RESULT_FILE} of factor {old} could not be renamed ({type(e).__name__}); kept as it was")
+            notes.append(
+                f"{where}/{RESULT_FILE} of factor {old} could not be renamed ({type(e).__name__}); kept as it was"
+            )
             return data
 
     return {FACTOR_FILE: (factor_code(ws) or "").encode("utf-8", "surrogatepass"), RESULT_FILE: rename_values}
 
 
 def _merge_folders(
-    merged: Any, cks: Sequence[LoadedCheckpoint], origin: dict[int, int],
-    replaced: dict[int, tuple[str, str]], notes: list[str],
+    merged: Any,
+    cks: Sequence[LoadedCheckpoint],
+    origin: dict[int, int],
+    replaced: dict[int, tuple[str, str]],
+    notes: list[str],
 ) -> dict[str, CarriedFolder]:
     """The merged trace's workspace folders, carried from the input each came from.
 
@@ -560,7 +597,9 @@ class TraceDiff:
         out += [f"{c.what}: {_show(c.a)} -> {_show(c.b)}" for c in self.header]
         if self.nodes_a != self.nodes_b:
             side = "A" if self.nodes_a > self.nodes_b else "B"
-            out.append(f"nodes only in {side}: {_ranges(range(min(self.nodes_a, self.nodes_b), max(self.nodes_a, self.nodes_b)))}")
+            out.append(
+                f"nodes only in {side}: {_ranges(range(min(self.nodes_a, self.nodes_b), max(self.nodes_a, self.nodes_b)))}"
+            )
         out += [f"node {c.index}: {c.what}: {_show(c.a)} -> {_show(c.b)}" for c in self.nodes]
         out += [f"node {c.index}: files of the {c.workspace} differ: {', '.join(c.paths)}" for c in self.files]
         for f in self.factors:
@@ -587,7 +626,9 @@ def _ranges(r: range) -> str:
     return str(r.start) if len(r) == 1 else f"{r.start}-{r.stop - 1}"
 
 
-def _read_index(path: PathLike, require: bool, algorithm: str | None = None) -> tuple[Manifest, dict[str, dict[str, Any]]]:
+def _read_index(
+    path: PathLike, require: bool, algorithm: str | None = None
+) -> tuple[Manifest, dict[str, dict[str, Any]]]:
     """The manifest and files index of a checkpoint (its signature checked as every reader checks it); with
     ``algorithm`` (another than the file's, as when a v1 file is compared with a v2 one) its file digests are
     recomputed from the stored bytes with it."""
@@ -621,9 +662,13 @@ def _tree(files: dict[str, dict[str, Any]], key: str | None) -> dict[str, tuple]
     if not ws or not ws.get("exists", False):
         return None
     # a symlink counts by presence: its target names a folder (the data) of the machine that ran RD-Agent
-    return {str(e.get("path")): (e.get("type"), e.get("digest") if e.get("type") == "file"
-                                 else e.get("size") if e.get("type") == "skipped" else None)
-            for e in ws.get("entries", [])}
+    return {
+        str(e.get("path")): (
+            e.get("type"),
+            e.get("digest") if e.get("type") == "file" else e.get("size") if e.get("type") == "skipped" else None,
+        )
+        for e in ws.get("entries", [])
+    }
 
 
 def _tree_change(a: dict | None, b: dict | None) -> list[str]:
@@ -663,8 +708,9 @@ def diff(a: PathLike, b: PathLike, *, require_signature: bool | None = None) -> 
         ) from None
 
 
-def _compare(a: str, b: str, ma: Manifest, fa: dict[str, dict[str, Any]], mb: Manifest,
-             fb: dict[str, dict[str, Any]]) -> TraceDiff:
+def _compare(
+    a: str, b: str, ma: Manifest, fa: dict[str, dict[str, Any]], mb: Manifest, fb: dict[str, dict[str, Any]]
+) -> TraceDiff:
     d = TraceDiff(a, b, len(ma.nodes), len(mb.nodes))
     for what in ("trace_class", "scenario_class"):
         if getattr(ma, what) != getattr(mb, what):
@@ -672,10 +718,14 @@ def _compare(a: str, b: str, ma: Manifest, fa: dict[str, dict[str, Any]], mb: Ma
     for na, nb in zip(ma.nodes, mb.nodes):
         i = na.index
         for what, x, y in (
-            ("decision", na.decision, nb.decision), ("parents", na.parents, nb.parents),
-            ("loop id", na.loop_id, nb.loop_id), ("kind", na.kind, nb.kind), ("action", na.action, nb.action),
+            ("decision", na.decision, nb.decision),
+            ("parents", na.parents, nb.parents),
+            ("loop id", na.loop_id, nb.loop_id),
+            ("kind", na.kind, nb.kind),
+            ("action", na.action, nb.action),
             ("experiment class", na.experiment_class, nb.experiment_class),
-            ("hypothesis", na.hypothesis, nb.hypothesis), ("factors", na.factors, nb.factors),
+            ("hypothesis", na.hypothesis, nb.hypothesis),
+            ("factors", na.factors, nb.factors),
         ):
             if x != y:
                 d.nodes.append(NodeChange(i, what, x, y))
@@ -685,9 +735,13 @@ def _compare(a: str, b: str, ma: Manifest, fa: dict[str, dict[str, Any]], mb: Ma
         spaces = [("experiment workspace", na.experiment_workspace, nb.experiment_workspace)]
         for s in range(max(len(na.sub_workspaces), len(nb.sub_workspaces))):
             name = na.factors[s] if s < len(na.factors) else str(s)
-            spaces.append((f"sub-workspace {name}",
-                           na.sub_workspaces[s] if s < len(na.sub_workspaces) else None,
-                           nb.sub_workspaces[s] if s < len(nb.sub_workspaces) else None))
+            spaces.append(
+                (
+                    f"sub-workspace {name}",
+                    na.sub_workspaces[s] if s < len(na.sub_workspaces) else None,
+                    nb.sub_workspaces[s] if s < len(nb.sub_workspaces) else None,
+                )
+            )
         for what, ka, kb in spaces:
             changed = _tree_change(_tree(fa, ka), _tree(fb, kb))
             if changed:

@@ -41,7 +41,7 @@ def open_read(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     """Open a checkpoint for reading; a missing path or a folder is a one-line typed error."""
     p = local_path(path)
     try:
-        f = open(p, "rb")
+        f = open(p, "rb")  # noqa: SIM115 — closed by the generator's finally
     except FileNotFoundError:
         raise CheckpointNotFoundError(f"no checkpoint at {p}: check the path") from None
     except IsADirectoryError:

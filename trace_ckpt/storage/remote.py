@@ -32,15 +32,20 @@ from trace_ckpt.storage.local import Entry
 
 # pip extra that provides each protocol's fsspec backend
 EXTRAS = {
-    "s3": "s3", "s3a": "s3",
-    "gs": "gcs", "gcs": "gcs",
-    "az": "azure", "abfs": "azure", "abfss": "azure", "adl": "azure",
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "adl": "azure",
 }
 # stores where an upload is all-or-nothing, and where a "rename" would be a second full copy
 OBJECT_STORES = frozenset(EXTRAS)
 UPLOAD_CHUNK_BYTES = 50 * 1024 * 1024  # multipart part size on S3 (s3fs's default; a smaller file is one PUT)
 
-_options: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("trace_ckpt_storage_options", default={})
+_options: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("trace_ckpt_storage_options", default={})  # noqa: B039 — never mutated: replaced per call
 # bar(label, total_bytes) -> a context manager yielding advance(n_bytes): what shows a download or upload
 TransferProgress = Callable[[str, "int | None"], AbstractContextManager[Callable[[int], None]]]
 _transfer: contextvars.ContextVar[TransferProgress | None] = contextvars.ContextVar("trace_ckpt_transfer", default=None)
@@ -172,7 +177,7 @@ class _ExactReader:
             return b""
         try:
             data = self._fs.cat_file(self._path, start=self._pos, end=end)
-        except Exception as e:  # the store's own exception types (a range past a shrunk object, a lost connection)
+        except Exception as e:  # noqa: BLE001 — the store's own exception types (a range past a shrunk object, a lost connection)
             raise self._changed() or storage_error(self._url, e) from None
         if len(data) != end - self._pos:
             raise self._changed() or CorruptCheckpointError(f"{self._url}: the store returned a short read")
@@ -184,7 +189,7 @@ class _ExactReader:
         try:
             self._fs.invalidate_cache(self._path)
             now = int(self._fs.info(self._path).get("size") or 0)
-        except Exception:
+        except Exception:  # noqa: BLE001 — the store's own exception types become one typed error
             return None
         if now == self.size:
             return None
@@ -199,7 +204,7 @@ def open_read(url: str) -> Iterator[IO[bytes]]:
     fs, path = _filesystem(url)
     try:
         info = fs.info(path)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — the store's own exception types become one typed error
         raise storage_error(url, e) from None
     if info.get("type") == "directory":
         raise CorruptCheckpointError(f"{url} is a folder, not a checkpoint file")
@@ -226,7 +231,7 @@ def local_copy(url: str) -> Iterator[Path]:
                 fs.get_file(path, str(local), callback=callback)
         except CheckpointError:
             raise
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 — the store's own exception types become one typed error
             raise storage_error(url, e) from None
         yield local
 
@@ -240,7 +245,7 @@ def atomic_write(url: str) -> Iterator[IO[bytes]]:
             raise SaveError(f"cannot save to {url}: it is a folder")
     except CheckpointError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — the store's own exception types become one typed error
         raise storage_error(url, e, writing=True) from None
     with tempfile.TemporaryDirectory(prefix="tckpt-upload-") as tmp:
         staged = Path(tmp) / "checkpoint.part"
@@ -273,7 +278,7 @@ def _upload(fs: Any, staged: Path, path: str, url: str) -> None:
             raise
     except CheckpointError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — the store's own exception types become one typed error
         raise storage_error(url, e, writing=True) from None
 
 
@@ -284,7 +289,7 @@ def list_files(url: str) -> list[Entry]:
         infos = fs.ls(path, detail=True)
     except FileNotFoundError:
         raise CheckpointNotFoundError(f"no folder or prefix at {url}: check the bucket and the path") from None
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — the store's own exception types become one typed error
         raise storage_error(url, e) from None
     out = []
     for info in infos:
@@ -315,5 +320,5 @@ def size_of(url: str) -> int:
     fs, path = _filesystem(url)
     try:
         return int(fs.info(path).get("size") or 0)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 — the store's own exception types become one typed error
         raise storage_error(url, e) from None
