@@ -8,8 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from trace_ckpt.cli.app import KEY_IC, _fmt, _human, app
+from trace_ckpt.cli.app import app
+from trace_ckpt.cli.options import Json
+from trace_ckpt.cli.render import human_size, metric, table
 from trace_ckpt.errors import CheckpointError, NotACheckpointError
+from trace_ckpt.quant import IC
 
 
 def _summary(url: str, size: int) -> dict[str, Any] | None:
@@ -32,7 +35,7 @@ def _summary(url: str, size: int) -> dict[str, Any] | None:
         "accepted": m.counts.accepted,
         "factor_experiments": m.counts.factor_experiments,
         "model_experiments": m.counts.model_experiments,
-        "sota_ic": sota.metrics.get(KEY_IC) if sota else None,
+        "sota_ic": sota.metrics.get(IC) if sota else None,
         "signed": m.signature is not None,
         "producer": m.producer.trace_ckpt,
     }
@@ -44,7 +47,7 @@ def ls_cmd(
         str,
         typer.Argument(metavar="FOLDER", help="local folder, or URL of a folder / bucket prefix (s3://bucket/runs/)"),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object per checkpoint, one per line")] = False,
+    as_json: Json = False,
 ) -> None:
     """List the checkpoints in a folder or bucket prefix with their manifest summary (nothing is unpickled)."""
     from trace_ckpt.storage import list_files
@@ -57,26 +60,22 @@ def ls_cmd(
         sys.stdout.write(f"no checkpoints in {folder}\n")
         return
     headers = ("checkpoint", "size", "saved (UTC)", "nodes", "accepted", "factor", "model", "SOTA IC", "signed")
-    good = [headers]
+    good = []
     for r in rows:
         if "error" not in r:
             good.append(
                 (
                     r["url"],
-                    _human(r["size"]),
+                    human_size(r["size"]),
                     r["created_at"][:19].replace("T", " "),
                     str(r["nodes"]),
                     str(r["accepted"]),
                     str(r["factor_experiments"]),
                     str(r["model_experiments"]),
-                    _fmt(r["sota_ic"]),
+                    metric(r["sota_ic"]),
                     "yes" if r["signed"] else "no",
                 )
             )
-    widths = [max(len(row[i]) for row in good) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) if i in (0, 2) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-        for row in good
-    ]
-    lines += [f"{r['url']}  {_human(r['size'])}  damaged: {r['error']}" for r in rows if "error" in r]
+    lines = [table(headers, good, right=set(range(len(headers))) - {0, 2})]
+    lines += [f"{r['url']}  {human_size(r['size'])}  damaged: {r['error']}" for r in rows if "error" in r]
     sys.stdout.write("\n".join(lines) + "\n")

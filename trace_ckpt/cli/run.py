@@ -13,7 +13,9 @@ from typing import Annotated
 
 import typer
 
-from trace_ckpt.cli.app import app, err, out
+from trace_ckpt.cli.app import app
+from trace_ckpt.cli.options import AllowModule
+from trace_ckpt.cli.render import err, out
 
 _rdagent_cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -59,14 +61,7 @@ def run(
     keep_best: Annotated[
         bool, typer.Option("--keep-best", help="also keep the checkpoint whose SOTA node has the best IC")
     ] = False,
-    allow_module: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-module",
-            "--allow-class",
-            help="a module (or one module.Class) of your own classes the checkpoints may hold (repeatable)",
-        ),
-    ] = None,
+    allow_module: AllowModule = None,
 ) -> None:
     """Run an RD-Agent app and write a checkpoint after every completed loop, keeping the last N."""
     from trace_ckpt.rdagent.autosave import run_app

@@ -14,7 +14,9 @@ from typing import Annotated
 
 import typer
 
-from trace_ckpt.cli.app import app, err, out
+from trace_ckpt.cli.app import app
+from trace_ckpt.cli.options import AllowModule, Ckpt, Json, Level, OutCkpt, RequireSignature
+from trace_ckpt.cli.render import err, out
 
 
 class Action(str, Enum):
@@ -35,10 +37,8 @@ def _keep(value: str | None) -> str | None:
 
 @app.command()
 def prune(
-    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint file or URL to read")],
-    out_path: Annotated[
-        str, typer.Argument(metavar="OUT", help="checkpoint file or URL to write (replaced atomically)")
-    ],
+    ckpt: Ckpt,
+    out_path: OutCkpt,
     keep: Annotated[
         str,
         typer.Option(
@@ -49,18 +49,9 @@ def prune(
         ),
     ],
     action: Annotated[Action | None, typer.Option("--action", help="consider only factor or only model nodes")] = None,
-    level: Annotated[int | None, typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
-    allow_module: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-module",
-            "--allow-class",
-            help="a module (or one module.Class) of your own classes the checkpoint may load (repeatable)",
-        ),
-    ] = None,
-    require_signature: Annotated[
-        bool, typer.Option("--require-signature", help="refuse an unsigned checkpoint")
-    ] = False,
+    level: Level = None,
+    allow_module: AllowModule = None,
+    require_signature: RequireSignature = False,
 ) -> None:
     """Write a smaller checkpoint holding only the chosen nodes, re-indexed, with their workspaces."""
     from trace_ckpt.rdagent.surgery import prune as api_prune
@@ -87,16 +78,9 @@ def merge(
         list[str],
         typer.Argument(metavar="A B [C ...] OUT", help="two or more checkpoints, then the checkpoint to write"),
     ],
-    level: Annotated[int | None, typer.Option("--level", min=1, max=22, help="zstd level (default 3)")] = None,
-    allow_module: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-module",
-            "--allow-class",
-            help="a module (or one module.Class) of your own classes the checkpoints may load (repeatable)",
-        ),
-    ] = None,
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse unsigned checkpoints")] = False,
+    level: Level = None,
+    allow_module: AllowModule = None,
+    require_signature: RequireSignature = False,
 ) -> None:
     """Merge checkpoints into one trace, each input a separate sub-trace (root), in the order given."""
     from trace_ckpt.rdagent.surgery import merge as api_merge
@@ -127,8 +111,8 @@ def merge(
 def diff(
     a: Annotated[str, typer.Argument(metavar="A", help="checkpoint file or URL")],
     b: Annotated[str, typer.Argument(metavar="B", help="checkpoint file or URL")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the differences as one JSON object")] = False,
-    require_signature: Annotated[bool, typer.Option("--require-signature", help="refuse unsigned checkpoints")] = False,
+    as_json: Json = False,
+    require_signature: RequireSignature = False,
 ) -> None:
     """Show which nodes, factors and metrics differ (from the manifests; nothing is unpickled). Exit 0 when equal, 1 when not."""
     from trace_ckpt.rdagent.surgery import diff as api_diff

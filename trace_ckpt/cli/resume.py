@@ -1,0 +1,86 @@
+"""``trace-ckpt resume``: run RD-Agent on top of a saved trace (a thin layer over ``trace_ckpt.rdagent.resume``)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trace_ckpt.cli.app import app
+from trace_ckpt.cli.options import AllowModule, RequireSignature
+from trace_ckpt.cli.render import bars, out
+
+
+class Phase(str, Enum):
+    model = "model"
+    factor = "factor"
+
+
+@app.command()
+def resume(
+    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint (file or URL) of an earlier run")],
+    only: Annotated[
+        Phase | None,
+        typer.Option(
+            "--only",
+            help="model: evolve only models on the SOTA factors; factor: continue factor evolution; omit: the mixed quant loop",
+        ),
+    ] = None,
+    loop_n: Annotated[int | None, typer.Option("--loop-n", min=1, help="number of new loops to run")] = None,
+    step_n: Annotated[int | None, typer.Option("--step-n", min=1, help="number of steps to run")] = None,
+    all_duration: Annotated[
+        str | None, typer.Option("--all-duration", help="time budget, as RD-Agent takes it (e.g. 2h)")
+    ] = None,
+    base_features: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-features",
+            help="folder with base_factors.json and/or *.py (RD-Agent's format); default: the plan in the checkpoint",
+        ),
+    ] = None,
+    workspace_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace-root", help="where restored and new workspaces go (default: RD-Agent's WORKSPACE_PATH)"
+        ),
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="the new run's log folder (default: RD-Agent's LOG_TRACE_PATH)")
+    ] = None,
+    allow_module: AllowModule = None,
+    require_signature: RequireSignature = False,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="run a checkpoint no configured key has verified: resume runs its factor code, feature code and workspace files (docs/security.md)",
+        ),
+    ] = False,
+) -> None:
+    """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
+    from trace_ckpt.checkpoint import read_manifest
+    from trace_ckpt.rdagent.resume import resume as run_resume
+
+    ws = read_manifest(ckpt).workspace_stats
+    with bars.bar("restoring workspace files", ws.file_bytes, ws.files - ws.skipped) as progress:
+        report = run_resume(
+            ckpt,
+            only=only.value if only else None,
+            loop_n=loop_n,
+            step_n=step_n,
+            all_duration=all_duration,
+            base_features=base_features,
+            workspace_root=workspace_root,
+            log_dir=log_dir,
+            allow_modules=allow_module or (),
+            require_signature=require_signature or None,
+            progress=progress,
+            trust=trust or None,
+        )
+    out.print(
+        f"resumed {ckpt}: {report.restored_nodes} restored nodes ({report.sota_factor_experiments} SOTA factor "
+        f"experiments), {report.new_nodes} new nodes from loop id {report.first_loop_id}; "
+        f"{len(report.base_features)} base features; log folder {report.log_dir}"
+    )
