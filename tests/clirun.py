@@ -31,7 +31,7 @@ def audit(event, args):
 sys.addaudithook(audit)
 pickle.loads = pickle.load = refuse
 from trace_ckpt.format.container import ContainerReader
-ContainerReader.read_section = ContainerReader.iter_section = ContainerReader.stream_section = refuse  # only the manifest may be read
+ContainerReader.read_section = ContainerReader.stream_section = refuse  # only the manifest may be read
 from trace_ckpt.cli import main
 try:
     main({argv!r})

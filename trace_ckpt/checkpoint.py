@@ -96,12 +96,14 @@ def _write(
             index, ws_stats = capture(packer)
             packer.finish()
             writer.add_bytes("files", "files", index.to_bytes())
-            manifest.pickler = stats.pickler  # type: ignore[assignment]
-            manifest.tables = stats.tables
-            manifest.pandas_pickled = stats.pandas_pickled
-            manifest.blobs = len(packer.index)
-            manifest.workspace_stats = ws_stats
-            return writer.finish(manifest, key=key, key_id=signer_id, private_key=private_key)
+            content = {
+                "pickler": stats.pickler,
+                "tables": stats.tables,
+                "pandas_pickled": stats.pandas_pickled,
+                "blobs": len(packer.index),
+                "workspace_stats": ws_stats,
+            }
+            return writer.finish(manifest, key=key, key_id=signer_id, private_key=private_key, content=content)
         finally:
             writer.close()  # the compression thread, when a save fails part-way
 

@@ -16,11 +16,10 @@ import hmac
 import io
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
-import blake3
 import pydantic_core
 import zstandard
 from pydantic import ValidationError
@@ -31,7 +30,8 @@ from trace_ckpt.errors import (
     SaveError,
     UnsupportedVersionError,
 )
-from trace_ckpt.format.manifest import Manifest, SectionInfo, SignatureInfo
+from trace_ckpt.format.hashing import CHUNK, HashedRange, HashingWriter, Range, hash_fd, hex_digest, new_hash
+from trace_ckpt.format.manifest import Manifest, SectionInfo, SignatureInfo, build_manifest
 
 if TYPE_CHECKING:  # cryptography is imported only when a signature is checked: `inspect` stays light
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -41,7 +41,6 @@ FORMAT_VERSION = 2
 # the digest of sections and blob contents, by format version: v2 moved from SHA-256 to BLAKE3, which is
 # ~10x faster without SHA CPU extensions (a save hashes every byte twice: content, then stored bytes)
 HASH_OF_VERSION = {1: "sha256", 2: "blake3"}
-HASHES: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "blake3": blake3.blake3}
 HEADER = struct.Struct("<8sII")  # magic, format_version, flags (0)
 # manifest offset, manifest length, sha256(manifest) (in every version), the signature slot, magic. The slot holds
 # HMAC-SHA256(key, manifest), or SHA-256 of the Ed25519 signature (the 64 bytes before the manifest), or 32 zero bytes
@@ -62,93 +61,6 @@ ZSTD_MAX_RATIO = 32768
 # zero-filled files stay under the floor
 IN_MEMORY_RATIO = 1024
 IN_MEMORY_FLOOR = 64 * 1024 * 1024
-_CHUNK = 1 << 20
-
-
-def new_hash(algorithm: str) -> Any:
-    """A fresh hasher (``update`` / ``hexdigest``) for a manifest's ``hash_algorithm``."""
-    return HASHES[algorithm]()
-
-
-def hex_digest(algorithm: str, data: bytes | bytearray | memoryview) -> str:
-    """Hex digest of ``data`` with ``algorithm`` (section checksums and blob addresses)."""
-    h = new_hash(algorithm)
-    h.update(data)
-    return str(h.hexdigest())
-
-
-class _HashingWriter(io.RawIOBase):
-    """A write-only stream that hashes and counts what passes through to ``out``."""
-
-    def __init__(self, out: IO[bytes], algorithm: str) -> None:
-        self.out = out
-        self.sha = new_hash(algorithm)
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        mv = memoryview(b)
-        self.sha.update(mv)
-        self.out.write(mv)
-        self.count += mv.nbytes
-        return mv.nbytes
-
-
-def _hash_fd(fd: int, offset: int, length: int, algorithm: str) -> str | None:
-    """Digest of ``length`` bytes at ``offset`` of a file descriptor (None when the file is shorter)."""
-    sha = new_hash(algorithm)
-    end = offset + length
-    while offset < end:
-        chunk = os.pread(fd, min(_CHUNK, end - offset), offset)
-        if not chunk:
-            return None
-        sha.update(chunk)
-        offset += len(chunk)
-    return sha.hexdigest()
-
-
-class _Range:
-    """A read-only file view of ``length`` bytes at ``offset`` of ``f`` (what zstd's stream reader reads)."""
-
-    def __init__(self, f: IO[bytes], offset: int, length: int) -> None:
-        self._f, self._pos, self._end = f, offset, offset + length
-
-    def read(self, n: int = -1) -> bytes:
-        n = self._end - self._pos if n is None or n < 0 else min(n, self._end - self._pos)
-        if n <= 0:
-            return b""
-        self._f.seek(self._pos)
-        data = self._f.read(n)
-        self._pos += len(data)
-        return data
-
-
-class _HashedRange(_Range):
-    """A :class:`_Range` that hashes what is read, in a worker thread (overlapping decompression)."""
-
-    def __init__(self, f: IO[bytes], offset: int, length: int, pool: ThreadPoolExecutor, algorithm: str) -> None:
-        super().__init__(f, offset, length)
-        self._sha = new_hash(algorithm)
-        self._pool = pool
-        self._pending: Future[None] | None = None
-
-    def read(self, n: int = -1) -> bytes:
-        data = super().read(n)
-        if data:
-            if self._pending is not None:
-                self._pending.result()  # updates stay in order; one in flight at a time
-            self._pending = self._pool.submit(self._sha.update, data)
-        return data
-
-    def hexdigest(self) -> str:
-        """Digest of the whole range, including anything the decompressor left unread."""
-        while self.read(_CHUNK):
-            pass
-        if self._pending is not None:
-            self._pending.result()
-        return self._sha.hexdigest()
 
 
 class ContainerWriter:
@@ -246,7 +158,7 @@ class ContainerWriter:
         """
         self._drain()
         offset = self._pos
-        hw = _HashingWriter(self._out, self.hash_algorithm)
+        hw = HashingWriter(self._out, self.hash_algorithm)
         raw_length = 0
         with self._compressor.stream_writer(hw, size=size, closefd=False) as zw:
             for chunk in chunks:
@@ -276,21 +188,25 @@ class ContainerWriter:
         key: bytes | None = None,
         key_id: str | None = None,
         private_key: Ed25519PrivateKey | None = None,
+        content: Mapping[str, Any] | None = None,
     ) -> Manifest:
-        """Write ``manifest`` (its sections and sizes filled in here) and the footer, signed with the Ed25519
-        ``private_key`` or else the HMAC ``key`` (``key_id`` names it).
+        """Write the manifest ``build_manifest`` makes of ``manifest`` (the caller's draft, left unchanged), ``content``
+        (what the save found) and this writer's sections, then the footer; return what was written. It is signed
+        with the Ed25519 ``private_key`` or else the HMAC ``key`` (``key_id`` names it).
 
         The manifest holds every section's digest, so a signature over the manifest covers the whole file.
         """
         self._drain()
         self.close()
-        manifest.format_version = FORMAT_VERSION
-        manifest.hash_algorithm = self.hash_algorithm  # type: ignore[assignment]
-        manifest.sections = self.sections
-        manifest.sizes.raw = sum(s.raw_length for s in self.sections)
-        manifest.sizes.stored = sum(s.length for s in self.sections)
         algorithm = ED25519 if private_key is not None else HMAC_SHA256 if key else None
-        manifest.signature = SignatureInfo(algorithm=algorithm, key_id=key_id or "") if algorithm else None
+        manifest = build_manifest(
+            manifest,
+            content or {},
+            format_version=FORMAT_VERSION,
+            hash_algorithm=self.hash_algorithm,
+            sections=self.sections,
+            signature=SignatureInfo(algorithm=algorithm, key_id=key_id or "") if algorithm else None,
+        )
         body = manifest.model_dump_json().encode("utf-8")
         if len(body) > MAX_MANIFEST_BYTES:  # no reader would open the file
             raise SaveError(
@@ -485,11 +401,11 @@ class ContainerReader:
         except (AttributeError, OSError, ValueError):
             fd = None
         workers = min(os.cpu_count() or 1, 8)
-        if fd is None or workers < 2 or sum(s.length for s in sections) < 4 * _CHUNK:
+        if fd is None or workers < 2 or sum(s.length for s in sections) < 4 * CHUNK:
             digests = [self._hash(s) for s in sections]
         else:
             with ThreadPoolExecutor(workers) as pool:
-                digests = list(pool.map(lambda s: _hash_fd(fd, s.offset, s.length, self.hash_algorithm), sections))
+                digests = list(pool.map(lambda s: hash_fd(fd, s.offset, s.length, self.hash_algorithm), sections))
         bad = []
         for s, digest in zip(sections, digests):
             if digest != s.digest:
@@ -531,10 +447,6 @@ class ContainerReader:
                 return data
         return b"".join(self._decompress(s, stored))
 
-    def iter_section(self, s: SectionInfo) -> Iterator[bytes]:
-        """Verified, decompressed chunks of a section."""
-        return self._decompress(s, self.read_stored(s))
-
     def _mismatch(self, s: SectionInfo) -> CorruptCheckpointError:
         return CorruptCheckpointError(f"{self.source}: section {s.name!r} checksum mismatch; the file is damaged")
 
@@ -548,10 +460,10 @@ class ContainerReader:
         """
         if not check_at_end or (s.offset, s.length, s.digest) in self._verified:
             self.check_section(s)
-            yield from self._decompress(s, _Range(self._f, s.offset, s.length))
+            yield from self._decompress(s, Range(self._f, s.offset, s.length))
             return
         with ThreadPoolExecutor(1) as pool:
-            src = _HashedRange(self._f, s.offset, s.length, pool, self.hash_algorithm)
+            src = HashedRange(self._f, s.offset, s.length, pool, self.hash_algorithm)
             yield from self._decompress(s, src)
             if src.hexdigest() != s.digest:
                 raise self._mismatch(s)
@@ -567,13 +479,13 @@ class ContainerReader:
 
     def _hash(self, s: SectionInfo) -> str | None:
         """Digest of a section's stored bytes, read in chunks (None when the file ends before it does)."""
-        src, sha, total = _Range(self._f, s.offset, s.length), new_hash(self.hash_algorithm), 0
-        while chunk := src.read(_CHUNK):
+        src, sha, total = Range(self._f, s.offset, s.length), new_hash(self.hash_algorithm), 0
+        while chunk := src.read(CHUNK):
             sha.update(chunk)
             total += len(chunk)
         return sha.hexdigest() if total == s.length else None
 
-    def _decompress(self, s: SectionInfo, stored: bytes | _Range) -> Iterator[bytes]:
+    def _decompress(self, s: SectionInfo, stored: bytes | Range) -> Iterator[bytes]:
         if s.codec == "none":
             data = stored if isinstance(stored, bytes) else stored.read(s.length)
             if len(data) != s.raw_length:
@@ -582,9 +494,9 @@ class ContainerReader:
             return
         total = 0
         try:
-            reader = zstandard.ZstdDecompressor().stream_reader(stored, read_size=_CHUNK, read_across_frames=False)
+            reader = zstandard.ZstdDecompressor().stream_reader(stored, read_size=CHUNK, read_across_frames=False)
             while True:
-                chunk = reader.read(min(_CHUNK, s.raw_length - total + 1))
+                chunk = reader.read(min(CHUNK, s.raw_length - total + 1))
                 if not chunk:
                     break
                 total += len(chunk)

@@ -6,6 +6,7 @@ reads only this). ``docs/format.md`` is the contract; this module is its pydanti
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -152,3 +153,29 @@ class Manifest(_Model):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+
+def build_manifest(
+    draft: Manifest,
+    content: Mapping[str, Any],
+    *,
+    format_version: int,
+    hash_algorithm: str,
+    sections: list[SectionInfo],
+    signature: SignatureInfo | None,
+) -> Manifest:
+    """The one place a written manifest is put together: the caller's ``draft`` (the trace it describes), the save's
+    ``content`` (pickler, tables, pandas_pickled, blobs, workspace_stats) and the container's sections and signature.
+
+    ``draft`` is not changed (a copy is returned)."""
+    sizes = Sizes(raw=sum(s.raw_length for s in sections), stored=sum(s.length for s in sections))
+    return draft.model_copy(
+        update={
+            **content,
+            "format_version": format_version,
+            "hash_algorithm": hash_algorithm,
+            "sections": list(sections),
+            "sizes": sizes,
+            "signature": signature,
+        }
+    )
