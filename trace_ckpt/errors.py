@@ -59,6 +59,12 @@ class SaveError(CheckpointError):
     exit_code = 7
 
 
+class OutputExistsError(SaveError):
+    """The output already exists and replacing it was not asked for (``overwrite=True``, ``--force``)."""
+
+    exit_code = 7
+
+
 class WorkspaceConflictError(CheckpointError):
     """Restoring would overwrite a different existing file in a workspace folder."""
 
