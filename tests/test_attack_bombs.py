@@ -23,7 +23,7 @@ import zstandard
 
 from tests.builders import ALLOW, build_trace, data_folder
 from tests.clirun import run_cli
-from tests.test_fuzz import _edit_json_section, _seal, _split, _with_section
+from tests.reseal import edit_json_section, seal, split, with_section
 from trace_ckpt import CheckpointError, CorruptCheckpointError, diff, prune, read_manifest, restore_trace, save_trace
 from trace_ckpt.codec import tables
 from trace_ckpt.errors import CheckpointNotFoundError, NothingToExportError
@@ -45,7 +45,7 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, str]:
 
 def _add_section(data: bytes, name: str, raw: bytes) -> bytes:
     """``data`` with one more ``blobs`` section holding ``raw`` (zstd), resealed."""
-    body, doc = _split(data)
+    body, doc = split(data)
     stored = zstandard.ZstdCompressor().compress(raw)
     doc["sections"].append(
         {
@@ -59,14 +59,14 @@ def _add_section(data: bytes, name: str, raw: bytes) -> bytes:
             "meta": {},
         }
     )
-    return _seal(body + stored, doc)
+    return seal(body + stored, doc)
 
 
 def _table_replaced(seed: tuple[bytes, str], ipc: bytes) -> bytes:
     """The seed with its table blob replaced by the Arrow IPC stream ``ipc`` (the graph still refers to it)."""
     data, digest = seed
     data = _add_section(data, "blobs/99", ipc)
-    return _edit_json_section("index", lambda ix: ix.__setitem__(digest, ["blobs/99", 0, len(ipc)]))(data)
+    return edit_json_section("index", lambda ix: ix.__setitem__(digest, ["blobs/99", 0, len(ipc)]))(data)
 
 
 def _ipc(table: pa.Table, compression: str | None = None) -> bytes:
@@ -97,36 +97,36 @@ def _pledged_frame(content_size: int, payload: bytes = b"x" * 64) -> bytes:
 
 def _graph_frame_pledging(size: int) -> Callable[[bytes], bytes]:
     def make(data: bytes) -> bytes:
-        return _with_section(data, "graph", _pledged_frame(size), size)
+        return with_section(data, "graph", _pledged_frame(size), size)
 
     return make
 
 
 def _manifest_edit(edit: Callable[[dict], object]) -> Callable[[bytes], bytes]:
     def make(data: bytes) -> bytes:
-        body, doc = _split(data)
+        body, doc = split(data)
         edit(doc)
-        return _seal(body, doc)
+        return seal(body, doc)
 
     return make
 
 
 def _nested_manifest(data: bytes) -> bytes:
-    body, doc = _split(data)
+    body, doc = split(data)
     text = json.dumps(doc)
     deep = "[" * 100_000 + "]" * 100_000
-    return _seal(body, (text[:-1] + f', "metadata": {{"x": {deep}}}}}').encode())
+    return seal(body, (text[:-1] + f', "metadata": {{"x": {deep}}}}}').encode())
 
 
 def _nested_json(name: str) -> Callable[[bytes], bytes]:
     def make(data: bytes) -> bytes:
-        body, doc = _split(data)
+        body, doc = split(data)
         s = next(t for t in doc["sections"] if t["name"] == name)
         raw = json.loads(zstandard.ZstdDecompressor().decompress(body[s["offset"] : s["offset"] + s["length"]]))
         text = json.dumps(raw)
         deep = ("[" * 100_000 + "]" * 100_000).encode()
         new = text.encode()[:-1] + b', "zz": ' + deep + b"}"
-        return _with_section(data, name, zstandard.ZstdCompressor().compress(new), len(new))
+        return with_section(data, name, zstandard.ZstdCompressor().compress(new), len(new))
 
     return make
 
@@ -161,11 +161,11 @@ CRAFTED: dict[str, Callable[[tuple[bytes, str]], bytes]] = {
     "files index nested 100,000 deep": lambda s: _nested_json("files")(s[0]),
     "blob index nested 100,000 deep": lambda s: _nested_json("index")(s[0]),
     # paths
-    "NUL in a file path": lambda s: _edit_json_section("files", lambda ix: _first_file(ix).update(path="a\0b"))(s[0]),
-    "NUL in a link target": lambda s: _edit_json_section("files", lambda ix: _first_link(ix).update(target="/etc\0x"))(
+    "NUL in a file path": lambda s: edit_json_section("files", lambda ix: _first_file(ix).update(path="a\0b"))(s[0]),
+    "NUL in a link target": lambda s: edit_json_section("files", lambda ix: _first_link(ix).update(target="/etc\0x"))(
         s[0]
     ),
-    "NUL in a workspace key": lambda s: _edit_json_section(
+    "NUL in a workspace key": lambda s: edit_json_section(
         "files", lambda ix: ix.__setitem__("workspaces", {k + "\0": v for k, v in ix["workspaces"].items()})
     )(s[0]),
     # Arrow tables inside blobs
@@ -271,11 +271,11 @@ def test_every_command_exits_with_its_code(
 
 def test_sections_may_not_share_bytes(tmp_path: Path, seed: tuple[bytes, str]) -> None:
     """Two sections over the same stored bytes would let a small file declare its content many times over."""
-    body, doc = _split(seed[0])
+    body, doc = split(seed[0])
     graph = _first_section(doc, "graph")
     doc["sections"].append(dict(graph, name="blobs/98", kind="blobs"))
     path = tmp_path / "overlap.tckpt"
-    path.write_bytes(_seal(body, doc))
+    path.write_bytes(seal(body, doc))
     with pytest.raises(CorruptCheckpointError, match="overlaps another section"):
         read_manifest(path)
 
@@ -284,17 +284,17 @@ def test_a_section_read_into_memory_may_not_expand_past_its_bound(tmp_path: Path
     """A real zstd frame of 80 MiB of zeros is 2.5 KiB: honest for zstd, never for a graph (12x in a real trace)."""
     zeros = zstandard.ZstdCompressor().compress(bytes(80 << 20))
     path = tmp_path / "zeros.tckpt"
-    path.write_bytes(_with_section(seed[0], "graph", zeros, 80 << 20))
+    path.write_bytes(with_section(seed[0], "graph", zeros, 80 << 20))
     read_manifest(path)  # within what zstd can do
     with pytest.raises(CorruptCheckpointError, match="more than a section read into memory may expand"):
         restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW)
 
 
 def test_a_manifest_past_its_bound_is_refused(tmp_path: Path, seed: tuple[bytes, str]) -> None:
-    body, doc = _split(seed[0])
+    body, doc = split(seed[0])
     doc["metadata"]["filler"] = "x" * (33 << 20)
     path = tmp_path / "big-manifest.tckpt"
-    path.write_bytes(_seal(body, doc))
+    path.write_bytes(seal(body, doc))
     with pytest.raises(CorruptCheckpointError, match="more than a reader accepts"):
         read_manifest(path)
 

@@ -354,7 +354,7 @@ def test_resume_api_needs_trust_too(tmp_path: Path, unsigned: Path) -> None:
 def test_resume_seeds_a_private_cache_never_the_shared_one(factor_ckpt: Path, tmp_path: Path) -> None:
     """A trusted resume's factor values land in a cache folder inside its log folder; RD-Agent's shared cache
     (PICKLE_CACHE_FOLDER_PATH_STR), which any later run of the same factor code reads, gets none of them."""
-    from tests.test_resume import resume_in_fresh_folder
+    from tests.resumerun import resume_in_fresh_folder
 
     proc, log_dir = resume_in_fresh_folder(tmp_path, factor_ckpt, "--only", "model", "--loop-n", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -367,7 +367,7 @@ def test_resume_seeds_a_private_cache_never_the_shared_one(factor_ckpt: Path, tm
 
 
 def test_resume_without_trust_seeds_nothing(factor_ckpt: Path, tmp_path: Path) -> None:
-    from tests.test_resume import resume_in_fresh_folder
+    from tests.resumerun import resume_in_fresh_folder
 
     proc, _ = resume_in_fresh_folder(tmp_path, factor_ckpt, "--only", "model", "--loop-n", "1", trust=False)
     assert proc.returncode == UntrustedContentError.exit_code, proc.stderr[-3000:]

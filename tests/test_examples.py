@@ -58,7 +58,7 @@ def test_demo_runs_the_two_phase_rehearsal(tmp_path: Path) -> None:
     # the picture: a valid PNG of the both-phases checkpoint, one point per node with an IC
     from matplotlib.image import imread
 
-    from tests.test_plot import PNG_MAGIC, points
+    from tests.pictures import PNG_MAGIC, points
     from trace_ckpt.plot import KEY_IC, plot_manifest
 
     png, both = tmp_path / "demo-out" / "trace.png", read_manifest(tmp_path / "demo-out" / "run2.tckpt")

@@ -11,7 +11,6 @@ sections' structure (a value replaced or a key dropped) rather than their bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import signal
@@ -21,17 +20,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import blake3
 import pytest
 import zstandard
 
 from tests.builders import ALLOW, build_trace, data_folder
+from tests.reseal import edit_json_section, seal, split, with_section
 from trace_ckpt import CheckpointError, CorruptCheckpointError, diff, prune, read_manifest, restore_trace, save_trace
 from trace_ckpt.export import export_factors
 
 CASES = 10_000
 HANG_SECONDS = 60
-FOOTER = struct.Struct("<QQ32s32s8s")
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +41,6 @@ def seed_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     (ws / "sub" / "x.txt").write_text("nested")
     save_trace(trace, d / "seed.tckpt")
     return (d / "seed.tckpt").read_bytes()
-
-
-def _split(data: bytes) -> tuple[bytes, dict]:
-    m_off, m_len, _, _, _ = FOOTER.unpack(data[-FOOTER.size :])
-    return data[:m_off], json.loads(data[m_off : m_off + m_len])
-
-
-def _seal(body: bytes, manifest: dict | bytes) -> bytes:
-    m = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
-    return body + m + FOOTER.pack(len(body), len(m), hashlib.sha256(m).digest(), bytes(32), b"TRACECKP")
 
 
 def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
@@ -73,7 +61,7 @@ def _mutate_bytes(rng: random.Random, data: bytes) -> bytes:
 
 
 def _resealed_manifest(rng: random.Random, data: bytes) -> bytes:
-    body, doc = _split(data)
+    body, doc = split(data)
     text = json.dumps(doc)
     choice = rng.random()
     if choice < 0.5:  # structural edits that keep JSON valid
@@ -84,18 +72,18 @@ def _resealed_manifest(rng: random.Random, data: bytes) -> bytes:
             doc["format_version"] = rng.choice([0, 1, 2, 3, "1", None])
         if rng.random() < 0.2:
             doc["hash_algorithm"] = rng.choice(["sha256", "md5", None, 1])
-        return _seal(body, doc)
-    return _seal(body, _mutate_bytes(rng, text.encode()))
+        return seal(body, doc)
+    return seal(body, _mutate_bytes(rng, text.encode()))
 
 
 def _resealed_section(rng: random.Random, data: bytes) -> bytes:
-    body, doc = _split(data)
+    body, doc = split(data)
     s = rng.choice(doc["sections"])
     stored = body[s["offset"] : s["offset"] + s["length"]]
     if rng.random() < 0.7:  # damage the content, recompress: a valid frame of garbage
         raw = _mutate_bytes(rng, zstandard.ZstdDecompressor().decompress(stored))
-        return _with_section(data, s["name"], zstandard.ZstdCompressor(level=1).compress(raw), len(raw))
-    return _with_section(data, s["name"], _mutate_bytes(rng, stored), s["raw_length"])  # damage the frame itself
+        return with_section(data, s["name"], zstandard.ZstdCompressor(level=1).compress(raw), len(raw))
+    return with_section(data, s["name"], _mutate_bytes(rng, stored), s["raw_length"])  # damage the frame itself
 
 
 def _resealed_json(rng: random.Random, data: bytes) -> bytes:
@@ -118,35 +106,7 @@ def _resealed_json(rng: random.Random, data: bytes) -> bytes:
             else:
                 node[key] = odd
 
-    return _edit_json_section(rng.choice(["files", "index"]), edit)(data)
-
-
-def _with_section(data: bytes, name: str, new: bytes, raw_length: int) -> bytes:
-    """``data`` with section ``name``'s stored bytes replaced by ``new``, offsets and checksums resealed."""
-    body, doc = _split(data)
-    s = next(t for t in doc["sections"] if t["name"] == name)
-    out = bytearray(body)
-    out[s["offset"] : s["offset"] + s["length"]] = new
-    delta = len(new) - s["length"]
-    for t in doc["sections"]:
-        if t["offset"] > s["offset"]:
-            t["offset"] += delta
-    s["length"], s["raw_length"], s["digest"] = len(new), raw_length, blake3.blake3(new).hexdigest()
-    return _seal(bytes(out), doc)
-
-
-def _edit_json_section(name: str, edit: Callable[[dict], object]) -> Callable[[bytes], bytes]:
-    """A maker of a resealed checkpoint whose JSON section ``name`` went through ``edit(document)``."""
-
-    def make(data: bytes) -> bytes:
-        body, doc = _split(data)
-        s = next(t for t in doc["sections"] if t["name"] == name)
-        document = json.loads(zstandard.ZstdDecompressor().decompress(body[s["offset"] : s["offset"] + s["length"]]))
-        edit(document)
-        raw = json.dumps(document).encode()
-        return _with_section(data, name, zstandard.ZstdCompressor().compress(raw), len(raw))
-
-    return make
+    return edit_json_section(rng.choice(["files", "index"]), edit)(data)
 
 
 def _first_file(index: dict) -> dict:
@@ -186,7 +146,7 @@ WHAT = {"files": "the files index", "index": "the blob index"}
 def test_json_sections_are_checked_against_their_schema(tmp_path: Path, seed_file: bytes, damage: str) -> None:
     section, edit = BAD_JSON[damage]
     path = tmp_path / "bad.tckpt"
-    path.write_bytes(_edit_json_section(section, edit)(seed_file))
+    path.write_bytes(edit_json_section(section, edit)(seed_file))
     read_manifest(path)  # the manifest and every checksum are fine
     with pytest.raises(CorruptCheckpointError, match=f"{WHAT[section]} is not valid") as info:
         restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW)
@@ -197,10 +157,10 @@ def test_json_sections_are_checked_against_their_schema(tmp_path: Path, seed_fil
 @pytest.mark.parametrize("section", ["graph", "index", "files"])
 def test_a_section_missing_from_the_manifest_is_named(tmp_path: Path, seed_file: bytes, section: str) -> None:
     """Every reader (restore, diff, export-factors) says which section is missing, not a KeyError."""
-    body, doc = _split(seed_file)
+    body, doc = split(seed_file)
     doc["sections"] = [s for s in doc["sections"] if s["name"] != section]
     path = tmp_path / "missing.tckpt"
-    path.write_bytes(_seal(body, doc))
+    path.write_bytes(seal(body, doc))
     readers = {
         "restore": lambda: restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW),
         "diff": lambda: diff(path, path),
@@ -215,7 +175,7 @@ def test_a_section_missing_from_the_manifest_is_named(tmp_path: Path, seed_file:
 
 def test_a_file_whose_content_is_not_stored_is_found_before_any_use(tmp_path: Path, seed_file: bytes) -> None:
     path = tmp_path / "dangling.tckpt"
-    path.write_bytes(_edit_json_section("files", lambda ix: _first_file(ix).update(digest="ab" * 32))(seed_file))
+    path.write_bytes(edit_json_section("files", lambda ix: _first_file(ix).update(digest="ab" * 32))(seed_file))
     for read in (
         lambda: restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW),
         lambda: export_factors(path, tmp_path / "f.parquet"),
@@ -228,7 +188,7 @@ def test_a_file_whose_content_is_not_stored_is_found_before_any_use(tmp_path: Pa
 def test_files_index_keeps_unknown_fields(tmp_path: Path, seed_file: bytes) -> None:
     """A field a later version adds is kept, not refused: the schema checks what this version reads."""
     path = tmp_path / "extra.tckpt"
-    path.write_bytes(_edit_json_section("files", lambda ix: _first_file(ix).update(xattrs={"user.k": "v"}))(seed_file))
+    path.write_bytes(edit_json_section("files", lambda ix: _first_file(ix).update(xattrs={"user.k": "v"}))(seed_file))
     assert restore_trace(path, workspace_root=tmp_path / "ws", allow_modules=ALLOW).hist
 
 

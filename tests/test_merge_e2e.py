@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from rdagent.core.serialization import loads
 
-from tests.test_resume import _backtests, _save, resume_in_fresh_folder
+from tests.resumerun import backtests, resume_in_fresh_folder, save_run
 from trace_ckpt.cli import main
 from trace_ckpt.rdagent.sessions import list_dumps
 
@@ -43,9 +43,9 @@ def runs(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     run2 = run_factor_loop(tmp_path_factory.mktemp("offline-seed1"), 4, seed=1)
     d = tmp_path_factory.mktemp("merge-e2e")
     a, b, c = (
-        _save(factor_run, d / "a.tckpt"),
-        _save(run2, d / "b.tckpt"),
-        _save(factor_run, d / "c.tckpt", "--loop", "0"),
+        save_run(factor_run, d / "a.tckpt"),
+        save_run(run2, d / "b.tckpt"),
+        save_run(factor_run, d / "c.tckpt", "--loop", "0"),
     )
     with pytest.raises(SystemExit) as e:
         main(["merge", str(a), str(b), str(c), str(d / "merged.tckpt"), "--allow-module", "examples"])
@@ -87,7 +87,7 @@ def test_model_phase_on_the_merged_checkpoint_trains_on_both_runs_sota_factors(
     assert combined.notna().any().all()
     based_names = {t.factor_name for b in model.based_experiments for t in getattr(b, "sub_tasks", [])}
     assert expected <= based_names
-    assert _backtests(tmp_path)[0] == "qrun conf_sota_factors_model.yaml"
+    assert backtests(tmp_path)[0] == "qrun conf_sota_factors_model.yaml"
     assert not (tmp_path / "FACTOR_CODE_RAN").exists()  # the captured (renamed) values answered from the cache
 
 

@@ -12,13 +12,13 @@ import pytest
 from tests.builders import build_trace, data_folder, result_series
 from tests.clirun import manifest_only_probe
 from tests.clirun import run_cli as run
+from tests.pictures import PNG_MAGIC, points
 from trace_ckpt import read_manifest, save_trace
 from trace_ckpt.cli import main
 from trace_ckpt.errors import MissingExtraError, SaveError
 from trace_ckpt.plot import KEY_ARR, KEY_IC, plot_manifest, write_plot
 
 ROOT = Path(__file__).resolve().parents[1]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # node i: (parents, decision); 3 is a second root, 5 branches off 1, 6 and 7 are model experiments
 DAG = [((), True), ((0,), False), ((1,), True), ((), True), ((3,), False), ((1,), False)]
 MODEL_NODES = [((5,), True), ((6,), False)]
@@ -56,21 +56,6 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     ckpt = d / "run1.tckpt"
     save_trace(trace, ckpt)
     return ckpt, trace
-
-
-def points(fig: object, key: str) -> dict[int, tuple[float, str]]:
-    """What the figure shows for ``key``: node index -> (y, 'accepted'|'rejected'), read from its artists."""
-    ax = fig.axes[0 if key == KEY_IC else 1]
-    shown: dict[int, tuple[float, str]] = {}
-    for coll in ax.collections:
-        gid = coll.get_gid() or ""
-        if not gid.startswith(f"points:{key}:"):
-            continue
-        state = gid.rsplit(":", 1)[1]
-        for x, y in coll.get_offsets():
-            assert int(x) not in shown, f"node {int(x)} drawn twice"
-            shown[int(x)] = (float(y), state)
-    return shown
 
 
 def test_inspect_plot_writes_a_png_with_one_point_per_node_with_ic(

@@ -6,69 +6,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from rdagent.core.serialization import loads
 
+from tests.resumerun import TRACE_CKPT, backtests, resume_in_fresh_folder, save_run
 from trace_ckpt.cli import main
 from trace_ckpt.errors import ResumeError, SaveError
 from trace_ckpt.rdagent.sessions import list_dumps
-
-ROOT = Path(__file__).resolve().parents[1]
-TRACE_CKPT = Path(sys.executable).parent / "trace-ckpt"
-
-
-def _save(run: Path, out: Path, *extra: str) -> Path:
-    with pytest.raises(SystemExit) as e:
-        main(["save", str(run), str(out), "--allow-module", "examples", *extra])
-    assert e.value.code == 0
-    return out
 
 
 @pytest.fixture(scope="module")
 def ckpts(factor_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("ckpts")
-    return {"all": _save(factor_run, d / "run1.tckpt"), "one": _save(factor_run, d / "one.tckpt", "--loop", "0")}
-
-
-def resume_in_fresh_folder(
-    workdir: Path, ckpt: Path, *args: str, data: bool = False, trust: bool = True
-) -> tuple[subprocess.CompletedProcess, Path]:
-    """Run the CLI as a user would, offline, in a folder with no cache and no data folder (with the
-    factor data folder if ``data``: RD-Agent's quant scenario reads it, its factor rounds run factor code).
-    The test's checkpoints are unsigned, so ``--trust`` is passed unless ``trust`` is False."""
-    from examples.offline.run import offline_env, prepare_data
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    if data:
-        prepare_data(workdir)
-    marker = workdir / "FACTOR_CODE_RAN"
-    spy = workdir / "python-spy.sh"
-    spy.write_text(f'#!/bin/sh\necho "$@" >> {marker}\nexec {sys.executable} "$@"\n')
-    spy.chmod(0o755)
-    env = {
-        **os.environ,
-        **offline_env(workdir, "model"),
-        "FACTOR_CoSTEER_PYTHON_BIN": str(spy),
-        "TRACE_CKPT_OFFLINE_PROMPT_LOG": str(workdir / "prompts.jsonl"),
-    }
-    proc = subprocess.run(
-        [str(TRACE_CKPT), "resume", str(ckpt), *args, "--allow-module", "examples", *(["--trust"] if trust else [])],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert data or not Path(env["FACTOR_CoSTEER_DATA_FOLDER"]).exists()
-    return proc, Path(env["LOG_TRACE_PATH"])
-
-
-def _backtests(workdir: Path) -> list[str]:
-    return [json.loads(line)["entry"] for line in (workdir / "backtest_calls.jsonl").read_text().splitlines()]
+    return {"all": save_run(factor_run, d / "run1.tckpt"), "one": save_run(factor_run, d / "one.tckpt", "--loop", "0")}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +41,7 @@ def test_model_experiments_train_on_the_restored_sota_factors(model_phase) -> No
     first_model = trace.hist[4][0]
     assert type(first_model).__name__ == "QlibModelExperiment"
     assert all(any(b is a for b in first_model.based_experiments) for a in accepted_factors)  # by identity
-    assert _backtests(workdir).count("qrun conf_sota_factors_model.yaml") == 2
+    assert backtests(workdir).count("qrun conf_sota_factors_model.yaml") == 2
     combined = pd.read_parquet(first_model.experiment_workspace.workspace_path / "combined_factors_df.parquet")
     names = [t.factor_name for a in accepted_factors for t in a.sub_tasks]
     assert sorted(c[-1] for c in combined.columns) == sorted(names)
@@ -130,7 +83,7 @@ def test_exactly_one_sota_factor_experiment_is_still_trained_on(ckpts: dict[str,
     model = trace.hist[-1][0]
     assert trace.hist[0][1].decision and len(trace.hist) == 2
     assert any(b is trace.hist[0][0] for b in model.based_experiments)
-    assert _backtests(tmp_path)[0] == "qrun conf_sota_factors_model.yaml"
+    assert backtests(tmp_path)[0] == "qrun conf_sota_factors_model.yaml"
     combined = pd.read_parquet(model.experiment_workspace.workspace_path / "combined_factors_df.parquet")
     assert [c[-1] for c in combined.columns] == [trace.hist[0][0].sub_tasks[0].factor_name]
 
@@ -195,7 +148,7 @@ def test_no_sota_factor_runs_with_a_warning(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "no accepted factor experiment" in proc.stderr
     model = loads(list_dumps(log_dir / "__session__")[-1].path.read_bytes()).trace.hist[-1][0]
-    assert _backtests(tmp_path / "w")[0] == "qrun conf_baseline_factors_model.yaml"
+    assert backtests(tmp_path / "w")[0] == "qrun conf_baseline_factors_model.yaml"
     assert not any(type(b).__name__ == "QlibFactorExperiment" for b in model.based_experiments)
 
 

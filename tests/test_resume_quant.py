@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_resume import _save, resume_in_fresh_folder
+from tests.resumerun import resume_in_fresh_folder, save_run
 from trace_ckpt.rdagent.sessions import list_dumps
 
 RESTORED = 4  # nodes of the factor_run fixture
@@ -22,7 +22,7 @@ def quant_phase(factor_run: Path, tmp_path_factory: pytest.TempPathFactory):
 
     from trace_ckpt import restore_trace
 
-    ckpt = _save(factor_run, tmp_path_factory.mktemp("ckpt") / "run1.tckpt")
+    ckpt = save_run(factor_run, tmp_path_factory.mktemp("ckpt") / "run1.tckpt")
     before = restore_trace(ckpt, workspace_root=tmp_path_factory.mktemp("ws"), allow_modules=["examples"])
     workdir = tmp_path_factory.mktemp("quant-phase")
     proc, log_dir = resume_in_fresh_folder(workdir, ckpt, "--loop-n", "1", data=True)
