@@ -15,9 +15,10 @@ import pandas as pd
 from trace_ckpt.checkpoint import PathLike, check_signature
 from trace_ckpt.codec.blobs import BlobSource
 from trace_ckpt.codec.files import FilesIndex
-from trace_ckpt.codec.hdf import RESULT_FILE, read_factor_values
+from trace_ckpt.codec.hdf import read_factor_values
 from trace_ckpt.errors import NothingToExportError
 from trace_ckpt.format.container import ContainerReader
+from trace_ckpt.quant import RESULT_FILE, node_factor_name, sota_factor_nodes
 from trace_ckpt.settings import get_settings
 from trace_ckpt.signing import configured_key
 from trace_ckpt.storage import atomic_write, local_copy, open_read
@@ -32,7 +33,7 @@ def sota_factor_values(path: PathLike, *, require_signature: bool | None = None)
         reader = ContainerReader(f, source=str(path))
         check_signature(reader, configured_key(settings), require)
         m = reader.manifest
-        nodes = [n for n in m.nodes if n.decision and n.kind == "factor"]
+        nodes = sota_factor_nodes(m.nodes)
         if not nodes:
             raise NothingToExportError(f"{path} holds no accepted factor experiment, so no SOTA factor values")
         blobs = BlobSource(reader)
@@ -49,7 +50,7 @@ def sota_factor_values(path: PathLike, *, require_signature: bool | None = None)
                     ),
                     None,
                 )
-                name = node.factors[i] if i < len(node.factors) else f"factor_{node.index}_{i}"
+                name = node_factor_name(node, i)
                 if entry is None:
                     notes.append(f"node {node.index}: {name} has no captured {RESULT_FILE}")
                     continue
@@ -88,6 +89,6 @@ def export_factors(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Write :func:`sota_factor_values` to ``out`` as Parquet (atomically); return what was written."""
     values, notes = sota_factor_values(path, require_signature=require_signature)
-    with atomic_write(out) as f:
+    with atomic_write(out, overwrite=True) as f:  # refusing an existing output is the caller's: check_output
         values.to_parquet(f)
     return values, notes

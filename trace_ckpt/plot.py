@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 from trace_ckpt._os import current_umask
 from trace_ckpt.errors import MissingExtraError, SaveError
 from trace_ckpt.format.manifest import Manifest, NodeSummary
+from trace_ckpt.quant import ANNUALIZED_RETURN as KEY_ARR
+from trace_ckpt.quant import IC as KEY_IC
+from trace_ckpt.quant import node_accepted
+from trace_ckpt.quant import phase as node_phase
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-KEY_IC = "IC"
-KEY_ARR = "1day.excess_return_with_cost.annualized_return"
 PHASE_COLOURS = {"factor": "tab:blue", "model": "tab:orange", "other": "tab:gray"}
 INSTALL_HINT = "pip install 'trace-ckpt[plot]'"
 PLOTTABLE = 1e12  # larger metrics (and NaN, inf) are left out of the plot, like a missing metric
@@ -48,7 +50,7 @@ def require_matplotlib() -> None:
 
 def phase(node: NodeSummary) -> str:
     """The node's phase for colouring: the hypothesis' action when it has one, else the experiment kind."""
-    return node.action if node.action in PHASE_COLOURS else node.kind
+    return node_phase(node.action, node.kind)
 
 
 def plot_manifest(manifest: Manifest, *, title: str | None = None) -> Figure:
@@ -122,7 +124,7 @@ def _panel(ax: Any, manifest: Manifest, key: str) -> None:
                 )
     for ph, colour in PHASE_COLOURS.items():
         for accepted in (True, False):
-            xs = [n.index for n in manifest.nodes if n.index in y and phase(n) == ph and bool(n.decision) is accepted]
+            xs = [n.index for n in manifest.nodes if n.index in y and phase(n) == ph and node_accepted(n) is accepted]
             if not xs:
                 continue
             ax.scatter(

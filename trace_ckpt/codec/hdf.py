@@ -23,8 +23,8 @@ from typing import Any
 
 from trace_ckpt.codec.opcodes import MEMO_SLACK
 from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
+from trace_ckpt.quant import RESULT_FILE
 
-RESULT_FILE = "result.h5"
 # opcodes that import or call something: a pickle holding one of these can run code when loaded
 _CODE_OPCODES = frozenset(
     {

@@ -24,12 +24,12 @@ from typing import Any
 
 from trace_ckpt.checkpoint import PathLike, read_manifest
 from trace_ckpt.errors import CheckpointError, CheckpointNotFoundError
+from trace_ckpt.quant import IC, class_path
 from trace_ckpt.rdagent.checkpoint import save_trace
 from trace_ckpt.rdagent.sessions import loop_metadata, session_dump
 
 log = logging.getLogger("trace_ckpt")
 _NAME = re.compile(r"^loop-(\d+)\.tckpt$")
-KEY_IC = "IC"
 
 # trace-ckpt run APP -> (module of the app's main, loop class, its settings object in rdagent.app.qlib_rd_loop.conf)
 APPS: dict[str, tuple[str, str, str]] = {
@@ -51,7 +51,7 @@ def sota_ic(path: PathLike) -> float | None:
     except CheckpointError:
         return None
     node = next((n for n in m.nodes if n.index == m.sota_index), None)
-    return None if node is None else node.metrics.get(KEY_IC)
+    return None if node is None else node.metrics.get(IC)
 
 
 def _reason(e: BaseException) -> str:
@@ -164,7 +164,7 @@ def _dump_then_checkpoint(self: Any, path: str | Path) -> None:
         return  # not the last step of a loop
     try:
         metadata = loop_metadata(self, dump)
-        metadata["source"]["loop_class"] = _class_path(hooked._tckpt_base)
+        metadata["source"]["loop_class"] = class_path(hooked._tckpt_base)
     except Exception as e:  # noqa: BLE001 - metadata is a nicety; the checkpoint is what matters
         log.debug("autosave: no loop metadata (%s)", e)
         metadata = None
@@ -174,10 +174,6 @@ def _dump_then_checkpoint(self: Any, path: str | Path) -> None:
 def _reduce_as_base(self: Any, protocol: int) -> tuple[Any, ...]:
     # object.__new__(Base) + Base.__setstate__(state): what pickle does for Base itself (LoopBase has no __new__)
     return object.__new__, (type(self)._tckpt_base,), self.__getstate__()
-
-
-def _class_path(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def autosave(

@@ -21,8 +21,8 @@ from trace_ckpt.codec.files import Progress
 from trace_ckpt.errors import CheckpointError, CorruptCheckpointError
 from trace_ckpt.format.container import FORMAT_VERSION
 from trace_ckpt.format.manifest import Manifest, Producer
+from trace_ckpt.quant import class_path
 from trace_ckpt.rdagent.trace import (
-    class_path,
     held_workspaces,
     iter_workspaces,
     relocation,

@@ -22,7 +22,8 @@ from rdagent.scenarios.qlib.developer.feedback import QlibModelExperiment2Feedba
 from rdagent.scenarios.qlib.experiment.factor_experiment import QlibFactorExperiment
 from rdagent.scenarios.qlib.proposal.model_proposal import QlibModelHypothesis2Experiment, QlibModelHypothesisGen
 
-from trace_ckpt.rdagent.trace import experiment_kind
+from trace_ckpt.quant import IC, factor_name
+from trace_ckpt.rdagent.trace import experiment_kind, sota_factor_experiments
 
 _MAX_FACTORS_IN_PROMPT = 50
 
@@ -38,11 +39,6 @@ def model_view(trace: Trace) -> Trace:
     return view
 
 
-def sota_factor_experiments(trace: Trace) -> list[Any]:
-    """The accepted factor experiments of ``trace``, oldest first: what model experiments train on."""
-    return [exp for exp, fb in trace.hist if fb and experiment_kind(exp) == "factor"]
-
-
 def sota_factor_context(trace: Trace) -> str:
     """A prompt block listing the SOTA factors (name, formulation, IC) the models will train on."""
     lines = []
@@ -50,9 +46,9 @@ def sota_factor_context(trace: Trace) -> str:
         ic = None
         result = getattr(exp, "result", None)
         if result is not None and hasattr(result, "get"):
-            ic = result.get("IC")
+            ic = result.get(IC)
         for task in exp.sub_tasks:
-            name = getattr(task, "factor_name", getattr(task, "name", "?"))
+            name = factor_name(task) or "?"
             formulation = getattr(task, "factor_formulation", "")
             lines.append(f"- {name}: {formulation}" + (f" (IC of its run: {float(ic):.4f})" if ic is not None else ""))
     if not lines:

@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trace_ckpt.checkpoint import PathLike, check_signature
-from trace_ckpt.codec.hdf import RESULT_FILE, read_factor_values
+from trace_ckpt.codec.hdf import read_factor_values
 from trace_ckpt.errors import CorruptCheckpointError, ResumeError, SaveError, UntrustedContentError
 from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.quant import RESULT_FILE
 from trace_ckpt.rdagent.checkpoint import restore_trace
 from trace_ckpt.rdagent.qlib_env import check_base_features, qlib_env_name
-from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments
+from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments, sota_factor_experiments
 from trace_ckpt.settings import get_settings
 from trace_ckpt.signing import configured_key
 from trace_ckpt.storage import open_read
@@ -281,7 +282,7 @@ def resume(
     if codes:
         loop.plan["feature_codes"] = codes
 
-    sota = [exp for exp, fb in loop.trace.hist if fb and experiment_kind(exp) == "factor"]
+    sota = sota_factor_experiments(loop.trace)
     if only == "model" and not sota:
         log.warning("the checkpoint holds no accepted factor experiment: the model phase trains on base features only")
     # RD-Agent's pickle cache is keyed on code alone: the resumed run reads and writes a cache of its own

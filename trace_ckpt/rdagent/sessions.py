@@ -22,6 +22,7 @@ from trace_ckpt.errors import (
     MissingClassError,
     UntrustedContentError,
 )
+from trace_ckpt.quant import class_path
 
 log = logging.getLogger("trace_ckpt")
 _STEP = re.compile(r"^(\d+)_(.+)$")
@@ -137,7 +138,7 @@ def loop_metadata(loop_obj: Any, dump: SessionDump) -> dict[str, Any]:
     for name in _COMPONENTS:
         comp = getattr(loop_obj, name, None)
         if comp is not None:
-            components[name] = f"{type(comp).__module__}.{type(comp).__qualname__}"
+            components[name] = class_path(comp)
     plan = getattr(loop_obj, "plan", None)
     plan_doc = None
     if isinstance(plan, dict):
@@ -152,7 +153,7 @@ def loop_metadata(loop_obj: Any, dump: SessionDump) -> dict[str, Any]:
             "loop": dump.loop,
             "step": dump.step,
             "step_name": dump.name,
-            "loop_class": f"{type(loop_obj).__module__}.{type(loop_obj).__qualname__}",
+            "loop_class": class_path(loop_obj),
         },
         "components": components,
         "plan": plan_doc,

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trace_ckpt.checkpoint import CarriedFolder, LoadedCheckpoint, PathLike, open_checkpoint, write_checkpoint_carrying
-from trace_ckpt.codec.hdf import RESULT_FILE
 from trace_ckpt.errors import NothingToExportError, UntrustedContentError
 from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.quant import FACTOR_FILE, RESULT_FILE, accepted, class_path, factor_name, node_factor_name
 from trace_ckpt.rdagent.checkpoint import check_trace_shape, new_manifest
-from trace_ckpt.rdagent.trace import class_path, experiment_kind, iter_workspaces, workspace_key
+from trace_ckpt.rdagent.trace import experiment_kind, iter_workspaces, workspace_key
 from trace_ckpt.settings import get_settings
 from trace_ckpt.signing import configured_key, configured_private_key
 
@@ -36,21 +36,20 @@ log = logging.getLogger("trace_ckpt")
 
 Action = Literal["factor", "model"]
 ACTIONS: tuple[str, ...] = ("factor", "model")
-FACTOR_FILE = "factor.py"
 # Appended to the factor.py of a renamed factor: RD-Agent names a factor's data column after what its code
 # writes, so only the code itself can carry the new name into every re-execution (model and factor runners).
 RENAME_TRAILER = """
 
 # --- trace-ckpt merge: factor {old!r} renamed to {new!r} (another merged input has a different {old!r}) ---
 import pandas as _tckpt_pd
-_tckpt_values = _tckpt_pd.read_hdf("result.h5")
+_tckpt_values = _tckpt_pd.read_hdf({result!r})
 if isinstance(_tckpt_values, _tckpt_pd.Series):
     _tckpt_values = _tckpt_values.to_frame()
 if _tckpt_values.shape[1] == 1:
     _tckpt_values.columns = [{new!r}]
 else:
     _tckpt_values = _tckpt_values.rename(columns={{{old!r}: {new!r}}})
-_tckpt_values.to_hdf("result.h5", key="data", mode="w")
+_tckpt_values.to_hdf({result!r}, key="data", mode="w")
 """
 
 
@@ -79,11 +78,6 @@ class Keep:
 
     def __str__(self) -> str:
         return f"last:{self.n}" if self.rule == "last" else self.rule
-
-
-def accepted(feedback: Any) -> bool:
-    """Whether a node was accepted: its feedback's ``decision`` (what RD-Agent's ``if feedback`` tests)."""
-    return feedback is not None and bool(getattr(feedback, "decision", False))
 
 
 def node_action(exp: Any) -> str:
@@ -321,10 +315,6 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _factor_name(task: Any) -> str:
-    return str(getattr(task, "factor_name", None) or getattr(task, "name", ""))
-
-
 def _sota_factors(hist: Sequence[Any]) -> Iterator[tuple[int, Any, int, Any, Any]]:
     """(node, experiment, sub-task position, task, workspace) of every implemented factor of an accepted node."""
     for i, (exp, fb) in enumerate(hist):
@@ -439,7 +429,7 @@ def _merge_factors(
     renamed: list[FactorRename] = []
     duplicates: list[FactorDuplicate] = []
     replaced: dict[int, tuple[str, str]] = {}  # id(workspace) -> (old name, new name)
-    taken = {_factor_name(task) for t in traces for _, _, _, task, _ in _sota_factors(t.hist)}
+    taken = {factor_name(task) for t in traces for _, _, _, task, _ in _sota_factors(t.hist)}
     by_code: dict[str, tuple[int, Any]] = {}  # code hash -> (merged node, workspace) of its first SOTA implementation
     by_name: dict[str, set[str]] = {}  # SOTA factor name -> code hashes, over the inputs before this one
     for k, t in enumerate(traces):
@@ -447,7 +437,7 @@ def _merge_factors(
         seen_name: dict[str, set[str]] = {}
         new_names: dict[str, str] = {}
         for j, exp, s, task, ws in list(_sota_factors(t.hist)):
-            node, name, h = first_index[k] + j, _factor_name(task), code_hash(factor_code(ws) or "")
+            node, name, h = first_index[k] + j, factor_name(task), code_hash(factor_code(ws) or "")
             if h in by_code:  # the same code is SOTA in an earlier input: one implementation, counted once
                 first_node, first_ws = by_code[h]
                 subs = list(exp.sub_workspace_list)
@@ -469,9 +459,11 @@ def _merge_factors(
                     new_names[name] = candidate
                 new = new_names[name]
                 for obj in {id(o): o for o in (task, getattr(ws, "target_task", None)) if o is not None}.values():
-                    if _factor_name(obj) == name and hasattr(obj, "factor_name"):
+                    if factor_name(obj) == name and hasattr(obj, "factor_name"):
                         obj.factor_name = new
-                ws.file_dict[FACTOR_FILE] = factor_code(ws) + RENAME_TRAILER.format(old=name, new=new)
+                ws.file_dict[FACTOR_FILE] = factor_code(ws) + RENAME_TRAILER.format(
+                    old=name, new=new, result=RESULT_FILE
+                )
                 if getattr(ws, "ws_ckp", None) is not None:
                     ws.ws_ckp = None  # a snapshot of the folder from before the rename would undo it
                 replaced[id(ws)] = (name, new)
@@ -641,10 +633,10 @@ def _read_index(
     with open_read(path) as f:
         reader = ContainerReader(f, source=str(path))
         check_signature(reader, configured_key(), require)
-        files = FilesIndex.from_bytes(reader.read_section(reader.section("files")), str(path)).workspaces
+        blobs = BlobSource(reader)  # a v3 files index names blobs by their number in the blob index
+        files = FilesIndex.read(reader, blobs).workspaces
         if algorithm is None or algorithm == reader.hash_algorithm:
             return reader.manifest, files
-        blobs = BlobSource(reader)
         entries = [e for ws in files.values() for e in ws.get("entries", []) if e.get("type") == "file"]
         address: dict[str, str] = {}
         for digest in blobs.in_file_order({e.get("digest") for e in entries} & blobs.index.keys()):
@@ -688,7 +680,7 @@ def _sota_code(m: Manifest, files: dict[str, dict[str, Any]]) -> dict[str, list[
             tree = _tree(files, key) or {}
             entry = tree.get(FACTOR_FILE)
             if entry and entry[0] == "file":
-                out.setdefault(n.factors[i] if i < len(n.factors) else f"factor_{n.index}_{i}", set()).add(entry[1])
+                out.setdefault(node_factor_name(n, i), set()).add(entry[1])
     return {name: sorted(d) for name, d in out.items()}
 
 

@@ -16,28 +16,14 @@ import pandas as pd
 from trace_ckpt._os import is_plain_name
 from trace_ckpt.errors import CorruptCheckpointError
 from trace_ckpt.format.manifest import NodeSummary, TraceCounts
+from trace_ckpt.quant import KEY_METRICS, accepted, class_path, factor_name
 
-# Result keys worth a column in `inspect`; every numeric entry of a small result is kept too.
-KEY_METRICS = (
-    "IC",
-    "ICIR",
-    "Rank IC",
-    "Rank ICIR",
-    "1day.excess_return_with_cost.annualized_return",
-    "1day.excess_return_with_cost.information_ratio",
-    "1day.excess_return_with_cost.max_drawdown",
-)
+# a result longer than this keeps only KEY_METRICS; every numeric entry of a smaller one is kept
 _MAX_METRICS = 64
 
 
 def _mro_names(obj: Any) -> set[str]:
     return {c.__name__ for c in type(obj).__mro__}
-
-
-def class_path(obj: Any) -> str:
-    """``module.QualName`` of an object's class."""
-    t = type(obj)
-    return f"{t.__module__}.{t.__qualname__}"
 
 
 def iter_experiments(trace: Any) -> Iterator[Any]:
@@ -81,6 +67,11 @@ def experiment_kind(exp: Any) -> str:
     return "other"
 
 
+def sota_factor_experiments(trace: Any) -> list[Any]:
+    """The accepted factor experiments of ``trace.hist``, oldest first: what a model phase trains on."""
+    return [exp for exp, fb in trace.hist if accepted(fb) and experiment_kind(exp) == "factor"]
+
+
 def _metrics(result: Any) -> dict[str, float]:
     if not isinstance(result, pd.Series) or len(result) > _MAX_METRICS:
         if isinstance(result, pd.Series):
@@ -117,10 +108,7 @@ def summarize(trace: Any) -> tuple[list[NodeSummary], TraceCounts, int | None]:
         kind = experiment_kind(exp)
         hyp = getattr(exp, "hypothesis", None)
         parents = list(trace.dag_parent[i]) if i < len(trace.dag_parent) else []
-        factors = [
-            str(getattr(t, "factor_name", None) or getattr(t, "name", ""))
-            for t in (getattr(exp, "sub_tasks", None) or [])
-        ]
+        factors = [factor_name(t) for t in (getattr(exp, "sub_tasks", None) or [])]
         nodes.append(
             NodeSummary(
                 index=i,
@@ -142,8 +130,8 @@ def summarize(trace: Any) -> tuple[list[NodeSummary], TraceCounts, int | None]:
         counts.factor_experiments += kind == "factor"
         counts.model_experiments += kind == "model"
         counts.roots += not parents
-        if decision:
-            sota = i
+        if accepted(fb):
+            sota = i  # RD-Agent's SOTA: the last accepted node
     return nodes, counts, sota
 
 

@@ -1,0 +1,163 @@
+"""The quant vocabulary: what RD-Agent's Qlib runs measure, accept, call SOTA and train on, in one place.
+
+Imports neither rdagent nor pandas, so manifest readers (inspect, ls, diff, export, plot) use it as the RD-Agent
+side does. Each name, in one line:
+
+- ``IC``, ``ICIR``, ``RANK_IC``, ``RANK_ICIR``: the signal metrics, keys of the ``qlib_res.csv`` RD-Agent's Qlib runner writes.
+- ``ANNUALIZED_RETURN``, ``INFORMATION_RATIO``, ``MAX_DRAWDOWN``: the backtest's ``1day.excess_return_with_cost.*`` keys.
+- ``KEY_METRICS``: those seven, in the order a researcher reads them; ``METRIC_LABELS``: a short column label for each.
+- ``metric_key(name)``: a key or a label (``"Rank IC"``, ``"ann. return"``, ``"arr"``) as the key; ValueError if unknown.
+- ``accepted(feedback)``: an RD-Agent feedback says the node was accepted (its ``decision``, what ``if feedback`` tests).
+- ``node_accepted(node)``: a manifest node was accepted (``decision is True``).
+- ``sota_index(nodes)``: RD-Agent's SOTA, the LAST accepted node (``Trace.get_sota_hypothesis_and_experiment``).
+- ``sota_by_subtrace(parents, flags)``: the last accepted node of each sub-trace (root tree), as ``prune --keep sota`` keeps.
+- ``best_accepted(nodes, metric)``: the accepted node with the best value of a metric the caller names (not the SOTA).
+- ``sota_factor_nodes(nodes)``: the accepted factor nodes, every sub-trace's: the factor set a model phase trains on.
+- ``sota_factor_names(nodes)``: the names of that factor set, in trace order, each once.
+- ``FACTOR_FILE``, ``RESULT_FILE``: a factor workspace's code (``factor.py``) and the values it writes (``result.h5``).
+- ``factor_name(task)``: a factor task's name: ``factor_name``, else ``name``, else ``""`` (one precedence).
+- ``node_factor_name(node, i)``: the name of a manifest node's i-th factor, ``factor_<node>_<i>`` when it has none.
+- ``phase(action, kind)``: a node's phase: its hypothesis' action (fin_quant), else its experiment kind.
+- ``class_path(obj)``: ``module.QualName`` of a class or of an object's class (how RD-Agent names plug-ins).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trace_ckpt.format.manifest import NodeSummary
+
+# --------------------------------------------------------------------------------------------------- metrics
+# Read from rdagent 1.0.0: scenarios/qlib/experiment/*_template/read_exp_res.py writes Qlib's recorder metrics
+# to qlib_res.csv; QlibFBWorkspace.execute reads it back as a Series (the experiment's result).
+
+IC = "IC"
+ICIR = "ICIR"
+RANK_IC = "Rank IC"
+RANK_ICIR = "Rank ICIR"
+ANNUALIZED_RETURN = "1day.excess_return_with_cost.annualized_return"
+INFORMATION_RATIO = "1day.excess_return_with_cost.information_ratio"
+MAX_DRAWDOWN = "1day.excess_return_with_cost.max_drawdown"  # negative: closer to 0 is better
+
+KEY_METRICS: tuple[str, ...] = (IC, ICIR, RANK_IC, RANK_ICIR, ANNUALIZED_RETURN, INFORMATION_RATIO, MAX_DRAWDOWN)
+METRIC_LABELS: dict[str, str] = {
+    IC: "IC",
+    ICIR: "ICIR",
+    RANK_IC: "Rank IC",
+    RANK_ICIR: "Rank ICIR",
+    ANNUALIZED_RETURN: "ann. return",
+    INFORMATION_RATIO: "IR",
+    MAX_DRAWDOWN: "max DD",
+}
+_ALIASES = {"arr": ANNUALIZED_RETURN, "ir": INFORMATION_RATIO, "mdd": MAX_DRAWDOWN}
+
+
+def metric_key(name: str) -> str:
+    """The result key a user's metric name means: a key itself, a label of ``METRIC_LABELS`` or arr/ir/mdd (any case)."""
+    if name in KEY_METRICS:
+        return name
+    low = name.strip().lower()
+    for key, label in METRIC_LABELS.items():
+        if low in (key.lower(), label.lower()):
+            return key
+    if low in _ALIASES:
+        return _ALIASES[low]
+    if name.startswith("1day."):  # another Qlib backtest key, e.g. ..._without_cost.annualized_return
+        return name
+    raise ValueError(f"unknown metric {name!r}: use one of {', '.join(METRIC_LABELS.values())}, or a 1day.* key")
+
+
+# ------------------------------------------------------------------------------------------- accepted, SOTA
+
+
+def accepted(feedback: Any) -> bool:
+    """Whether RD-Agent accepted a node: its feedback's ``decision`` (what RD-Agent's ``if feedback`` tests)."""
+    return feedback is not None and bool(getattr(feedback, "decision", False))
+
+
+def node_accepted(node: NodeSummary) -> bool:
+    """Whether a manifest node was accepted (its recorded decision is True)."""
+    return node.decision is True
+
+
+def sota_index(nodes: Sequence[NodeSummary]) -> int | None:
+    """RD-Agent's SOTA: the index of the last accepted node, or None."""
+    return next((n.index for n in reversed(nodes) if node_accepted(n)), None)
+
+
+def _root(parents: Sequence[Sequence[int]], i: int) -> int:
+    seen = set()
+    while parents[i] and i not in seen and 0 <= parents[i][0] < len(parents):
+        seen.add(i)
+        i = parents[i][0]  # RD-Agent follows the first parent (Trace.get_parents)
+    return i
+
+
+def sota_by_subtrace(parents: Sequence[Sequence[int]], flags: Sequence[bool]) -> dict[int, int]:
+    """Root index -> last accepted node of that sub-trace (root tree), given each node's parents and acceptance."""
+    last: dict[int, int] = {}
+    for i, ok in enumerate(flags):
+        if ok:
+            last[_root(parents, i)] = i
+    return last
+
+
+def metric_value(node: NodeSummary, metric: str) -> float | None:
+    """A node's finite value of ``metric`` (a key or label, see :func:`metric_key`), else None."""
+    v = node.metrics.get(metric_key(metric))
+    return v if v is not None and math.isfinite(v) else None
+
+
+def best_accepted(nodes: Iterable[NodeSummary], metric: str = IC, *, maximize: bool = True) -> int | None:
+    """The index of the accepted node with the best ``metric`` (highest unless ``maximize`` is False); None if none has it."""
+    best: tuple[float, int] | None = None
+    for n in nodes:
+        v = metric_value(n, metric) if node_accepted(n) else None
+        if v is None:
+            continue
+        score = v if maximize else -v
+        if best is None or score > best[0]:  # the earliest of equal values
+            best = (score, n.index)
+    return None if best is None else best[1]
+
+
+def sota_factor_nodes(nodes: Iterable[NodeSummary]) -> list[NodeSummary]:
+    """The accepted factor nodes (every sub-trace's), oldest first: RD-Agent's model phase trains on all of them."""
+    return [n for n in nodes if node_accepted(n) and n.kind == "factor"]
+
+
+def sota_factor_names(nodes: Iterable[NodeSummary]) -> list[str]:
+    """The names of the SOTA factor set, in trace order, each once."""
+    names = (node_factor_name(n, i) for n in sota_factor_nodes(nodes) for i in range(len(n.sub_workspaces)))
+    return list(dict.fromkeys(names))
+
+
+# ------------------------------------------------------------------------------------------------- factors
+
+FACTOR_FILE = "factor.py"  # a factor workspace's code, in its file_dict
+RESULT_FILE = "result.h5"  # the factor values factor.py writes (only on disk, captured with the folder)
+
+
+def factor_name(task: Any) -> str:
+    """A factor task's name: ``factor_name`` (FactorTask), else ``name``, else ``""``."""
+    return str(getattr(task, "factor_name", None) or getattr(task, "name", None) or "")
+
+
+def node_factor_name(node: NodeSummary, i: int) -> str:
+    """The name of manifest node ``node``'s i-th factor (sub-workspace); ``factor_<index>_<i>`` when unnamed."""
+    name = node.factors[i] if i < len(node.factors) else ""
+    return name or f"factor_{node.index}_{i}"
+
+
+def phase(action: str | None, kind: str) -> str:
+    """A node's phase: its hypothesis' action ("factor"/"model", fin_quant) when it has one, else its experiment kind."""
+    return action if action in ("factor", "model") else kind
+
+
+def class_path(obj: Any) -> str:
+    """``module.QualName`` of a class, or of an object's class."""
+    t = obj if isinstance(obj, type) else type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
