@@ -9,6 +9,7 @@ reader checks it (``require_signature`` / ``TRACE_CKPT_REQUIRE_SIGNATURE``).
 from __future__ import annotations
 
 import os
+import posixpath
 
 import pandas as pd
 
@@ -16,7 +17,7 @@ from trace_ckpt.checkpoint import PathLike, check_signature
 from trace_ckpt.codec.blobs import BlobSource
 from trace_ckpt.codec.files import FilesIndex
 from trace_ckpt.codec.hdf import read_factor_values
-from trace_ckpt.errors import NothingToExportError
+from trace_ckpt.errors import NothingToExportError, SaveError
 from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.quant import RESULT_FILE, node_factor_name, sota_factor_nodes
 from trace_ckpt.settings import get_settings
@@ -84,11 +85,31 @@ def sota_factor_values(path: PathLike, *, require_signature: bool | None = None)
         raise NothingToExportError(f"{path}: the SOTA factor values cannot be combined into one table ({e})") from None
 
 
+TABLE_FORMATS: dict[str, str] = {".parquet": "parquet", ".csv": "csv", ".feather": "feather"}
+
+
+def table_format(out: str | os.PathLike[str]) -> str:
+    """The table format ``out``'s extension names (parquet, csv, feather); a SaveError for any other."""
+    ext = posixpath.splitext(os.fspath(out))[1].lower()
+    if ext not in TABLE_FORMATS:
+        raise SaveError(
+            f"{out}: the factor values are written as the extension says: end it in {', '.join(TABLE_FORMATS)}"
+        )
+    return TABLE_FORMATS[ext]
+
+
 def export_factors(
     path: PathLike, out: str | os.PathLike[str], *, require_signature: bool | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Write :func:`sota_factor_values` to ``out`` as Parquet (atomically); return what was written."""
+    """Write :func:`sota_factor_values` to ``out`` (atomically) in the format its extension names (see
+    :func:`table_format`; csv and feather hold the index as the columns ``datetime``, ``instrument``)."""
+    fmt = table_format(out)
     values, notes = sota_factor_values(path, require_signature=require_signature)
     with atomic_write(out, overwrite=True) as f:  # refusing an existing output is the caller's: check_output
-        values.to_parquet(f)
+        if fmt == "parquet":
+            values.to_parquet(f)
+        elif fmt == "csv":
+            values.to_csv(f)
+        else:
+            values.reset_index().to_feather(f)
     return values, notes

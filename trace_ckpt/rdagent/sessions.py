@@ -63,10 +63,30 @@ def list_dumps(folder: Path) -> list[SessionDump]:
     return sorted(dumps, key=lambda d: (d.loop, d.step))
 
 
+def _not_a_dump(path: Path, data: bytes) -> str | None:
+    """What ``data`` is when it is no RD-Agent session dump (signed, or a legacy pickle), else None."""
+    from rdagent.core.serialization import _MAGIC
+
+    from trace_ckpt.format.container import MAGIC
+
+    if data.startswith(_MAGIC) or data[:1] == b"\x80":  # signed, or a pickle of protocol 2 or later
+        return None
+    if not data:
+        return f"{path} is empty, not an RD-Agent session dump"
+    if data.startswith(MAGIC):
+        return f"{path} is a trace-ckpt checkpoint, not an RD-Agent session dump: use inspect, resume or prune on it"
+    if b"\x00" in data[:4096]:
+        return f"{path} is not an RD-Agent session dump (unknown binary data)"
+    return f"{path} is a text file, not an RD-Agent session dump"
+
+
 def _load_one(path: Path, trust_legacy: bool) -> Any:
     from rdagent.core.serialization import UntrustedArtifactError, loads
 
     data = path.read_bytes()
+    what = _not_a_dump(path, data)
+    if what is not None:
+        raise CorruptCheckpointError(f"{what} (give the run's log folder, log/<run>, or a __session__ step file)")
     try:
         return loads(data, allow_unsafe_legacy=True if trust_legacy else None)
     except UntrustedArtifactError as e:
