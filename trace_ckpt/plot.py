@@ -153,22 +153,29 @@ def _panel(ax: Any, manifest: Manifest, key: str) -> None:
         )
 
 
+PLOT_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")  # what --plot writes, named by the extension
+
+
 def write_plot(manifest: Manifest, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-    """Draw the trace and write it as a PNG at ``path``, atomically (temp file beside it, then rename)."""
+    """Draw the trace and write it at ``path`` in the format its extension names (``PLOT_FORMATS``: png, svg,
+    pdf; a SaveError for any other), atomically (temp file beside it, then rename)."""
     target = Path(path)
+    fmt = target.suffix.lower().lstrip(".")
+    if fmt not in PLOT_FORMATS:
+        raise SaveError(f"cannot write the plot to {target}: end it in {', '.join('.' + f for f in PLOT_FORMATS)}")
     if not target.parent.is_dir():
         raise SaveError(f"cannot write the plot to {target}: folder {target.parent} does not exist")
     fig = plot_manifest(manifest, title=title)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tckpt-plot-", suffix=".png.part")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tckpt-plot-", suffix=f".{fmt}.part")
     except OSError as e:
         raise SaveError(f"cannot write the plot to {target}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100)
+            fig.savefig(fh, format=fmt, dpi=100)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a PNG is for sharing
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a picture is for sharing
         os.replace(tmp, target)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
