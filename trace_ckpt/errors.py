@@ -105,3 +105,10 @@ class RestoreError(CheckpointError):
     """Workspace files could not be written while restoring (a full disk, a read-only folder)."""
 
     exit_code = 14
+
+
+class NotReadyError(ResumeError):
+    """This machine lacks what the resumed phase needs (Docker or RD-Agent's conda env, the factor data
+    folder, LLM settings): found before RD-Agent starts, nothing written."""
+
+    exit_code = 15

@@ -22,6 +22,7 @@ from trace_ckpt.errors import (
     MissingClassError,
     MissingExtraError,
     NothingToExportError,
+    NotReadyError,
     RestoreError,
     ResumeError,
     SaveError,
@@ -47,6 +48,7 @@ EXIT_CODES: dict[int, str] = {
     MissingExtraError.exit_code: "missing extra: an optional dependency is not installed (e.g. pip install 'trace-ckpt[plot]' for --plot, 'trace-ckpt[s3]' for s3:// URLs)",
     StorageAccessError.exit_code: "storage: the store behind a URL refused access (credentials) or could not be reached",
     RestoreError.exit_code: "restore failed: a workspace file could not be written (disk full, no permission)",
+    NotReadyError.exit_code: "not ready: this machine lacks what the resumed phase needs (Docker or RD-Agent's conda env, the factor data folder, LLM settings); found before RD-Agent starts, nothing written",
     130: "interrupted (Ctrl-C)",
 }
 
