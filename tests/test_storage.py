@@ -251,7 +251,7 @@ def test_s3_upload_interrupted_half_way_leaves_no_partial_object(
     """A multipart upload whose second part fails: the previous object stays, whole; the upload is aborted."""
     import s3fs
 
-    from trace_ckpt.storage import remote
+    from trace_ckpt.storage import upload
 
     data = data_folder(tmp_path / "data")
     big = build_trace([(), (0,)], [True, True], data)
@@ -262,7 +262,7 @@ def test_s3_upload_interrupted_half_way_leaves_no_partial_object(
     save_trace(small, url)
     before = s3_env["client"].get_object(Bucket="research", Key="interrupt/run.tckpt")["Body"].read()
 
-    monkeypatch.setattr(remote, "UPLOAD_CHUNK_BYTES", 5 * 1024 * 1024)  # S3's smallest part: 3 parts
+    monkeypatch.setattr(upload, "UPLOAD_CHUNK_BYTES", 5 * 1024 * 1024)  # S3's smallest part: 3 parts
     original = s3fs.S3FileSystem._call_s3
     parts: list[int] = []
 

@@ -1,21 +1,30 @@
-"""Where checkpoint bytes go: the one door every path passes through.
+"""Where checkpoint bytes go: the one door every path and URL passes through.
 
-The rest of trace-ckpt touches checkpoint files only through these functions. A plain path or a
-``file://`` URL is a local file (locked temp file, fsync, rename); any other URL goes through fsspec
-(``s3://``, ``gs://``, ``az://``, ``memory://``, ...), see ``remote.py``.
+The rest of trace-ckpt touches checkpoint files only through these functions. Local paths and URLs
+(``file://``, ``s3://``, ``gs://``, ``az://``, ``memory://``, ...) alike resolve to an fsspec file system
+(``stores.py``); list / size / open / atomic write / remove are one code path (``door.py``); reads are
+exact ranges (``reader.py``); a write commits with the local disk's fsync-and-rename (``local.py``) or a
+staged upload (``upload.py``). ``preservation.py`` knows an autosave folder: its names, its latest
+checkpoint, and Orbax-style preservation policies.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import IO
-
-from trace_ckpt.storage import local, remote
-from trace_ckpt.storage.remote import (
+from trace_ckpt.storage.door import (
     Entry,
+    PathLike,
+    atomic_write,
+    check_output,
+    is_folder,
+    list_files,
+    local_copy,
+    make_folder,
+    open_read,
+    remove,
+    size_of,
+)
+from trace_ckpt.storage.preservation import latest_checkpoint
+from trace_ckpt.storage.stores import (
     is_remote,
     options_from_pairs,
     set_default_options,
@@ -23,50 +32,22 @@ from trace_ckpt.storage.remote import (
     storage_options,
 )
 
-PathLike = str | os.PathLike[str]
-
 __all__ = [
     "Entry",
+    "PathLike",
     "atomic_write",
+    "check_output",
+    "is_folder",
     "is_remote",
+    "latest_checkpoint",
     "list_files",
     "local_copy",
+    "make_folder",
     "open_read",
     "options_from_pairs",
+    "remove",
     "set_default_options",
     "set_transfer_progress",
     "size_of",
     "storage_options",
 ]
-
-
-def open_read(path: PathLike) -> contextlib.AbstractContextManager[IO[bytes]]:
-    """A seekable binary reader; remote files are read in exact ranges (only what is asked for)."""
-    return remote.open_read(os.fspath(path)) if is_remote(path) else local.open_read(path)
-
-
-def atomic_write(path: PathLike) -> contextlib.AbstractContextManager[IO[bytes]]:
-    """A binary writer whose content appears at ``path`` whole, only when the block ends without error."""
-    return remote.atomic_write(os.fspath(path)) if is_remote(path) else local.atomic_write(path)
-
-
-@contextlib.contextmanager
-def local_copy(path: PathLike) -> Iterator[Path]:
-    """A local file with the checkpoint's bytes: the file itself, or a streamed download removed afterwards."""
-    if is_remote(path):
-        with remote.local_copy(os.fspath(path)) as p:
-            yield p
-    else:
-        yield local.local_path(path)
-
-
-def list_files(folder: PathLike) -> list[Entry]:
-    """The files directly inside a local folder, a remote folder or a bucket prefix, sorted by name."""
-    return remote.list_files(os.fspath(folder)) if is_remote(folder) else local.list_files(folder)
-
-
-def size_of(path: PathLike) -> int:
-    """Size in bytes of a local or remote file."""
-    if is_remote(path):
-        return remote.size_of(os.fspath(path))
-    return local.local_path(path).stat().st_size

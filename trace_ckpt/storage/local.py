@@ -1,57 +1,23 @@
-"""Local files: reads, and atomic writes that never leave a half-written checkpoint at the target."""
+"""The local disk's commit: a write appears at its target whole (temp file beside it, fsync, rename,
+fsync the folder), never half-written, and never over an existing file unless asked."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from trace_ckpt._os import current_umask
-from trace_ckpt.errors import CheckpointNotFoundError, CorruptCheckpointError, SaveError
-
-
-@dataclass
-class Entry:
-    """One file of a listed folder (local or remote): its path or URL, and its size."""
-
-    url: str
-    size: int
-
+from trace_ckpt.errors import OutputExistsError, SaveError
 
 TMP_PREFIX = ".tckpt-tmp-"
 STALE_AFTER_S = 10.0  # a temp file this old and unlocked is a leftover of a killed save
-
-
-def local_path(path: str | os.PathLike[str]) -> Path:
-    """The local path of a plain path or a ``file://`` URL."""
-    text = os.fspath(path)
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    return Path(text).expanduser()
-
-
-@contextlib.contextmanager
-def open_read(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Open a checkpoint for reading; a missing path or a folder is a one-line typed error."""
-    p = local_path(path)
-    try:
-        f = open(p, "rb")  # noqa: SIM115 — closed by the generator's finally
-    except FileNotFoundError:
-        raise CheckpointNotFoundError(f"no checkpoint at {p}: check the path") from None
-    except IsADirectoryError:
-        raise CorruptCheckpointError(f"{p} is a folder, not a checkpoint file") from None
-    except PermissionError as e:
-        raise CheckpointNotFoundError(f"cannot read {p}: {e.strerror}") from None
-    except ValueError:  # a NUL character: no file can have that name
-        raise CheckpointNotFoundError(f"no checkpoint at {str(p)!r}: the path holds a NUL character") from None
-    with f:
-        yield f
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -94,18 +60,54 @@ def clean_stale_temp_files(directory: Path) -> int:
     return removed
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Yield a temp file beside ``path``; on success fsync it, rename it over ``path``, fsync the folder.
+def refuse_existing(target: Path) -> None:
+    """Raise :class:`OutputExistsError` when a file (or a link) is at ``target``."""
+    if os.path.lexists(target):
+        raise OutputExistsError(f"{target} exists: pass overwrite=True (--force) to replace it, or choose another name")
 
-    On any error the temp file is removed and ``path`` keeps its previous content.
+
+# link(2) unsupported where the file system has no hard links (FAT, some network and FUSE mounts)
+_NO_LINKS = {
+    getattr(errno, name)
+    for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "EXDEV", "EMLINK", "ENOSYS")
+    if hasattr(errno, name)
+}
+
+
+def _commit(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Put the temp file at ``target`` in one step: a rename, or (not replacing) a link, which fails if
+    something is already there (``O_EXCL`` for a name: no window between the check and the commit)."""
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        refuse_existing(target)
+        raise
+    except OSError as e:
+        if e.errno not in _NO_LINKS:
+            raise
+        refuse_existing(target)  # no hard links here: check, then rename (a narrow race remains)
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_write(target: Path, *, overwrite: bool = False) -> Iterator[IO[bytes]]:
+    """Yield a temp file beside ``target``; on success fsync it, move it to ``target``, fsync the folder.
+
+    On any error the temp file is removed and ``target`` keeps its previous content. An existing file at
+    ``target`` is an :class:`OutputExistsError` (before anything is written) unless ``overwrite``.
     """
-    target = local_path(path)
     directory = target.parent
     if not directory.is_dir():
         raise SaveError(f"cannot save to {target}: folder {directory} does not exist")
     if target.is_dir():
         raise SaveError(f"cannot save to {target}: it is a folder")
+    if not overwrite:
+        refuse_existing(target)
     clean_stale_temp_files(directory)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=directory)
@@ -119,31 +121,14 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             f.flush()
             os.fsync(f.fileno())
             os.fchmod(f.fileno(), 0o644 & ~current_umask())
-            os.replace(tmp, target)  # still locked: a concurrent cleaner never sees it as stale
+            _commit(tmp, target, overwrite)  # still locked: a concurrent cleaner never sees it as stale
         _fsync_dir(directory)
+    except OutputExistsError:
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise SaveError(f"cannot save to {target}: {e.strerror or e}; the previous file is untouched") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def list_files(folder: str | os.PathLike[str]) -> list[Entry]:
-    """The regular files directly inside a local folder, sorted by name."""
-    d = local_path(folder)
-    if not d.is_dir():
-        if d.exists():
-            raise CorruptCheckpointError(f"{d} is a file, not a folder: give the folder that holds checkpoints")
-        raise CheckpointNotFoundError(f"no folder at {d}: check the path")
-    try:
-        names = sorted(os.listdir(d))
-    except PermissionError as e:
-        raise CheckpointNotFoundError(f"cannot read {d}: {e.strerror}") from None
-    out = []
-    for name in names:
-        p = d / name
-        if name.startswith(TMP_PREFIX) or p.is_symlink() or not p.is_file():
-            continue
-        out.append(Entry(str(p), p.stat().st_size))
-    return out
