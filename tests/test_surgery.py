@@ -470,7 +470,63 @@ def test_diff_counts_extra_nodes(pair, tmp_path: Path) -> None:
     prune(a, tmp_path / "p.tckpt", keep="last:2")
     d = diff(a, tmp_path / "p.tckpt")
     assert d.nodes_a == 3 and d.nodes_b == 2 and not d.equal
-    assert "nodes only in A: 2" in d.lines()
+    # B holds A's nodes 1 and 2 (matched by loop id and content): node 0 is the one only A has
+    assert d.only_a == [0] and d.only_b == [] and "nodes only in A: 0" in d.lines()
+    assert d.nodes == [] and d.files == [], d.lines()
+
+
+def test_diff_after_prune_keep_sota_reports_only_the_dropped_nodes(tmp_path: Path) -> None:
+    # two sub-traces (roots 0 and 3); the kept SOTA nodes sit at other positions and hang from other parents
+    parents = [(), (0,), (1,), (), (3,), (4,), (2,)]
+    decisions = [True, True, False, True, False, True, True]
+    save_trace(build_trace(parents, decisions, _DATA), tmp_path / "a.tckpt")
+    report = prune(tmp_path / "a.tckpt", tmp_path / "sota.tckpt", keep="sota")
+    assert report.kept == [5, 6]
+    d = diff(tmp_path / "a.tckpt", tmp_path / "sota.tckpt")
+    # position matching compared A's nodes 0 and 1 with B's 0 and 1 (A's 5 and 6): every field "changed"
+    assert d.nodes == [] and d.files == [], d.lines()
+    assert d.only_a == [0, 1, 2, 3, 4] and d.only_b == []
+    assert "nodes only in A: 0-4" in d.lines()
+    # SOTA factors of the dropped accepted nodes are gone from B; the kept nodes' factors are not reported
+    assert {f.name for f in d.factors} == {"factor_0", "factor_1", "factor_3"}
+    assert all(f.b is None for f in d.factors)
+    # and the other way round: B's nodes are A's
+    back = diff(tmp_path / "sota.tckpt", tmp_path / "a.tckpt")
+    assert back.nodes == [] and back.only_a == [] and back.only_b == [0, 1, 2, 3, 4]
+
+
+def test_diff_matches_a_merged_input_by_content_under_shifted_loop_ids(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tckpt", tmp_path / "b.tckpt"
+    save_trace(build_trace([(), (0,)], [True, False], _DATA), a)
+    run2 = build_trace([(), (0,), (1,)], [False, True, True], _DATA)
+    for exp, _ in run2.hist:  # builders word a hypothesis by position: run 2's are its own
+        exp.hypothesis.hypothesis = "run 2: " + exp.hypothesis.hypothesis
+    save_trace(run2, b)
+    merge([a, b], tmp_path / "m.tckpt")
+    d = diff(b, tmp_path / "m.tckpt")
+    # merged: a's nodes 0-1 then b's nodes at 2-4, b's loop ids shifted by 2; b's nodes are found there
+    by_node = {(c.index, c.what): (c.a, c.b, c.index_b) for c in d.nodes}
+    assert d.only_a == [] and d.only_b == [0, 1], d.lines()
+    assert by_node[(0, "loop id")] == (0, 2, 2) and by_node[(2, "loop id")] == (2, 4, 4)
+    assert {what for _, what in by_node} == {"loop id"}, d.lines()
+    assert "node 0 (B's 2): loop id: 0 -> 2" in d.lines()
+
+
+def test_diff_checks_integrity_first(pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trace_ckpt.errors import CorruptCheckpointError
+
+    _, a, _ = pair
+    graph = next(s for s in read_manifest(a).sections if s.kind == "graph")  # a section diff itself never reads
+    flipped = tmp_path / "flipped.tckpt"
+    data = bytearray(a.read_bytes())
+    data[graph.offset + graph.length // 2] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="fail their checksum"):
+        diff(a, flipped)
+    with pytest.raises(CorruptCheckpointError):
+        diff(flipped, a)
+    code, out, err = run(capsys, "diff", a, flipped)
+    assert code == CorruptCheckpointError.exit_code == 4 and out == "" and err.count("\n") == 1, (out, err)
 
 
 # -------------------------------------------------------------------------------------------------- CLI
@@ -485,7 +541,9 @@ def test_cli_diff_exit_codes(capsys: pytest.CaptureFixture[str], pair) -> None:
     code, out, _ = run(capsys, "diff", a, b, "--json")
     doc = json.loads(out)
     assert (
-        code == 1 and doc["equal"] is False and {"index": 2, "what": "decision", "a": True, "b": False} in doc["nodes"]
+        code == 1
+        and doc["equal"] is False
+        and {"index": 2, "index_b": 2, "what": "decision", "a": True, "b": False} in doc["nodes"]
     )
     code, _, err = run(capsys, "diff", a, a.parent / "missing.tckpt")
     assert code == CheckpointNotFoundError.exit_code and err.count("\n") == 1

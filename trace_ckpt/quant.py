@@ -11,6 +11,7 @@ side does. Each name, in one line:
 - ``node_accepted(node)``: a manifest node was accepted (``decision is True``).
 - ``sota_index(nodes)``: RD-Agent's SOTA, the LAST accepted node (``Trace.get_sota_hypothesis_and_experiment``).
 - ``sota_by_subtrace(parents, flags)``: the last accepted node of each sub-trace (root tree), as ``prune --keep sota`` keeps.
+- ``nearest_kept(parents, kept, i)``: node i's nearest ancestors among ``kept`` (how prune re-links, how diff compares parents).
 - ``best_accepted(nodes, metric)``: the accepted node with the best value of a metric the caller names (not the SOTA).
 - ``sota_factor_nodes(nodes)``: the accepted factor nodes, every sub-trace's: the factor set a model phase trains on.
 - ``sota_factor_names(nodes)``: the names of that factor set, in trace order, each once.
@@ -24,7 +25,7 @@ side does. Each name, in one line:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,6 +104,23 @@ def sota_by_subtrace(parents: Sequence[Sequence[int]], flags: Sequence[bool]) ->
         if ok:
             last[_root(parents, i)] = i
     return last
+
+
+def nearest_kept(parents: Sequence[Sequence[int]], kept: Container[int], i: int) -> tuple[int, ...]:
+    """The nearest ancestors of node ``i`` that are in ``kept``, walking up through the others (parent order kept)."""
+    found: list[int] = []
+    seen: set[int] = {i}
+    stack = list(reversed(parents[i]))
+    while stack:
+        p = stack.pop()
+        if p in seen or not 0 <= p < len(parents):
+            continue
+        seen.add(p)
+        if p in kept:
+            found.append(p)
+        else:
+            stack.extend(reversed(parents[p]))
+    return tuple(found)
 
 
 def metric_value(node: NodeSummary, metric: str) -> float | None:
