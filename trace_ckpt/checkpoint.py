@@ -88,7 +88,7 @@ def _write(
     key = key if sign else None
     private_key = configured_private_key() if sign else None  # an Ed25519 key, when configured, wins over HMAC
     signer_id = public_key_id(private_key.public_key()) if private_key else key_id(key) if key else None
-    with atomic_write(path) as f:
+    with atomic_write(path, overwrite=True) as f:  # refusing an existing output is the caller's: check_output
         writer = ContainerWriter(f, level=level, threads=threads)
         try:
             packer = BlobPacker(writer)
