@@ -130,9 +130,9 @@ def _only_public(monkeypatch: pytest.MonkeyPatch, trusted: Path) -> None:
 def test_ed25519_signs_on_one_box_and_verifies_with_the_public_key_only(
     tmp_path: Path, trace, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from trace_ckpt.checkpoint import signature_status
     from trace_ckpt.format.container import ContainerReader
     from trace_ckpt.signing import load_private_key, public_key_id
+    from trace_ckpt.trust import signature_status
 
     key = _keygen(capsys, tmp_path / "factor-box", "alice@factor-box")
     assert (key.stat().st_mode & 0o777) == 0o600 and key.with_name("factor-box.pub").exists()

@@ -27,9 +27,10 @@ from tests.clirun import run_cli as run
 from tests.compare import assert_same_graph, snapshot_folder
 from tests.strategies import dags
 from trace_ckpt import diff, merge, prune, read_manifest, restore_trace, save_trace
-from trace_ckpt.checkpoint import open_checkpoint
+from trace_ckpt.ckpt import Checkpoint
 from trace_ckpt.errors import CheckpointNotFoundError, NothingToExportError
 from trace_ckpt.rdagent.surgery import Keep
+from trace_ckpt.settings import Options
 
 _DATA = data_folder(Path(os.environ["WORKSPACE_PATH"]).parent / "surgery-data")  # in the session's temp folder
 
@@ -148,7 +149,7 @@ def test_prune_random_dags(case) -> None:
             return
         report = prune(src, out, keep=rule, action=action)
         m = read_manifest(out)
-        with open_checkpoint(out, allow_modules=["tests"]) as ck:
+        with Checkpoint.open(out, Options.resolve(allow_modules=["tests"])) as ck:
             stored_folders = set(ck.files.workspaces)
         restored = restore_trace(out, workspace_root=Path(d) / "ws")
 

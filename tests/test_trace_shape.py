@@ -19,7 +19,7 @@ import pytest
 from tests.builders import build_trace, data_folder
 from trace_ckpt import restore_trace, save_trace
 from trace_ckpt.errors import CorruptCheckpointError
-from trace_ckpt.rdagent.checkpoint import check_trace_shape
+from trace_ckpt.rdagent.shape import check_trace_shape
 
 _DATA = data_folder(Path(os.environ["WORKSPACE_PATH"]).parent / "shape-data")  # in the session's temp folder
 

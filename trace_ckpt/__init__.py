@@ -27,11 +27,13 @@ from trace_ckpt.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Checkpoint",
     "CheckpointError",
     "CheckpointNotFoundError",
     "CorruptCheckpointError",
     "Manifest",
     "NotACheckpointError",
+    "Options",
     "SaveError",
     "UnsupportedVersionError",
     "UntrustedContentError",
@@ -46,18 +48,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from trace_ckpt.checkpoint import read_manifest, verify_checkpoint
+    from trace_ckpt.ckpt import Checkpoint, read_manifest, verify_checkpoint
     from trace_ckpt.format.manifest import Manifest
     from trace_ckpt.rdagent import restore_trace, save_trace
     from trace_ckpt.rdagent.surgery import diff, merge, prune
+    from trace_ckpt.settings import Options
 
 # Imported on first use, so `import trace_ckpt` stays light: the CLI's `inspect` imports neither
 # rdagent nor pandas.
 _LAZY = {
     "save_trace": "trace_ckpt.rdagent",
     "restore_trace": "trace_ckpt.rdagent",
-    "read_manifest": "trace_ckpt.checkpoint",
-    "verify_checkpoint": "trace_ckpt.checkpoint",
+    "Checkpoint": "trace_ckpt.ckpt",
+    "Options": "trace_ckpt.settings",
+    "read_manifest": "trace_ckpt.ckpt",
+    "verify_checkpoint": "trace_ckpt.ckpt",
     "Manifest": "trace_ckpt.format.manifest",
     "prune": "trace_ckpt.rdagent.surgery",
     "merge": "trace_ckpt.rdagent.surgery",

@@ -13,32 +13,25 @@ import posixpath
 
 import pandas as pd
 
-from trace_ckpt.checkpoint import PathLike, check_signature
-from trace_ckpt.codec.blobs import BlobSource
-from trace_ckpt.codec.files import FilesIndex
+from trace_ckpt.ckpt import Checkpoint, PathLike
 from trace_ckpt.codec.hdf import read_factor_values
 from trace_ckpt.errors import NothingToExportError, SaveError
-from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.quant import RESULT_FILE, node_factor_name, sota_factor_nodes
-from trace_ckpt.settings import get_settings
-from trace_ckpt.signing import configured_key
-from trace_ckpt.storage import atomic_write, local_copy, open_read
+from trace_ckpt.settings import Options
+from trace_ckpt.storage import atomic_write
 
 
-def sota_factor_values(path: PathLike, *, require_signature: bool | None = None) -> tuple[pd.DataFrame, list[str]]:
+def sota_factor_values(
+    path: PathLike, *, require_signature: bool | None = None, options: Options | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """One column per SOTA factor, index (datetime, instrument); plus notes on renamed/missing factors."""
     notes: list[str] = []
-    settings = get_settings()
-    require = settings.require_signature if require_signature is None else require_signature
-    with local_copy(path) as local, open_read(local) as f:
-        reader = ContainerReader(f, source=str(path))
-        check_signature(reader, configured_key(settings), require)
-        m = reader.manifest
-        nodes = sota_factor_nodes(m.nodes)
+    opts = (options or Options.resolve()).with_choices(require_signature=require_signature)
+    with Checkpoint.open(path, opts) as ck:
+        nodes = sota_factor_nodes(ck.manifest.nodes)
         if not nodes:
             raise NothingToExportError(f"{path} holds no accepted factor experiment, so no SOTA factor values")
-        blobs = BlobSource(reader)
-        files = FilesIndex.read(reader, blobs)
+        blobs, files = ck.blobs, ck.files
         frames: list[pd.DataFrame] = []
         seen: set[str] = set()
         for node in nodes:
@@ -99,12 +92,16 @@ def table_format(out: str | os.PathLike[str]) -> str:
 
 
 def export_factors(
-    path: PathLike, out: str | os.PathLike[str], *, require_signature: bool | None = None
+    path: PathLike,
+    out: str | os.PathLike[str],
+    *,
+    require_signature: bool | None = None,
+    options: Options | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Write :func:`sota_factor_values` to ``out`` (atomically) in the format its extension names (see
     :func:`table_format`; csv and feather hold the index as the columns ``datetime``, ``instrument``)."""
     fmt = table_format(out)
-    values, notes = sota_factor_values(path, require_signature=require_signature)
+    values, notes = sota_factor_values(path, require_signature=require_signature, options=options)
     with atomic_write(out, overwrite=True) as f:  # refusing an existing output is the caller's: check_output
         if fmt == "parquet":
             values.to_parquet(f)

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,23 @@ def configured_key(settings: TraceCkptSettings | None = None) -> bytes | None:
     if s.signing_key_file:
         return key_from_file(s.signing_key_file, "TRACE_CKPT_SIGNING_KEY_FILE")
     if s.use_rdagent_key:
-        from trace_ckpt.rdagent.keys import artifact_signing_key  # only trace_ckpt.rdagent imports rdagent
-
-        return artifact_signing_key()
+        if _rdagent_key is None:
+            raise SigningKeyError(
+                "TRACE_CKPT_USE_RDAGENT_KEY=true, but RD-Agent's key is read by trace_ckpt.rdagent, which is not "
+                "loaded: import trace_ckpt.rdagent first (the CLI does), or set TRACE_CKPT_SIGNING_KEY"
+            )
+        return _rdagent_key()
     return None
+
+
+_rdagent_key: Callable[[], bytes] | None = None
+
+
+def provide_rdagent_key(source: Callable[[], bytes]) -> None:
+    """Name the function that reads RD-Agent's artifact key (``trace_ckpt.rdagent`` does, on import): only
+    ``trace_ckpt.rdagent`` imports rdagent, so this module asks it instead of importing it."""
+    global _rdagent_key
+    _rdagent_key = source
 
 
 # ------------------------------------------------------------------------------------------------ Ed25519

@@ -17,7 +17,7 @@ from trace_ckpt.quant import IC
 
 def _summary(url: str, size: int) -> dict[str, Any] | None:
     """One checkpoint's summary from its manifest (ranged reads only); None for a file that is no checkpoint."""
-    from trace_ckpt.checkpoint import read_manifest
+    from trace_ckpt.ckpt import read_manifest
 
     try:
         m = read_manifest(url)

@@ -60,7 +60,7 @@ def resume(
     ] = False,
 ) -> None:
     """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
-    from trace_ckpt.checkpoint import read_manifest
+    from trace_ckpt.ckpt import read_manifest
     from trace_ckpt.rdagent.resume import resume as run_resume
 
     ws = read_manifest(ckpt).workspace_stats

@@ -32,7 +32,7 @@ def inspect(
     ] = None,
 ) -> None:
     """Show what a checkpoint holds, from its manifest only (nothing is unpickled)."""
-    from trace_ckpt.checkpoint import read_manifest
+    from trace_ckpt.ckpt import read_manifest
 
     if plot is not None:
         from trace_ckpt.plot import require_matplotlib
@@ -103,7 +103,7 @@ def _print_manifest(ckpt: str, m: Manifest) -> None:
 @app.command()
 def verify(ckpt: Ckpt, require_signature: RequireSignature = False) -> None:
     """Check every section's checksum and the signature, and say who signed; exit 0 only when all hold."""
-    from trace_ckpt.checkpoint import verify_checkpoint
+    from trace_ckpt.ckpt import verify_checkpoint
 
     report = verify_checkpoint(ckpt)
     m, st = report.manifest, report.status

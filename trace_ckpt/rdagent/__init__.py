@@ -6,6 +6,7 @@ import os
 # trace-ckpt never needs it. An explicit user setting wins.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from trace_ckpt.rdagent import keys  # noqa: F401  (hands RD-Agent's artifact key to trace_ckpt.signing)
 from trace_ckpt.rdagent.checkpoint import restore_trace, save_trace
 
 __all__ = ["restore_trace", "save_trace"]

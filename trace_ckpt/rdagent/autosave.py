@@ -15,18 +15,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trace_ckpt.checkpoint import PathLike, read_manifest
+from trace_ckpt.ckpt import PathLike, read_manifest
 from trace_ckpt.errors import CheckpointError, CheckpointNotFoundError
 from trace_ckpt.quant import IC, class_path
 from trace_ckpt.rdagent.checkpoint import save_trace
 from trace_ckpt.rdagent.sessions import loop_metadata, session_dump
+from trace_ckpt.settings import get_settings
 
 log = logging.getLogger("trace_ckpt")
 _NAME = re.compile(r"^loop-(\d+)\.tckpt$")
@@ -268,7 +268,7 @@ def run_app(
             raise CheckpointNotFoundError(f"--path {path}: no such session file or log folder")
         loop = loop_cls.load(path, checkout=checkout)
     loop._init_base_features(base_features_path)
-    run_setup_hook(setup or os.environ.get("TRACE_CKPT_RESUME_SETUP"), loop)
+    run_setup_hook(setup or get_settings().resume_setup, loop)
     saver = autosave(loop, directory, keep=keep, keep_best=keep_best, allow_modules=allow_modules)
     finished_before = sum(si >= len(loop.steps) for si in loop.step_idx.values())
     asyncio.run(loop.run(step_n=step_n, loop_n=loop_n, all_duration=all_duration))

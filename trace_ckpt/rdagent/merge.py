@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trace_ckpt.checkpoint import CarriedFolder, LoadedCheckpoint, PathLike
+from trace_ckpt.ckpt import Checkpoint, PathLike
 from trace_ckpt.errors import UntrustedContentError
 from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.pipeline import CarriedFolder
 from trace_ckpt.quant import FACTOR_FILE, RESULT_FILE, accepted, class_path, factor_name
 from trace_ckpt.rdagent.rewrite import load_for_surgery, write_surgery
 from trace_ckpt.rdagent.trace import experiment_kind, iter_workspaces, workspace_key
@@ -272,7 +273,7 @@ def _renamed_files(ws: Any, names: tuple[str, str], where: str, notes: list[str]
 
 def _merge_folders(
     merged: Any,
-    cks: Sequence[LoadedCheckpoint],
+    cks: Sequence[Checkpoint],
     origin: dict[int, int],
     replaced: dict[int, tuple[str, str]],
     notes: list[str],

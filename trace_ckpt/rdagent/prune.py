@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from trace_ckpt.checkpoint import CarriedFolder, PathLike
+from trace_ckpt.ckpt import PathLike
 from trace_ckpt.errors import NothingToExportError
 from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.pipeline import CarriedFolder
 from trace_ckpt.quant import accepted, nearest_kept, sota_by_subtrace
 from trace_ckpt.rdagent.rewrite import ACTIONS, Action, load_for_surgery, node_action, workspace_keys, write_surgery
 

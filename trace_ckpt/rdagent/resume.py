@@ -29,18 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trace_ckpt.checkpoint import PathLike, check_signature
+from trace_ckpt.ckpt import Checkpoint, PathLike
 from trace_ckpt.codec.hdf import read_factor_values
 from trace_ckpt.errors import CorruptCheckpointError, ResumeError, SaveError, UntrustedContentError
-from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.quant import RESULT_FILE
 from trace_ckpt.rdagent.checkpoint import restore_trace
 from trace_ckpt.rdagent.qlib_env import check_base_features, qlib_env_name
 from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments, sota_factor_experiments
-from trace_ckpt.settings import get_settings
-from trace_ckpt.signing import configured_key
-from trace_ckpt.storage import open_read
+from trace_ckpt.settings import Options, get_settings
 
 log = logging.getLogger("trace_ckpt")
 Phase = Literal["model", "factor"]
@@ -228,8 +225,6 @@ def resume(
     The checkpoint must be signed with a configured key, or trusted (``trust``, default
     ``TRACE_CKPT_TRUST_RESUME``): resume runs its content. UntrustedContentError otherwise.
     """
-    import os
-
     from rdagent.core.conf import RD_AGENT_SETTINGS
     from rdagent.log import rdagent_logger
     from rdagent.log.conf import LOG_SETTINGS
@@ -275,7 +270,7 @@ def resume(
         trust=True,  # checked above
         **restore_kwargs,
     )
-    run_setup_hook(setup or os.environ.get("TRACE_CKPT_RESUME_SETUP"), loop)
+    run_setup_hook(setup or get_settings().resume_setup, loop)
 
     if features:
         loop.plan["features"] = features
@@ -324,11 +319,9 @@ def check_trust(ckpt: PathLike, trust: bool | None, require_signature: bool | No
 
 def _checked_manifest(ckpt: PathLike, require_signature: bool | None) -> tuple[Manifest, bool]:
     """The manifest, and whether a configured key verified the signature (a bad one is refused here)."""
-    settings = get_settings()
-    require = settings.require_signature if require_signature is None else require_signature
-    with open_read(ckpt) as f:  # the manifest only: fail on a bad file before any RD-Agent set-up
-        reader = ContainerReader(f, source=str(ckpt))
-        return reader.manifest, check_signature(reader, configured_key(settings), require) == "ok"
+    options = Options.resolve(require_signature=require_signature)
+    with Checkpoint.open(ckpt, options, fetch=False) as ck:  # the manifest only: fail before any RD-Agent set-up
+        return ck.manifest, ck.signature == "ok"
 
 
 def _untrusted_message(ckpt: PathLike, m: Manifest) -> str:

@@ -1,6 +1,6 @@
 """What prune and merge share: load a checkpoint whose trace they change, and write the changed trace.
 
-``load_for_surgery`` opens through ``open_checkpoint`` (checksums, signature, class list) and checks the trace's
+``load_for_surgery`` opens through ``Checkpoint.open`` (checksums, signature, class list) and checks the trace's
 shape; ``write_surgery`` writes through ``write_checkpoint_carrying``, so workspace files are copied from the
 inputs' stored blobs byte-exactly and need not exist on disk.
 """
@@ -12,13 +12,14 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from trace_ckpt.checkpoint import CarriedFolder, LoadedCheckpoint, PathLike, open_checkpoint, write_checkpoint_carrying
+from trace_ckpt.ckpt import Checkpoint, PathLike
 from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.pipeline import CarriedFolder, write_checkpoint_carrying
 from trace_ckpt.quant import phase
-from trace_ckpt.rdagent.checkpoint import check_trace_shape, new_manifest
+from trace_ckpt.rdagent.checkpoint import new_manifest
+from trace_ckpt.rdagent.shape import check_trace_shape
 from trace_ckpt.rdagent.trace import experiment_kind, iter_workspaces, workspace_key
-from trace_ckpt.settings import get_settings
-from trace_ckpt.signing import configured_key, configured_private_key
+from trace_ckpt.settings import Options
 
 log = logging.getLogger("trace_ckpt")
 
@@ -34,13 +35,10 @@ def node_action(exp: Any) -> str:
 @contextlib.contextmanager
 def load_for_surgery(
     path: PathLike, allow_modules: Sequence[str], require_signature: bool | None
-) -> Iterator[LoadedCheckpoint]:
+) -> Iterator[Checkpoint]:
     """Open ``path`` as every loader does (checksums, signature, class list) and check its trace's shape."""
-    settings = get_settings()
-    require = settings.require_signature if require_signature is None else require_signature
-    with open_checkpoint(
-        path, allow_modules=[*settings.allowed, *allow_modules], key=configured_key(settings), require_signature=require
-    ) as ck:
+    options = Options.resolve(allow_modules=allow_modules, require_signature=require_signature)
+    with Checkpoint.open(path, options) as ck:
         check_trace_shape(ck.root, str(path))
         yield ck
 
@@ -52,33 +50,21 @@ def write_surgery(
     metadata: dict[str, Any],
     level: int | None,
     allow_modules: Sequence[str],
-    sources: Sequence[LoadedCheckpoint],
+    sources: Sequence[Checkpoint],
 ) -> Manifest:
     """Write a pruned or merged trace, signed only when a key of yours verified every source: signing content
     nobody here vouched for would make resume trust a stranger's file."""
-    settings = get_settings()
+    options = Options.resolve(level=level, allow_modules=allow_modules)
     manifest = new_manifest(trace, metadata)
-    unverified = [ck._reader.source for ck in sources if ck.signature != "ok"]
-    key = configured_key(settings)
-    if unverified and (key or configured_private_key()):  # it would have been signed
+    unverified = [ck.source for ck in sources if ck.signature != "ok"]
+    if unverified and (options.key or options.private_key):  # it would have been signed
         log.warning(
             "%s is written unsigned: %s %s not verified by a key of yours",
             out,
             ", ".join(unverified),
             "is" if len(unverified) == 1 else "are",
         )
-    return write_checkpoint_carrying(
-        out,
-        trace,
-        manifest,
-        folders,
-        level=settings.level if level is None else level,
-        threads=settings.threads,
-        min_blob=settings.min_blob_bytes,
-        allow_modules=[*settings.allowed, *allow_modules],
-        key=key,
-        sign=not unverified,
-    )
+    return write_checkpoint_carrying(out, trace, manifest, folders, options, sign=not unverified)
 
 
 def workspace_keys(trace: Any) -> list[str]:

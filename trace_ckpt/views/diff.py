@@ -18,16 +18,12 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trace_ckpt.checkpoint import PathLike, check_signature
-from trace_ckpt.codec.blobs import BlobSource
-from trace_ckpt.codec.files import FilesIndex
+from trace_ckpt.ckpt import Checkpoint, PathLike
 from trace_ckpt.errors import CorruptCheckpointError
-from trace_ckpt.format.container import ContainerReader, new_hash
+from trace_ckpt.format.hashing import new_hash
 from trace_ckpt.format.manifest import Manifest, NodeSummary
 from trace_ckpt.quant import FACTOR_FILE, nearest_kept, node_factor_name, sota_factor_nodes
-from trace_ckpt.settings import get_settings
-from trace_ckpt.signing import configured_key
-from trace_ckpt.storage import open_read
+from trace_ckpt.settings import Options
 
 
 @dataclass
@@ -130,24 +126,22 @@ def _short(digests: list[str]) -> str:
 
 
 def _read_index(
-    path: PathLike, require: bool, algorithm: str | None = None
+    path: PathLike, options: Options, algorithm: str | None = None
 ) -> tuple[Manifest, dict[str, dict[str, Any]]]:
     """The manifest and files index of a checkpoint (its signature checked as every reader checks it); with
     ``algorithm`` (another than the file's, as when a v1 file is compared with a v2 one) its file digests are
     recomputed from the stored bytes with it."""
-    with open_read(path) as f:
-        reader = ContainerReader(f, source=str(path))
-        check_signature(reader, configured_key(), require)
-        bad = reader.verify()  # integrity first: a damaged copy is an error, never "no differences"
+    with Checkpoint.open(path, options, fetch=False) as ck:
+        bad = ck.bad_sections()  # integrity first: a damaged copy is an error, never "no differences"
         if bad:
             raise CorruptCheckpointError(
                 f"{path}: {len(bad)} section(s) fail their checksum (first: {bad[0]}); the file is damaged, "
                 "compare an intact copy"
             )
-        blobs = BlobSource(reader)  # a v3 files index names blobs by their number in the blob index
-        files = FilesIndex.read(reader, blobs).workspaces
-        if algorithm is None or algorithm == reader.hash_algorithm:
-            return reader.manifest, files
+        blobs = ck.blobs  # a v3 files index names blobs by their number in the blob index
+        files = ck.files.workspaces
+        if algorithm is None or algorithm == ck.reader.hash_algorithm:
+            return ck.manifest, files
         entries = [e for ws in files.values() for e in ws.get("entries", []) if e.get("type") == "file"]
         address: dict[str, str] = {}
         for digest in blobs.in_file_order({e.get("digest") for e in entries} & blobs.index.keys()):
@@ -157,7 +151,7 @@ def _read_index(
             address[digest] = str(h.hexdigest())
         for e in entries:
             e["digest"] = address.get(e.get("digest"), e.get("digest"))
-        return reader.manifest, files
+        return ck.manifest, files
 
 
 def _tree(files: dict[str, dict[str, Any]], key: str | None) -> dict[str, tuple] | None:
@@ -196,9 +190,9 @@ def _sota_code(m: Manifest, files: dict[str, dict[str, Any]]) -> dict[str, list[
 def diff(a: PathLike, b: PathLike, *, require_signature: bool | None = None) -> TraceDiff:
     """Compare two checkpoints, each verified first (checksums, signature), from their manifests and file indexes:
     nodes matched by identity (loop id and content), then their fields, workspace files and the SOTA factors' code."""
-    require = get_settings().require_signature if require_signature is None else require_signature
-    ma, fa = _read_index(a, require)
-    mb, fb = _read_index(b, require, ma.hash_algorithm)  # files are compared by digest: B's are made A's kind
+    options = Options.resolve(require_signature=require_signature)
+    ma, fa = _read_index(a, options)
+    mb, fb = _read_index(b, options, ma.hash_algorithm)  # files are compared by digest: B's are made A's kind
     try:
         return _compare(str(a), str(b), ma, fa, mb, fb)
     except (AttributeError, TypeError, KeyError, IndexError) as e:  # a checksum-valid but malformed files index
