@@ -7,8 +7,9 @@
 
 Top panel: each node's IC in ``trace.hist`` order; bottom panel: its annualized excess return (with
 cost). Colour is the phase (factor / model / other), a filled marker is an accepted node, a hollow one
-a rejected node, a ring marks the SOTA node; grey lines are the DAG edges, arcs where a node branches
-off an earlier node than the one before it. Nothing is unpickled and rdagent is never imported.
+a rejected node, a ring marks RD-Agent's SOTA node (the last accepted one) and a star, on each panel, the
+best accepted node by that panel's metric (often another node); grey lines are the DAG edges, arcs where a
+node branches off an earlier node than the one before it. Nothing is unpickled and rdagent is never imported.
 matplotlib is an optional extra (``pip install 'trace-ckpt[plot]'``), imported on first use; figures
 are drawn on the Agg canvas directly, so the process's pyplot backend is left alone.
 """
@@ -26,7 +27,7 @@ from trace_ckpt.errors import MissingExtraError, SaveError
 from trace_ckpt.format.manifest import Manifest, NodeSummary
 from trace_ckpt.quant import ANNUALIZED_RETURN as KEY_ARR
 from trace_ckpt.quant import IC as KEY_IC
-from trace_ckpt.quant import node_accepted
+from trace_ckpt.quant import METRIC_LABELS, best_accepted, node_accepted
 from trace_ckpt.quant import phase as node_phase
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def plot_manifest(manifest: Manifest, *, title: str | None = None) -> Figure:
     fig = Figure(figsize=(width, 7.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax_ic, ax_arr = fig.subplots(2, 1, sharex=True)
-    for ax, key, label in ((ax_ic, KEY_IC, "IC"), (ax_arr, KEY_ARR, "annualized return (with cost)")):
+    for ax, key, label in ((ax_ic, KEY_IC, METRIC_LABELS[KEY_IC]), (ax_arr, KEY_ARR, "annualized return (with cost)")):
         _panel(ax, manifest, key)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
@@ -86,7 +87,17 @@ def plot_manifest(manifest: Manifest, *, title: str | None = None) -> Figure:
     handles += [
         Line2D([], [], ls="", marker="o", color="black", label="accepted"),
         Line2D([], [], ls="", marker="o", markerfacecolor="none", color="black", label="rejected"),
-        Line2D([], [], ls="", marker="o", markersize=13, markerfacecolor="none", color="crimson", label="SOTA"),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            markersize=13,
+            markerfacecolor="none",
+            color="crimson",
+            label="SOTA (last accepted)",
+        ),
+        Line2D([], [], ls="", marker="*", markersize=13, color="goldenrod", label="best accepted (panel's metric)"),
         Line2D([], [], color="0.6", label="DAG edge"),
     ]
     ax_ic.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -151,6 +162,9 @@ def _panel(ax: Any, manifest: Manifest, key: str) -> None:
             zorder=4,
             gid="sota",
         )
+    best = best_accepted([n for n in manifest.nodes if n.index in y], key)
+    if best is not None:
+        ax.plot([best], [y[best]], ls="", marker="*", markersize=13, color="goldenrod", zorder=5, gid="best")
 
 
 PLOT_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")  # what --plot writes, named by the extension
