@@ -22,6 +22,7 @@ from trace_ckpt.format.container import FORMAT_VERSION
 from trace_ckpt.format.manifest import Manifest, Producer
 from trace_ckpt.pipeline import write_checkpoint
 from trace_ckpt.quant import class_path
+from trace_ckpt.rdagent.logs import without_rdagent_logs
 from trace_ckpt.rdagent.shape import check_trace_shape
 from trace_ckpt.rdagent.trace import iter_workspaces, relocation, summarize, workspace_key
 from trace_ckpt.settings import Options
@@ -64,6 +65,7 @@ def new_manifest(trace: Any, metadata: dict[str, Any] | None = None) -> Manifest
     )
 
 
+@without_rdagent_logs  # RD-Agent's logger would write ./log/<time>/: only resume and run write its logs
 def save_trace(
     trace: Any,
     path: PathLike,
@@ -98,6 +100,7 @@ def default_workspace_root() -> Path:
     return Path(RD_AGENT_SETTINGS.workspace_path)
 
 
+@without_rdagent_logs
 def restore_trace(
     path: PathLike,
     *,

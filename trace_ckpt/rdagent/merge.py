@@ -21,6 +21,7 @@ from trace_ckpt.errors import UntrustedContentError
 from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.pipeline import CarriedFolder
 from trace_ckpt.quant import FACTOR_FILE, RESULT_FILE, accepted, class_path, factor_name
+from trace_ckpt.rdagent.logs import without_rdagent_logs
 from trace_ckpt.rdagent.rewrite import load_for_surgery, write_surgery
 from trace_ckpt.rdagent.trace import experiment_kind, iter_workspaces, workspace_key
 
@@ -114,6 +115,7 @@ def _shift(sel: Any, offset: int) -> Any:
     return tuple(i + offset for i in sel)
 
 
+@without_rdagent_logs  # no RD-Agent log files in the current folder
 def merge(
     inputs: Sequence[PathLike],
     out: PathLike,

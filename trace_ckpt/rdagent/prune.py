@@ -17,6 +17,7 @@ from trace_ckpt.errors import NothingToExportError
 from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.pipeline import CarriedFolder
 from trace_ckpt.quant import accepted, nearest_kept, sota_by_subtrace
+from trace_ckpt.rdagent.logs import without_rdagent_logs
 from trace_ckpt.rdagent.rewrite import ACTIONS, Action, load_for_surgery, node_action, workspace_keys, write_surgery
 
 
@@ -107,6 +108,7 @@ class PruneReport:
     dropped: int
 
 
+@without_rdagent_logs  # no RD-Agent log files in the current folder
 def prune(
     ckpt: PathLike,
     out: PathLike,

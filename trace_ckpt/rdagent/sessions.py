@@ -23,6 +23,7 @@ from trace_ckpt.errors import (
     UntrustedContentError,
 )
 from trace_ckpt.quant import class_path
+from trace_ckpt.rdagent.logs import without_rdagent_logs
 
 log = logging.getLogger("trace_ckpt")
 _STEP = re.compile(r"^(\d+)_(.+)$")
@@ -123,6 +124,7 @@ def session_dump(path: Path) -> SessionDump:
     )
 
 
+@without_rdagent_logs  # unpickling imports RD-Agent's modules, whose logger would write ./log/<time>/
 def load_session(source: str | Path, *, loop: int | None = None, trust_legacy: bool = False) -> tuple[Any, SessionDump]:
     """The loop object of a run: the latest complete dump (of loop ``loop`` when given)."""
     src = Path(source)
