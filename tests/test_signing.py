@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,30 @@ def test_key_file_and_rdagent_key(tmp_path: Path, trace, monkeypatch: pytest.Mon
     m2 = save_trace(trace, tmp_path / "r.tckpt")
     assert m2.signature is not None and m2.signature.key_id != m.signature.key_id
     assert verify_checkpoint(tmp_path / "r.tckpt").signature == "ok"
+
+
+def test_signing_never_imports_rdagent_for_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TRACE_CKPT_USE_RDAGENT_KEY: trace_ckpt.signing asks trace_ckpt.rdagent (which registers RD-Agent's key on
+    import) and imports neither; the CLI loads it, so `verify` in a fresh process checks the signature."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRACE_CKPT_USE_RDAGENT_KEY": "true"}
+    probe = (
+        "import sys\n"
+        "from trace_ckpt.signing import SigningKeyError, configured_key\n"
+        "try:\n    configured_key()\nexcept SigningKeyError as e:\n    print('refused:', e)\n"
+        "print('rdagent imported:', 'rdagent' in sys.modules or 'trace_ckpt.rdagent' in sys.modules)\n"
+    )
+    got = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert "refused: TRACE_CKPT_USE_RDAGENT_KEY=true" in got and "rdagent imported: False" in got, got
+
+    trace = build_trace([(), (0,)], [True, False], data_folder(tmp_path / "data"), write_outputs=False)
+    monkeypatch.setenv("TRACE_CKPT_USE_RDAGENT_KEY", "true")
+    save_trace(trace, tmp_path / "r.tckpt")  # RD-Agent's key: ARTIFACT_SIGNING_KEY (tests/conftest.py)
+    cli = Path(sys.executable).parent / "trace-ckpt"
+    done = subprocess.run([str(cli), "verify", str(tmp_path / "r.tckpt")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "signature ok" in done.stdout, (done.stdout, done.stderr)
 
 
 def test_short_key_is_a_clear_error(tmp_path: Path, trace, monkeypatch: pytest.MonkeyPatch) -> None:

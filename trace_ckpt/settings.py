@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -171,3 +171,12 @@ class Options:
     def public_keys_configured(self) -> bool:
         """Whether Ed25519 keys are configured (trusted or our own): an unsigned file is then worth a warning."""
         return bool(self.settings.trusted_keys or self.settings.private_key_file)
+
+
+def setting(name: str, default: Any = None) -> Any:
+    """One setting read now, or ``default`` when the ``TRACE_CKPT_*`` settings do not parse (for the CLI's own error
+    handling, which must not fail on them)."""
+    try:
+        return getattr(get_settings(), name)
+    except ValueError:  # pydantic's ValidationError: the command itself reports it
+        return default

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import sys
 from typing import Annotated
 
@@ -31,6 +30,7 @@ from trace_ckpt.errors import (
     UntrustedContentError,
     WorkspaceConflictError,
 )
+from trace_ckpt.settings import setting
 
 EXIT_CODES: dict[int, str] = {
     0: "ok",
@@ -85,6 +85,8 @@ def _options(
             set_default_options(options_from_pairs(storage_option))
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--storage-option") from None
+    if setting("use_rdagent_key", False):  # RD-Agent's key is read by trace_ckpt.rdagent, which hands it to signing
+        import trace_ckpt.rdagent.keys  # noqa: F401
 
 
 class _OneLine(logging.Handler):
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"trace-ckpt: error: {e}")
         code = e.exit_code
     except Exception as e:  # never a traceback for users; TRACE_CKPT_DEBUG=1 shows it
-        if os.environ.get("TRACE_CKPT_DEBUG"):
+        if setting("debug", False):
             raise
         err.print(f"trace-ckpt: error: unexpected {type(e).__name__}: {e} (rerun with TRACE_CKPT_DEBUG=1 for details)")
         code = 1
