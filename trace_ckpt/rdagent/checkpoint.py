@@ -119,23 +119,37 @@ def restore_trace(
     ``progress(n_bytes, n_files)`` is told what is written, as it is written.
     """
     opts = (options or Options.resolve()).with_choices(allow_modules=allow_modules, require_signature=require_signature)
-    root = Path(workspace_root) if workspace_root is not None else default_workspace_root()
     with Checkpoint.open(path, opts) as ck:
-        trace = ck.root
-        # every workspace the graph holds moves under the root, listed in the files index or not: RD-Agent
-        # writes into (and clears) a workspace's folder, so none may keep the path the file chose
-        elsewhere = check_trace_shape(trace, str(path), held=True)
-        held = {id(ws): ws for ws in (*iter_workspaces(trace), *elsewhere)}
-        keys = [(ws, workspace_key(ws)) for ws in held.values()]
-        names = dict.fromkeys([*ck.files.workspaces, *(key for _, key in keys)])
-        mapping = relocation(list(names), root.absolute(), str(path))
-        ck.materialize(mapping, overwrite=overwrite, progress=progress)
-        for ws, key in keys:
-            try:
-                ws.workspace_path = mapping[key]
-            except (AttributeError, TypeError, ValueError) as e:
-                raise CorruptCheckpointError(
-                    f"{path}: a {type(ws).__name__}'s workspace_path cannot be moved under {root} ({e}); "
-                    "the checkpoint is crafted"
-                ) from None
+        return restore_checkpoint(ck, workspace_root=workspace_root, overwrite=overwrite, progress=progress)
+
+
+@without_rdagent_logs
+def restore_checkpoint(
+    ck: Checkpoint,
+    *,
+    workspace_root: PathLike | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Any:
+    """``restore_trace`` of a checkpoint already open (``Checkpoint.open``: its signature checked with its options),
+    for a caller that read its manifest first (``resume`` decides on trust before it restores)."""
+    path = ck.source
+    root = Path(workspace_root) if workspace_root is not None else default_workspace_root()
+    trace = ck.root
+    # every workspace the graph holds moves under the root, listed in the files index or not: RD-Agent
+    # writes into (and clears) a workspace's folder, so none may keep the path the file chose
+    elsewhere = check_trace_shape(trace, path, held=True)
+    held = {id(ws): ws for ws in (*iter_workspaces(trace), *elsewhere)}
+    keys = [(ws, workspace_key(ws)) for ws in held.values()]
+    names = dict.fromkeys([*ck.files.workspaces, *(key for _, key in keys)])
+    mapping = relocation(list(names), root.absolute(), path)
+    ck.materialize(mapping, overwrite=overwrite, progress=progress)
+    for ws, key in keys:
+        try:
+            ws.workspace_path = mapping[key]
+        except (AttributeError, TypeError, ValueError) as e:
+            raise CorruptCheckpointError(
+                f"{path}: a {type(ws).__name__}'s workspace_path cannot be moved under {root} ({e}); "
+                "the checkpoint is crafted"
+            ) from None
     return trace
