@@ -115,7 +115,7 @@ def diff(
     require_signature: RequireSignature = False,
 ) -> None:
     """Show which nodes, factors and metrics differ (from the manifests; nothing is unpickled). Exit 0 when equal, 1 when not."""
-    from trace_ckpt.rdagent.surgery import diff as api_diff
+    from trace_ckpt.views.diff import diff as api_diff  # a view: no rdagent, no pandas
 
     d = api_diff(a, b, require_signature=require_signature or None)
     if as_json:
