@@ -26,9 +26,11 @@ from tests.builders import TinyScenario, build_trace, data_folder, factor_experi
 from tests.compare import assert_same_graph
 from trace_ckpt import read_manifest, restore_trace
 from trace_ckpt.cli.run import parse_rdagent_args
-from trace_ckpt.rdagent.autosave import APPS, Autosaver, autosave, sota_ic
+from trace_ckpt.quant import IC, RANK_IC
+from trace_ckpt.rdagent.autosave import APPS, Autosaver, autosave, sota_ic, sota_metric
 from trace_ckpt.rdagent.sessions import list_dumps, load_session
 from trace_ckpt.rdagent.trace import iter_workspaces
+from trace_ckpt.storage import latest_checkpoint
 
 TRACE_CKPT = Path(sys.executable).parent / "trace-ckpt"
 WARNING = re.compile(r"trace-ckpt: warning: autosave of loop (\d+) to (\S+) failed, the loop goes on: (.+)")
@@ -151,18 +153,23 @@ def warnings_seen() -> Any:
     logger.removeHandler(handler)
 
 
-def _growing_traces(tmp_path: Path, decisions: list[bool], ics: list[float]) -> list[Trace]:
-    """The trace after each loop of a run whose node i has IC ``ics[i]``."""
+def _growing_traces(
+    tmp_path: Path, decisions: list[bool], ics: list[float], rank_ics: list[float] | None = None
+) -> list[Trace]:
+    """The trace after each loop of a run whose node i has IC ``ics[i]`` (and Rank IC ``rank_ics[i]``)."""
     full = build_trace(
         [()] + [(i,) for i in range(len(decisions) - 1)], decisions, data_folder(tmp_path / "data"), write_outputs=False
     )
+    for i, (exp, _) in enumerate(full.hist):
+        result = exp.result.copy()
+        result[IC] = ics[i]
+        if rank_ics is not None:
+            result[RANK_IC] = rank_ics[i]
+        exp.result = result
     out = []
     for k in range(1, len(decisions) + 1):
         trace = Trace(full.scen)
-        for i, ((exp, fb), ic) in enumerate(zip(full.hist[:k], ics)):
-            result = exp.result.copy()
-            result["IC"] = ic
-            exp.result = result
+        for i, (exp, fb) in enumerate(full.hist[:k]):
             trace.sync_dag_parent_and_hist((exp, fb), i)
         out.append(trace)
     return out
@@ -257,3 +264,113 @@ def test_keep_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keep"):
         Autosaver(tmp_path, keep=0)
     assert sota_ic(tmp_path / "missing.tckpt") is None
+
+
+# --- autosave to a URL, preservation policies ---------------------------------------------------------------
+
+
+def test_keep_best_n_by_a_metric_the_user_names(tmp_path: Path) -> None:
+    # SOTA after each loop (loops 2 and 4 rejected): IC 0.02, 0.09, 0.09, 0.03, 0.03; Rank IC 0.30, 0.10, 0.10, 0.20, 0.20
+    decisions = [True, True, False, True, False]
+    traces = _growing_traces(tmp_path, decisions, [0.02, 0.09, 0.5, 0.03, 0.01], [0.30, 0.10, 0.9, 0.20, 0.05])
+    by_rank = Autosaver(tmp_path / "rank", keep=1, keep_best=2, metric="Rank IC")
+    by_ic = Autosaver(tmp_path / "ic", keep=1, keep_best=1)
+    for li, trace in enumerate(traces):
+        by_rank.save(trace, li)
+        by_ic.save(trace, li)
+    # by Rank IC the best two are loop 0 (0.30) and the newer of the two 0.20s (loop 4, also the last)
+    assert [p.name for p in by_rank.checkpoints()] == ["loop-0000.tckpt", "loop-0004.tckpt"]
+    assert [p.name for p in by_ic.checkpoints()] == ["loop-0002.tckpt", "loop-0004.tckpt"]
+    assert sota_metric(tmp_path / "rank" / "loop-0000.tckpt", "rank ic") == pytest.approx(0.30)
+    with pytest.raises(ValueError, match="unknown metric"):
+        Autosaver(tmp_path / "x", metric="sharpe-ish")
+
+
+def test_autosave_to_a_url_keeps_the_policys_checkpoints_and_nothing_else_is_touched(tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    prefix = "memory://tckpt-autosave/runs/r1/"
+    for name in ("notes.txt", "loop-0000.tckpt.bak", "run.tckpt"):  # not autosave's names: never deleted
+        fs.pipe_file(f"/tckpt-autosave/runs/r1/{name}", b"mine")
+    traces = _growing_traces(tmp_path, [True, True, False, True, False], [0.02, 0.09, 0.5, 0.03, 0.01])
+    saver = Autosaver(prefix, keep=2, keep_best=1)
+    for li, trace in enumerate(traces):
+        assert saver.save(trace, li) == f"{prefix}loop-{li:04d}.tckpt"
+    try:
+        assert saver.failed == [] and not (tmp_path / "memory:").exists() and not Path("memory:").exists()
+        kept = ["loop-0002.tckpt", "loop-0003.tckpt", "loop-0004.tckpt"]  # the best SOTA IC (0.09) and the last two
+        assert saver.checkpoints() == [prefix + n for n in kept]
+        names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/tckpt-autosave/runs/r1", detail=False))
+        assert names == sorted([*kept, "loop-0000.tckpt.bak", "notes.txt", "run.tckpt"])
+        assert read_manifest(prefix + "loop-0004.tckpt").counts.hist == 5
+        assert latest_checkpoint(prefix) == prefix + "loop-0004.tckpt"
+    finally:
+        fs.rm("/tckpt-autosave", recursive=True)
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Any:
+    """A moto S3 server on 127.0.0.1 and its credentials as environment variables (the AWS SDK's way)."""
+    import fsspec
+
+    from tests.s3server import s3_server
+
+    with s3_server() as server:
+        saved = {k: os.environ.get(k) for k in server.env}
+        os.environ.update(server.env)
+        fsspec.filesystem("s3").clear_instance_cache()
+        try:
+            yield server
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            fsspec.filesystem("s3").clear_instance_cache()
+
+
+def test_run_autosaves_to_s3(s3_env: Any, tmp_path: Path) -> None:
+    """`trace-ckpt run ... --autosave s3://bucket/prefix/`: the checkpoints land in the bucket, pruned there."""
+    proc, log_dir = run_cli(
+        tmp_path,
+        "fin_factor",
+        "--loop-n",
+        "3",
+        "--autosave",
+        "s3://research/auto/r1/",
+        "--keep",
+        "1",
+        "--keep-best",
+        "1",
+        "--metric",
+        "IC",
+        "--allow-module",
+        "examples",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not WARNING.search(proc.stderr), proc.stderr[-3000:]
+    assert "3 loops completed, 3 checkpoints written" in proc.stdout
+    listed = s3_env.client.list_objects_v2(Bucket="research", Prefix="auto/r1/").get("Contents", [])
+    keys = sorted(o["Key"] for o in listed)
+    assert "auto/r1/loop-0002.tckpt" in keys and 1 <= len(keys) <= 2, keys
+    assert all(k.startswith("auto/r1/loop-") and k.endswith(".tckpt") for k in keys)
+    assert not list(tmp_path.rglob("*.tckpt"))  # nothing written locally (a Path would have made ./s3:/research/...)
+    latest = latest_checkpoint("s3://research/auto/r1/")
+    assert latest == "s3://research/auto/r1/loop-0002.tckpt"
+    assert read_manifest(latest).metadata["source"]["path"] == str(log_dir / "__session__" / "2" / "4_record")
+
+
+def test_run_refuses_an_unknown_metric_before_rdagent_starts(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(TRACE_CKPT), "run", "fin_factor", "--autosave", str(tmp_path / "ck"), "--metric", "sharpe-ish"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown metric" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no RD-Agent log, no folder

@@ -1,4 +1,4 @@
-"""``trace-ckpt run APP [rdagent args] --autosave DIR``: RD-Agent's app with a checkpoint after every loop.
+"""``trace-ckpt run APP [rdagent args] --autosave DIR|URL``: RD-Agent's app with a checkpoint after every loop.
 
 The RD-Agent arguments are passed through and read by ``_rdagent_args``: the options of RD-Agent's own
 ``rdagent fin_factor|fin_model|fin_quant`` (rdagent/app/cli.py), each also in the underscore spelling of
@@ -8,7 +8,6 @@ The RD-Agent arguments are passed through and read by ``_rdagent_args``: the opt
 from __future__ import annotations
 
 from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +15,7 @@ import typer
 from trace_ckpt.cli.app import app
 from trace_ckpt.cli.options import AllowModule
 from trace_ckpt.cli.render import err, out
+from trace_ckpt.quant import IC, metric_key
 
 _rdagent_cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -38,6 +38,14 @@ def parse_rdagent_args(args: list[str], parent: typer.Context | None = None) -> 
     return dict(command.make_context("run", list(args), parent=parent).params)
 
 
+def _metric(name: str) -> str:
+    """``--metric``: a key or label of trace_ckpt.quant, as its key (a usage error otherwise)."""
+    try:
+        return metric_key(name)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 class App(str, Enum):
     fin_factor = "fin_factor"
     fin_model = "fin_model"
@@ -55,23 +63,47 @@ def run(
     ctx: typer.Context,
     app_name: Annotated[App, typer.Argument(metavar="APP", help=_APP_HELP)],
     autosave: Annotated[
-        Path, typer.Option("--autosave", help="folder for the checkpoints, loop-NNNN.tckpt (created if missing)")
+        str,
+        typer.Option(
+            "--autosave",
+            metavar="DIR|URL",
+            help="folder or URL prefix for the checkpoints, loop-NNNN.tckpt (s3://bucket/runs/r1/; a folder is "
+            "created if missing)",
+        ),
     ],
     keep: Annotated[int, typer.Option("--keep", min=1, help="keep the checkpoints of the last N loops")] = 3,
     keep_best: Annotated[
-        bool, typer.Option("--keep-best", help="also keep the checkpoint whose SOTA node has the best IC")
-    ] = False,
+        int,
+        typer.Option(
+            "--keep-best", min=0, metavar="N", help="also keep the N checkpoints whose SOTA node has the best --metric"
+        ),
+    ] = 0,
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            callback=_metric,
+            help="the metric --keep-best ranks by: IC, ICIR, 'Rank IC', 'Rank ICIR', arr, ir, mdd or a 1day.* key",
+        ),
+    ] = IC,
     allow_module: AllowModule = None,
 ) -> None:
-    """Run an RD-Agent app and write a checkpoint after every completed loop, keeping the last N."""
+    """Run an RD-Agent app and write a checkpoint after every completed loop (to a folder or a URL), keeping the
+    last N and the best N by a metric."""
     from trace_ckpt.rdagent.autosave import run_app
 
     rdagent_kwargs = parse_rdagent_args(ctx.args, parent=ctx)
     report = run_app(
-        app_name.value, autosave, keep=keep, keep_best=keep_best, allow_modules=allow_module or (), **rdagent_kwargs
+        app_name.value,
+        autosave,
+        keep=keep,
+        keep_best=keep_best,
+        metric=metric,
+        allow_modules=allow_module or (),
+        **rdagent_kwargs,
     )
     saver = report.saver
-    kept = ", ".join(p.name for p in report.kept) or "none"
+    kept = ", ".join(report.kept_names) or "none"
     out.print(
         f"ran {report.app}: {report.completed_loops} loops completed, {len(saver.saved)} checkpoints written; "
         f"kept in {autosave}: {kept}; log folder {report.log_dir}"

@@ -1,9 +1,10 @@
-"""Auto-checkpointing: a checkpoint after every completed RD-Agent loop, only the last N kept.
+"""Auto-checkpointing: a checkpoint after every completed RD-Agent loop, to a folder or a URL, with
+Orbax-style preservation policies (the last N, the best N by a metric you name).
 
     from trace_ckpt.rdagent.autosave import autosave
     loop = FactorRDLoop(FACTOR_PROP_SETTING)
-    saver = autosave(loop, "ckpts/", keep=3, keep_best=True)
-    asyncio.run(loop.run(loop_n=10))     # ckpts/loop-0007.tckpt, loop-0008.tckpt, loop-0009.tckpt (+ the best)
+    saver = autosave(loop, "s3://bucket/runs/r1/", keep=3, keep_best=1, metric="Rank IC")
+    asyncio.run(loop.run(loop_n=10))     # loop-0007.tckpt, loop-0008.tckpt, loop-0009.tckpt (+ the best)
 
 In a hand-written loop, call ``Autosaver("ckpts/", keep=3).save(trace, loop_id)`` after each loop.
 A failed autosave logs one warning on the ``trace_ckpt`` logger and returns None: it never stops the
@@ -15,21 +16,31 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import re
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trace_ckpt.ckpt import PathLike, read_manifest
 from trace_ckpt.errors import CheckpointError, CheckpointNotFoundError
-from trace_ckpt.quant import IC, class_path
+from trace_ckpt.quant import IC, class_path, metric_key, metric_value
 from trace_ckpt.rdagent.checkpoint import save_trace
 from trace_ckpt.rdagent.sessions import loop_metadata, session_dump
 from trace_ckpt.settings import get_settings
+from trace_ckpt.storage import is_remote, make_folder, remove
+from trace_ckpt.storage.preservation import (
+    AnyOf,
+    BestN,
+    LatestN,
+    PreservationPolicy,
+    Saved,
+    autosaves,
+    checkpoint_name,
+)
+from trace_ckpt.storage.stores import local_path
 
 log = logging.getLogger("trace_ckpt")
-_NAME = re.compile(r"^loop-(\d+)\.tckpt$")
 
 # trace-ckpt run APP -> (module of the app's main, loop class, its settings object in rdagent.app.qlib_rd_loop.conf)
 APPS: dict[str, tuple[str, str, str]] = {
@@ -39,19 +50,20 @@ APPS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def checkpoint_name(loop_id: int) -> str:
-    """``loop-0007.tckpt``: names sort by loop id (more than 9999 loops still sort, by number)."""
-    return f"loop-{loop_id:04d}.tckpt"
-
-
-def sota_ic(path: PathLike) -> float | None:
-    """The IC of the checkpoint's SOTA node (its last accepted one), from the manifest only; None if it has none."""
+def sota_metric(path: PathLike, metric: str = IC) -> float | None:
+    """A checkpoint's score: ``metric`` (a key or label of ``trace_ckpt.quant``) of its SOTA node (the last
+    accepted one), from the manifest only; None if it has no SOTA, no such finite value, or cannot be read."""
     try:
         m = read_manifest(path)
     except CheckpointError:
         return None
     node = next((n for n in m.nodes if n.index == m.sota_index), None)
-    return None if node is None else node.metrics.get(IC)
+    return None if node is None else metric_value(node, metric)
+
+
+def sota_ic(path: PathLike) -> float | None:
+    """The IC of the checkpoint's SOTA node (its last accepted one), from the manifest only; None if it has none."""
+    return sota_metric(path, IC)
 
 
 def _reason(e: BaseException) -> str:
@@ -60,33 +72,66 @@ def _reason(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
+Where = Path | str
+"""A checkpoint or folder: a local ``Path``, or a URL string (``s3://bucket/prefix/loop-0003.tckpt``)."""
+
+
+def _where(url: str) -> Where:
+    return url if is_remote(url) else local_path(url)
+
+
+def _name(where: Where) -> str:
+    return where.name if isinstance(where, Path) else where.rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass
 class Autosaver:
-    """Saves a trace as ``directory/loop-NNNN.tckpt`` and prunes the folder to the last ``keep``
-    checkpoints (``None``: keep all), plus, with ``keep_best``, the one whose SOTA node has the best IC."""
+    """Saves a trace as ``directory/loop-NNNN.tckpt`` (a local folder or a URL prefix, ``s3://bucket/runs/``)
+    and then deletes the checkpoints its preservation policy does not keep: by default the last ``keep``
+    (``None``: every one) and the ``keep_best`` whose SOTA node has the best ``metric`` (``mode`` "max" or
+    "min"); ``policy`` (``LatestN``, ``BestN``, ``AnyOf`` of ``trace_ckpt.storage.preservation``) replaces both.
+    Only ``loop-NNNN.tckpt`` files are ever deleted, and never the one just written."""
 
-    directory: Path
+    directory: Where
     keep: int | None = 3
-    keep_best: bool = False
+    keep_best: int = 0
+    metric: str = IC
+    mode: Literal["max", "min"] = "max"
+    policy: PreservationPolicy | None = None
     allow_modules: tuple[str, ...] = ()
     level: int | None = None
     max_file_bytes: int | None = None
-    saved: list[Path] = field(default_factory=list)
+    saved: list[Where] = field(default_factory=list)
     """Every checkpoint this saver wrote (older ones may have been pruned since)."""
     failed: list[int] = field(default_factory=list)
     """Loop ids whose autosave failed."""
+    _scores: dict[tuple[str, int], float | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.directory = Path(self.directory)
+        self.directory = _where(os.fspath(self.directory))
         self.allow_modules = tuple(self.allow_modules)
+        self.keep_best = int(self.keep_best)  # keep_best=True: the one best
         if self.keep is not None and self.keep < 1:
             raise ValueError(f"keep must be at least 1 (or None to keep every checkpoint), got {self.keep}")
+        if self.keep_best < 0:
+            raise ValueError(f"keep_best must be 0 or more, got {self.keep_best}")
+        self.metric = metric_key(self.metric)  # an unknown metric fails here, not at the first prune
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode is 'max' or 'min', got {self.mode!r}")
+        if self.policy is None:
+            self.policy = LatestN(self.keep)
+            if self.keep_best and self.keep is not None:
+                self.policy = AnyOf((self.policy, BestN(self.keep_best, self.mode)))
 
-    def save(self, trace: Any, loop_id: int, *, metadata: dict[str, Any] | None = None) -> Path | None:
+    def _url(self, name: str) -> Where:
+        d = self.directory
+        return d / name if isinstance(d, Path) else _where(f"{d.rstrip('/')}/{name}")
+
+    def save(self, trace: Any, loop_id: int, *, metadata: dict[str, Any] | None = None) -> Where | None:
         """Save ``trace`` as the checkpoint of loop ``loop_id`` and prune; on failure warn and return None."""
-        target = self.directory / checkpoint_name(loop_id)
+        target = self._url(checkpoint_name(loop_id))
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_folder(self.directory)
             save_trace(
                 trace,
                 target,
@@ -109,38 +154,48 @@ class Autosaver:
             "autosaved loop %d to %s%s",
             loop_id,
             target,
-            f" (removed {', '.join(p.name for p in removed)})" if removed else "",
+            f" (removed {', '.join(_name(p) for p in removed)})" if removed else "",
         )
         return target
 
-    def checkpoints(self) -> list[Path]:
+    def _found(self) -> list[Saved]:
+        try:
+            return autosaves(self.directory)
+        except CheckpointNotFoundError:
+            return []  # no folder yet
+
+    def checkpoints(self) -> list[Where]:
         """The ``loop-NNNN.tckpt`` files in the folder, oldest loop first."""
-        if not self.directory.is_dir():
-            return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
-        return [p for _, p in sorted(found)]
+        return [_where(s.url) for s in self._found()]
 
-    def best(self) -> Path | None:
-        """The checkpoint whose SOTA node has the highest IC (the newest of equals); None when none has one."""
-        scored = [(ic, i, p) for i, p in enumerate(self.checkpoints()) if (ic := sota_ic(p)) is not None]
-        return max(scored)[2] if scored else None
+    def score(self, checkpoint: Saved) -> float | None:
+        """A checkpoint's ``metric`` (of its SOTA node), read once per file version (path and size)."""
+        key = (checkpoint.url, checkpoint.size)
+        if key not in self._scores:
+            self._scores[key] = sota_metric(checkpoint.url, self.metric)
+        return self._scores[key]
 
-    def prune(self, *, protect: Path | None = None) -> list[Path]:
-        """Delete all checkpoints but the last ``keep``, ``protect`` (the one just written) and the best.
+    def best(self) -> Where | None:
+        """The checkpoint whose SOTA node has the best ``metric`` (the newest of equals); None when none has one."""
+        found = self._found()
+        flags = BestN(1, self.mode).should_preserve(found, self.score)
+        return next((_where(s.url) for s, keep in zip(found, flags) if keep), None)
 
-        Returns the paths deleted. Only ``loop-NNNN.tckpt`` files are ever touched.
+    def prune(self, *, protect: Where | None = None) -> list[Where]:
+        """Delete the checkpoints the policy does not keep, except ``protect`` (the one just written).
+
+        Returns what was deleted. Only ``loop-NNNN.tckpt`` files are ever touched.
         """
-        found = self.checkpoints()
-        if self.keep is None:
-            return []
-        keep = set(found[-self.keep :])
-        if protect is not None:
-            keep.add(Path(protect))  # even if the folder holds higher loop ids from another run
-        if self.keep_best and (best := self.best()) is not None:
-            keep.add(best)
-        removed = [p for p in found if p not in keep]
-        for p in removed:
-            p.unlink(missing_ok=True)
+        found = self._found()
+        assert self.policy is not None
+        flags = self.policy.should_preserve(found, self.score)
+        spared = None if protect is None else os.fspath(protect)
+        removed = []
+        for s, keep in zip(found, flags):
+            if keep or s.url == spared:  # the new one, even if the folder holds higher loop ids of another run
+                continue
+            remove(s.url)
+            removed.append(_where(s.url))
         return removed
 
 
@@ -181,20 +236,27 @@ def autosave(
     directory: PathLike,
     *,
     keep: int | None = 3,
-    keep_best: bool = False,
+    keep_best: int = 0,
+    metric: str = IC,
+    mode: Literal["max", "min"] = "max",
+    policy: PreservationPolicy | None = None,
     allow_modules: Iterable[str] = (),
     level: int | None = None,
     max_file_bytes: int | None = None,
 ) -> Autosaver:
     """Make an RD-Agent loop (any ``LoopBase``) checkpoint its trace after every loop it completes.
 
-    Checkpoints go to ``directory/loop-NNNN.tckpt``; see ``Autosaver`` for pruning. Call before ``loop.run``;
+    Checkpoints go to ``directory/loop-NNNN.tckpt`` (a folder or URL); see ``Autosaver`` for the preservation
+    policy. Call before ``loop.run``;
     loops already finished (a loaded session, a restored trace) are not saved again.
     """
     saver = Autosaver(
-        Path(directory),
+        os.fspath(directory),
         keep=keep,
         keep_best=keep_best,
+        metric=metric,
+        mode=mode,
+        policy=policy,
         allow_modules=tuple(allow_modules),
         level=level,
         max_file_bytes=max_file_bytes,
@@ -228,8 +290,17 @@ class RunReport:
     completed_loops: int = 0
 
     @property
-    def kept(self) -> list[Path]:
-        return self.saver.checkpoints()
+    def kept(self) -> list[Where]:
+        """The checkpoints in the autosave folder after the run (none when it cannot be listed)."""
+        try:
+            return self.saver.checkpoints()
+        except CheckpointError:
+            return []
+
+    @property
+    def kept_names(self) -> list[str]:
+        """Their file names (``loop-0007.tckpt``)."""
+        return [_name(p) for p in self.kept]
 
 
 def run_app(
@@ -237,7 +308,8 @@ def run_app(
     directory: PathLike,
     *,
     keep: int | None = 3,
-    keep_best: bool = False,
+    keep_best: int = 0,
+    metric: str = IC,
     path: str | None = None,
     step_n: int | None = None,
     loop_n: int | None = None,
@@ -249,7 +321,8 @@ def run_app(
 ) -> RunReport:
     """Run RD-Agent's ``fin_factor`` / ``fin_model`` / ``fin_quant`` as its ``main`` does, with autosave.
 
-    The arguments after ``directory``..``keep_best`` are those of the app's ``main``; ``setup`` (or
+    ``keep``, ``keep_best`` and ``metric`` are :class:`Autosaver`'s; the arguments after them are those of the
+    app's ``main``; ``setup`` (or
     TRACE_CKPT_RESUME_SETUP, "module:function") gets the loop before it starts.
     """
     from rdagent.app.qlib_rd_loop import conf
@@ -269,7 +342,7 @@ def run_app(
         loop = loop_cls.load(path, checkout=checkout)
     loop._init_base_features(base_features_path)
     run_setup_hook(setup or get_settings().resume_setup, loop)
-    saver = autosave(loop, directory, keep=keep, keep_best=keep_best, allow_modules=allow_modules)
+    saver = autosave(loop, directory, keep=keep, keep_best=keep_best, metric=metric, allow_modules=allow_modules)
     finished_before = sum(si >= len(loop.steps) for si in loop.step_idx.values())
     asyncio.run(loop.run(step_n=step_n, loop_n=loop_n, all_duration=all_duration))
     finished = sum(si >= len(loop.steps) for si in loop.step_idx.values())

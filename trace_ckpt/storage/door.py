@@ -124,7 +124,7 @@ def list_files(folder: PathLike) -> list[Entry]:
     where = resolve(folder)
     try:
         infos = where.fs.ls(where.path, detail=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         if where.local:
             raise CheckpointNotFoundError(f"no folder at {where.url}: check the path") from None
         raise CheckpointNotFoundError(f"no folder or prefix at {where.url}: check the bucket and the path") from None
@@ -172,6 +172,8 @@ def make_folder(path: PathLike) -> None:
     try:
         where.fs.makedirs(where.path, exist_ok=True)
     except Exception as e:  # noqa: BLE001 — the store's own exception types become one typed error
+        if where.local and isinstance(e, OSError):
+            raise SaveError(f"cannot create the folder {where.url}: {e.strerror or e}") from None
         raise storage_error(where, e, writing=True) from None
 
 

@@ -199,7 +199,7 @@ def _local_error(path: str, e: BaseException, *, writing: bool) -> CheckpointErr
         return SaveError(f"cannot save to {path}: {reason}; the previous file is untouched")
     if isinstance(e, IsADirectoryError):
         return CorruptCheckpointError(f"{path} is a folder, not a checkpoint file")
-    if isinstance(e, FileNotFoundError):
+    if isinstance(e, (FileNotFoundError, NotADirectoryError)):  # a/b where a is a file: no such path either
         return CheckpointNotFoundError(f"no checkpoint at {path}: check the path")
     if isinstance(e, PermissionError):
         return CheckpointNotFoundError(f"cannot read {path}: {reason}")
