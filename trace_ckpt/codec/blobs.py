@@ -17,10 +17,10 @@ from typing import Annotated
 import zstandard
 from pydantic import Field, TypeAdapter
 
-from trace_ckpt.codec.schema import STRICT, load_json
+from trace_ckpt.codec.schema import EXACT_TYPES, load_json
 from trace_ckpt.errors import CorruptCheckpointError, SaveError
 from trace_ckpt.format.container import ContainerReader, ContainerWriter, new_hash
-from trace_ckpt.format.manifest import SectionInfo
+from trace_ckpt.format.manifest import BLOB_INDEX, SectionInfo
 
 PACK_BYTES = 8 * 1024 * 1024
 _CHUNK = 1 << 20
@@ -137,7 +137,7 @@ class BlobPacker:
         """Flush the last pack and write the ``index`` section."""
         self.flush()
         doc = {d: [n, s, ln] for d, (n, s, ln) in self.index.items()}
-        self._writer.add_bytes("index", "index", json.dumps(doc, separators=(",", ":")).encode())
+        self._writer.add_bytes(BLOB_INDEX, BLOB_INDEX, json.dumps(doc, separators=(",", ":")).encode())
 
 
 _Offset = Annotated[int, Field(ge=0)]
@@ -146,7 +146,7 @@ _Offset = Annotated[int, Field(ge=0)]
 @cache
 def _index_schema() -> TypeAdapter[dict[str, tuple[str, int, int]]]:
     """The ``index`` section: blob digest -> [pack section name, start, length] (docs/format.md)."""
-    return TypeAdapter(dict[str, tuple[str, _Offset, _Offset]], config=STRICT)
+    return TypeAdapter(dict[str, tuple[str, _Offset, _Offset]], config=EXACT_TYPES)
 
 
 class BlobSource:
@@ -156,7 +156,7 @@ class BlobSource:
         self._reader = reader
         self._sections = {s.name: s for s in reader.manifest.sections if s.kind == "blobs"}
         self.index: dict[str, tuple[SectionInfo, int, int]] = {}
-        data = reader.read_section(reader.section("index"))
+        data = reader.read_section(reader.section(BLOB_INDEX))
         for digest, (name, start, length) in load_json(_index_schema(), data, "the blob index", reader.source).items():
             section = self._sections.get(name)
             if section is None or start + length > section.raw_length:

@@ -24,7 +24,7 @@ from typing_extensions import TypedDict
 
 from trace_ckpt._os import NEW_FILE_FLAGS, PATH_MAX, READ_FLAGS, handle_budget, is_plain_name, open_subfolder
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
-from trace_ckpt.codec.schema import STRICT, load_json
+from trace_ckpt.codec.schema import EXACT_TYPES, load_json
 from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, WorkspaceConflictError
 from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.format.manifest import WorkspaceStats
@@ -41,7 +41,7 @@ _Size = Annotated[int, Field(ge=0)]
 
 
 class _File(TypedDict):
-    __pydantic_config__ = STRICT  # type: ignore[misc]
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
     path: str
     type: Literal["file"]
     digest: str
@@ -50,21 +50,21 @@ class _File(TypedDict):
 
 
 class _Dir(TypedDict):
-    __pydantic_config__ = STRICT  # type: ignore[misc]
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
     path: str
     type: Literal["dir"]
     mode: _Mode
 
 
 class _Symlink(TypedDict):
-    __pydantic_config__ = STRICT  # type: ignore[misc]
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
     path: str
     type: Literal["symlink"]
     target: str
 
 
 class _Skipped(TypedDict):
-    __pydantic_config__ = STRICT  # type: ignore[misc]
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
     path: str
     type: Literal["skipped"]
     size: _Size
@@ -72,13 +72,13 @@ class _Skipped(TypedDict):
 
 
 class _Workspace(TypedDict):
-    __pydantic_config__ = STRICT  # type: ignore[misc]
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
     exists: bool
     entries: list[Annotated[_File | _Dir | _Symlink | _Skipped, Field(discriminator="type")]]
 
 
 class _Index(TypedDict):
-    __pydantic_config__ = STRICT  # type: ignore[misc]
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
     workspaces: dict[str, _Workspace]
 
 

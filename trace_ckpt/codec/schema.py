@@ -15,8 +15,8 @@ from trace_ckpt.errors import CorruptCheckpointError
 
 T = TypeVar("T")
 
-# strict: "12" is not a size; extra fields a later writer adds are kept, not refused
-STRICT = ConfigDict(strict=True, extra="allow")
+EXACT_TYPES = ConfigDict(strict=True, extra="allow")
+"""Each field has exactly its declared type ("12" is not a size); fields a later writer adds are kept, not refused."""
 # a NUL character, written \u0000 in JSON (not after an escaped backslash): no path, link target, digest or
 # section name can hold one, and the OS refuses a path with it (ValueError) after a restore has begun
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SectionKind = Literal["graph", "blobs", "index", "files"]
+BLOB_INDEX = "index"
+"""The blob index's section name and kind: where each content-addressed blob lies (the string every version wrote)."""
 
 
 class _Model(BaseModel):
