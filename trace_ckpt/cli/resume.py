@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from trace_ckpt.cli.app import app
-from trace_ckpt.cli.options import AllowModule, RequireSignature
+from trace_ckpt.cli.options import AllowModule, Json, RequireSignature
 from trace_ckpt.cli.render import bars, out
 
 
@@ -20,7 +20,13 @@ class Phase(str, Enum):
 
 @app.command()
 def resume(
-    ckpt: Annotated[str, typer.Argument(metavar="CKPT", help="checkpoint (file or URL) of an earlier run")],
+    ckpt: Annotated[
+        str,
+        typer.Argument(
+            metavar="CKPT",
+            help="checkpoint (file or URL) of an earlier run, or an autosave folder (its latest checkpoint)",
+        ),
+    ],
     only: Annotated[
         Phase | None,
         typer.Option(
@@ -58,29 +64,55 @@ def resume(
             help="run a checkpoint no configured key has verified: resume runs its factor code, feature code and workspace files (docs/security.md)",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="print what would run (nodes restored, SOTA factors, base features, new loop ids) and whether this "
+            "machine is ready, without starting RD-Agent; exit 15 when it is not",
+        ),
+    ] = False,
+    as_json: Json = False,
 ) -> None:
     """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
     from trace_ckpt.ckpt import read_manifest
+    from trace_ckpt.errors import NotReadyError
+    from trace_ckpt.rdagent.resume import plan_resume
     from trace_ckpt.rdagent.resume import resume as run_resume
+    from trace_ckpt.rdagent.resume_plan import resolve_checkpoint
 
+    ckpt = resolve_checkpoint(ckpt)  # an autosave folder: its latest checkpoint
+
+    args = {
+        "only": only.value if only else None,
+        "loop_n": loop_n,
+        "step_n": step_n,
+        "all_duration": all_duration,
+        "base_features": base_features,
+        "workspace_root": workspace_root,
+        "log_dir": log_dir,
+        "trust": trust or None,
+    }
+    if dry_run:
+        plan = plan_resume(ckpt, require_signature=require_signature or None, **args)
+        out.print(plan.to_json() if as_json else "\n".join(["dry run: nothing started", *plan.lines()]))
+        if plan.not_ready:
+            raise NotReadyError(plan.not_ready)
+        return
     ws = read_manifest(ckpt).workspace_stats
     with bars.bar("restoring workspace files", ws.file_bytes, ws.files - ws.skipped) as progress:
         report = run_resume(
             ckpt,
-            only=only.value if only else None,
-            loop_n=loop_n,
-            step_n=step_n,
-            all_duration=all_duration,
-            base_features=base_features,
-            workspace_root=workspace_root,
-            log_dir=log_dir,
             allow_modules=allow_module or (),
             require_signature=require_signature or None,
             progress=progress,
-            trust=trust or None,
+            **args,
         )
+    if as_json:
+        out.print(report.to_json())
+        return
     out.print(
-        f"resumed {ckpt}: {report.restored_nodes} restored nodes ({report.sota_factor_experiments} SOTA factor "
-        f"experiments), {report.new_nodes} new nodes from loop id {report.first_loop_id}; "
+        f"resumed {report.checkpoint}: {report.restored_nodes} restored nodes ({report.sota_factor_experiments} SOTA "
+        f"factor experiments), {report.new_nodes} new nodes from loop id {report.first_loop_id}; "
         f"{len(report.base_features)} base features; log folder {report.log_dir}"
     )

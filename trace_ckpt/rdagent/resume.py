@@ -25,23 +25,32 @@ import importlib
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from trace_ckpt.ckpt import Checkpoint, PathLike
-from trace_ckpt.codec.hdf import read_factor_values
-from trace_ckpt.errors import CorruptCheckpointError, ResumeError, SaveError, UntrustedContentError
+from trace_ckpt.errors import NotReadyError, ResumeError, UntrustedContentError
 from trace_ckpt.format.manifest import Manifest
-from trace_ckpt.quant import RESULT_FILE
+from trace_ckpt.rdagent.cache import EXECUTE_CACHE, seed_execute_cache  # noqa: F401 (EXECUTE_CACHE: its old home)
 from trace_ckpt.rdagent.checkpoint import restore_trace
+from trace_ckpt.rdagent.logs import without_rdagent_logs
+from trace_ckpt.rdagent.preflight import check_ready
 from trace_ckpt.rdagent.qlib_env import check_base_features, qlib_env_name
-from trace_ckpt.rdagent.trace import experiment_kind, iter_experiments, sota_factor_experiments
+from trace_ckpt.rdagent.resume_plan import (
+    UNBOUNDED,
+    ResumePlan,
+    check_writable,
+    checkpoint_plan,
+    load_base_features,
+    make_plan,
+    resolve_checkpoint,
+)
+from trace_ckpt.rdagent.trace import experiment_kind, sota_factor_experiments
 from trace_ckpt.settings import Options, get_settings
 
 log = logging.getLogger("trace_ckpt")
 Phase = Literal["model", "factor"]
-EXECUTE_CACHE = "rdagent.components.coder.factor_coder.factor.execute"  # cache_with_pickle's folder name
 
 
 @dataclass
@@ -57,6 +66,11 @@ class ResumeReport:
     seeded_cache_entries: int = 0
     cache_dir: Path | None = None
     new_nodes: int = 0
+    checkpoint: str = ""
+
+    def to_json(self) -> str:
+        """One JSON object (``resume --json``)."""
+        return json.dumps(asdict(self), default=str)
 
 
 def fill_missing_actions(trace: Any) -> int:
@@ -108,63 +122,6 @@ def restore_into(
         loop.step_idx[li] = len(loop.steps)  # finished: RD-Agent will not re-run or count them
     loop.resume_offset = offset
     return offset
-
-
-def seed_execute_cache(trace: Any, cache_dir: PathLike) -> int:
-    """Seed the factor execute cache in ``cache_dir`` from the captured result files of the SOTA factors.
-
-    RD-Agent's model runner re-executes every SOTA factor on the full data; with the cache seeded
-    (signed with the local rdagent key) it runs no factor code and needs no factor data folder. The cache
-    is keyed on the factor code alone, so ``cache_dir`` must be read by the resumed run only (:func:`resume`
-    makes one in the run's log folder): a shared cache would hand these values to any later run of that code.
-    """
-    from rdagent.components.coder.factor_coder.factor import FactorFBWorkspace
-    from rdagent.core.serialization import dumps
-
-    folder = Path(cache_dir) / EXECUTE_CACHE
-    seeded = 0
-    for exp in iter_experiments(trace):
-        if experiment_kind(exp) != "factor":
-            continue
-        for ws in getattr(exp, "sub_workspace_list", None) or []:
-            if not isinstance(ws, FactorFBWorkspace):
-                continue
-            key = ws.hash_func("All")
-            result = Path(ws.workspace_path) / RESULT_FILE
-            if key is None or result.is_symlink() or not result.is_file():  # a link may name any file here
-                continue
-            target = folder / f"{key}.pkl"
-            if target.exists():
-                continue
-            try:  # values that could run code when read are refused (UntrustedContentError) and end the resume
-                values = read_factor_values(result.read_bytes(), str(result))
-            except CorruptCheckpointError as e:  # a damaged artifact only costs a re-execution
-                log.warning("cannot seed the factor cache from %s: %s", result, e)
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            message = FactorFBWorkspace.FB_EXECUTION_SUCCEEDED + FactorFBWorkspace.FB_OUTPUT_FILE_FOUND
-            target.write_bytes(dumps((message, values)))
-            seeded += 1
-    return seeded
-
-
-def load_base_features(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """RD-Agent's base-features folder format: ``base_factors.json`` (name -> Qlib expression) and *.py."""
-    if not folder.is_dir():
-        raise ResumeError(f"--base-features {folder}: no such folder")
-    codes = {p.name: p.read_text() for p in sorted(folder.glob("*.py"))}
-    features: dict[str, str] = {}
-    spec = folder / "base_factors.json"
-    if spec.exists():
-        try:
-            features = json.loads(spec.read_text())
-        except ValueError as e:
-            raise ResumeError(f"{spec} is not valid JSON ({e})") from None
-        if not isinstance(features, dict) or not all(isinstance(v, str) for v in features.values()):
-            raise ResumeError(f"{spec} must be a JSON object of feature name -> Qlib expression")
-    elif not codes:
-        raise ResumeError(f"--base-features {folder} holds neither base_factors.json nor *.py feature code")
-    return features, codes
 
 
 def _settings_and_loop(only: Phase | None) -> tuple[Any, type]:
@@ -229,37 +186,31 @@ def resume(
     from rdagent.log import rdagent_logger
     from rdagent.log.conf import LOG_SETTINGS
 
-    manifest, pin = check_trust(ckpt, trust, restore_kwargs.get("require_signature"))
-    if pin:
+    plan = plan_resume(
+        ckpt,
+        only=only,
+        loop_n=loop_n,
+        step_n=step_n,
+        all_duration=all_duration,
+        base_features=base_features,
+        workspace_root=workspace_root,
+        log_dir=log_dir,
+        setup=setup,
+        trust=trust,
+        require_signature=restore_kwargs.get("require_signature"),
+    )
+    if plan.not_ready:
+        raise NotReadyError(plan.not_ready)
+    ckpt = plan.checkpoint
+    if plan.pin_signature:
         restore_kwargs["require_signature"] = True
-    if workspace_root is not None:
-        _writable(workspace_root, "--workspace-root")
-        RD_AGENT_SETTINGS.workspace_path = Path(workspace_root).absolute()
-    if log_dir is not None:
-        _writable(log_dir, "--log-dir")
-        LOG_SETTINGS.trace_path = str(Path(log_dir).absolute())
-        rdagent_logger.set_storages_path(Path(log_dir).absolute())
-    else:
-        _writable(Path(LOG_SETTINGS.trace_path), "the log folder (LOG_TRACE_PATH)")
-    _writable(Path(RD_AGENT_SETTINGS.workspace_path), "the workspace root")
-
-    validated = None
-    if base_features is not None:
-        features, codes = load_base_features(Path(base_features))
-        validated = check_base_features(features, base_features)  # a bad expression stops here, named
-        if features and validated is None:
-            log.warning(
-                "the %d base features in %s could NOT be validated (RD-Agent's check needs a Qlib environment: "
-                "conda listing %s, docs/guide.md); they are used as given — RD-Agent itself would have "
-                "silently fallen back to Alpha20",
-                len(features),
-                base_features,
-                qlib_env_name(),
-            )
-    else:
-        plan = manifest.metadata.get("plan") if isinstance(manifest.metadata, dict) else None
-        features = dict((plan or {}).get("features") or {})
-        codes = dict((plan or {}).get("feature_codes") or {})
+    if plan.bound == UNBOUNDED:
+        log.warning("no --loop-n, --step-n or --all-duration: RD-Agent runs until you stop it (Ctrl-C)")
+    RD_AGENT_SETTINGS.workspace_path = Path(plan.workspace_root)
+    LOG_SETTINGS.trace_path = plan.log_dir
+    rdagent_logger.set_storages_path(Path(plan.log_dir))
+    Path(plan.log_dir).mkdir(parents=True, exist_ok=True)
+    validated = plan.features_validated
 
     setting, loop_cls = _settings_and_loop(only)
     loop = loop_cls(setting)
@@ -272,10 +223,10 @@ def resume(
     )
     run_setup_hook(setup or get_settings().resume_setup, loop)
 
-    if features:
-        loop.plan["features"] = features
-    if codes:
-        loop.plan["feature_codes"] = codes
+    if plan.base_features:
+        loop.plan["features"] = plan.base_features
+    if plan.feature_codes:
+        loop.plan["feature_codes"] = plan.feature_codes
 
     sota = sota_factor_experiments(loop.trace)
     if only == "model" and not sota:
@@ -295,6 +246,7 @@ def resume(
             features_validated=validated,
             seeded_cache_entries=seeded,
             cache_dir=cache_dir,
+            checkpoint=str(ckpt),
         )
         remaining = None if loop_n is None else offset + loop_n
         asyncio.run(loop.run(step_n=step_n, loop_n=remaining, all_duration=all_duration))
@@ -302,6 +254,68 @@ def resume(
         RD_AGENT_SETTINGS.pickle_cache_folder_path_str = shared_cache
     report.new_nodes = len(loop.trace.hist) - report.restored_nodes
     return report
+
+
+@without_rdagent_logs  # importing RD-Agent's modules logs: nothing may be written before the run starts
+def plan_resume(
+    ckpt: PathLike,
+    *,
+    only: Phase | None = "model",
+    loop_n: int | None = None,
+    step_n: int | None = None,
+    all_duration: str | None = None,
+    base_features: Path | None = None,
+    workspace_root: Path | None = None,
+    log_dir: Path | None = None,
+    setup: str | None = None,
+    trust: bool | None = None,
+    require_signature: bool | None = None,
+) -> ResumePlan:
+    """What :func:`resume` with these arguments would run, and whether this machine can (``not_ready``):
+    its checks, without starting RD-Agent or writing anything (``resume --dry-run``)."""
+    from rdagent.core.conf import RD_AGENT_SETTINGS
+    from rdagent.log.conf import LOG_SETTINGS
+
+    ckpt = resolve_checkpoint(ckpt)
+    manifest, pin = check_trust(ckpt, trust, require_signature)
+    workspaces = Path(workspace_root if workspace_root is not None else RD_AGENT_SETTINGS.workspace_path)
+    logs = Path(log_dir if log_dir is not None else LOG_SETTINGS.trace_path)
+    check_writable(workspaces, "--workspace-root" if workspace_root is not None else "the workspace root")
+    check_writable(logs, "--log-dir" if log_dir is not None else "the log folder (LOG_TRACE_PATH)")
+    validated = None
+    if base_features is not None:
+        features, codes = load_base_features(Path(base_features))
+        validated = check_base_features(features, base_features)  # a bad expression stops here, named
+        if features and validated is None:
+            log.warning(
+                "the %d base features in %s could NOT be validated (RD-Agent's check needs a Qlib environment: "
+                "conda listing %s, docs/guide.md); they are used as given — RD-Agent itself would have "
+                "silently fallen back to Alpha20",
+                len(features),
+                base_features,
+                qlib_env_name(),
+            )
+    else:
+        features, codes = checkpoint_plan(manifest)
+    plan = make_plan(
+        ckpt,
+        manifest,
+        only=only,
+        loop_n=loop_n,
+        step_n=step_n,
+        all_duration=all_duration,
+        features=features,
+        features_from=str(base_features) if base_features is not None else "the checkpoint's plan",
+        validated=validated,
+        log_dir=logs,
+        workspace_root=workspaces,
+    )
+    plan.feature_codes, plan.pin_signature = codes, pin
+    try:
+        plan.ready = check_ready(only, setup=setup or get_settings().resume_setup)
+    except NotReadyError as e:
+        plan.not_ready = str(e)
+    return plan
 
 
 def check_trust(ckpt: PathLike, trust: bool | None, require_signature: bool | None = None) -> tuple[Manifest, bool]:
@@ -335,14 +349,3 @@ def _untrusted_message(ckpt: PathLike, m: Manifest) -> str:
         "trust its author (trust=True, TRACE_CKPT_TRUST_RESUME=true), or configure the key that signed it "
         "(TRACE_CKPT_TRUSTED_KEYS, TRACE_CKPT_SIGNING_KEY[_FILE])"
     )
-
-
-def _writable(folder: Path, what: str) -> None:
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".tckpt-write-probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise SaveError(f"{what} {folder} is not writable: {e.strerror or e}") from None
