@@ -58,3 +58,9 @@ def test_options_are_resolved_once_and_a_calls_choices_win(monkeypatch: pytest.M
     chosen = opts.with_choices(level=1, require_signature=True)
     assert (chosen.level, chosen.require_signature, opts.require_signature) == (1, True, False)
     assert opts.with_choices() is opts
+
+
+def test_reading_the_manifest_needs_no_settings(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`inspect` reads the manifest only: settings it does not use (here one that does not parse) are not read."""
+    monkeypatch.setenv("TRACE_CKPT_LEVEL", "not-a-number")
+    assert read_manifest(ckpt).counts.hist == 3

@@ -39,11 +39,16 @@ PathLike = str | os.PathLike[str]
 class Checkpoint:
     """One open checkpoint file: its manifest, signature, files index, blobs and object graph, each checked once."""
 
-    def __init__(self, reader: ContainerReader, options: Options) -> None:
+    def __init__(self, reader: ContainerReader, options: Options | None = None) -> None:
         self.reader = reader
-        self.options = options
+        self._options = options
         self.manifest: Manifest = reader.manifest
         self.source = reader.source
+
+    @cached_property
+    def options(self) -> Options:
+        """The options given to ``open``, or ``Options.resolve()`` when first needed (``inspect`` never does)."""
+        return self._options if self._options is not None else Options.resolve()
 
     @classmethod
     @contextlib.contextmanager
@@ -56,7 +61,6 @@ class Checkpoint:
         ranges (the manifest and a few sections). ``check``: the signature is checked at once (``check_signature``:
         a bad one is refused, an unverifiable one too with ``options.require_signature``).
         """
-        options = options if options is not None else Options.resolve()
         with contextlib.ExitStack() as stack:
             local = stack.enter_context(local_copy(path)) if fetch else path
             f = stack.enter_context(open_read(local))
