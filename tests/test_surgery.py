@@ -513,6 +513,22 @@ def test_diff_matches_a_merged_input_by_content_under_shifted_loop_ids(tmp_path:
     assert "node 0 (B's 2): loop id: 0 -> 2" in d.lines()
 
 
+def test_diff_tells_apart_nodes_of_two_runs_with_the_same_hypotheses_by_their_code(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tckpt", tmp_path / "b.tckpt"
+    save_trace(build_trace([(), (0,)], [True, False], _DATA), a)
+    run2 = build_trace([(), (0,), (1,)], [False, True, True], _DATA)
+    for exp, _ in run2.hist:  # same hypotheses as run 1's nodes at the same loop ids (builders word them so)
+        for ws in exp.sub_workspace_list:
+            ws.inject_files(**{"factor.py": ws.file_dict["factor.py"] + "# run 2\n"})  # but other code
+    save_trace(run2, b)
+    merge([a, b], tmp_path / "m.tckpt")
+    d = diff(b, tmp_path / "m.tckpt")
+    # run 2's node k is the merged node 2 + k, not run 1's node k that has its loop id and hypothesis
+    pairs = {(c.index, c.index_b) for c in [*d.nodes, *d.files]}
+    assert pairs == {(0, 2), (1, 3), (2, 4)} and {c.what for c in d.nodes} == {"loop id"}, d.lines()
+    assert d.only_b == [0, 1] and d.files == []
+
+
 def test_diff_checks_integrity_first(pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from trace_ckpt.errors import CorruptCheckpointError
 

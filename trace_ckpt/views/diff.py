@@ -5,16 +5,18 @@
     d.equal, d.only_a, d.nodes          # nodes matched by identity, not position
 
 Both files are verified first (every section's checksum, the signature as every reader checks it). Nodes are
-matched by identity: the same loop id and content (kind, experiment class, hypothesis), then the same content
-under another loop id (a merged input's loop ids are shifted); what stays unmatched is "only in A / only in B".
+matched by identity: the same loop id and content (kind, experiment class, hypothesis) and code (the ``.py``
+files of its workspaces); then the same content and code under another loop id (a merged input's loop ids are
+shifted); then, for a node whose code changed, the same loop id and content, or the same content. What stays
+unmatched is "only in A / only in B".
 A matched pair is compared field by field, parents through the matching (nearest common ancestors), so the nodes
 ``prune`` keeps are equal to the nodes they were.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,21 +208,44 @@ def _content(n: NodeSummary) -> Hashable:
     return (n.kind, n.experiment_class, n.hypothesis)
 
 
-def match_nodes(a: Sequence[NodeSummary], b: Sequence[NodeSummary]) -> dict[int, int]:
-    """A's node index -> B's for the nodes both have: same loop id and content first, then same content; in order."""
+def _code(n: NodeSummary, files: dict[str, dict[str, Any]]) -> Hashable:
+    """The code a node ran: the content digests of the ``.py`` files of its workspaces."""
+    keys = [n.experiment_workspace, *n.sub_workspaces]
+    return tuple(
+        tuple(sorted((path, entry[1]) for path, entry in (_tree(files, k) or {}).items() if path.endswith(".py")))
+        for k in keys
+    )
+
+
+def match_nodes(
+    a: Sequence[NodeSummary],
+    b: Sequence[NodeSummary],
+    code_a: Sequence[Hashable] | None = None,
+    code_b: Sequence[Hashable] | None = None,
+) -> dict[int, int]:
+    """A's node index -> B's for the nodes both have, in order, by the first rule that pairs them: same loop id,
+    content and code; same content and code (another loop id); same loop id and content; same content."""
+    ca = code_a if code_a is not None else [None] * len(a)
+    cb = code_b if code_b is not None else [None] * len(b)
+    rules: list[Callable[[NodeSummary, Hashable], Hashable]] = [
+        lambda n, c: (n.loop_id, _content(n), c),
+        lambda n, c: (_content(n), c),
+        lambda n, c: (n.loop_id, _content(n)),
+        lambda n, c: _content(n),
+    ]
     pairs: dict[int, int] = {}
     taken: set[int] = set()
-    for key in (lambda n: (n.loop_id, _content(n)), _content):
-        free: defaultdict[Hashable, list[int]] = defaultdict(list)
+    for key in rules:
+        free: defaultdict[Hashable, deque[int]] = defaultdict(deque)
         for n in b:
             if n.index not in taken:
-                free[key(n)].append(n.index)
+                free[key(n, cb[n.index])].append(n.index)
         for n in a:
             if n.index in pairs:
                 continue
-            queue = free.get(key(n))
+            queue = free.get(key(n, ca[n.index]))
             if queue:
-                j = queue.pop(0)
+                j = queue.popleft()
                 pairs[n.index] = j
                 taken.add(j)
     return pairs
@@ -233,7 +258,7 @@ def _compare(
     for what in ("trace_class", "scenario_class"):
         if getattr(ma, what) != getattr(mb, what):
             d.header.append(NodeChange(-1, what.replace("_", " "), getattr(ma, what), getattr(mb, what)))
-    pairs = match_nodes(ma.nodes, mb.nodes)
+    pairs = match_nodes(ma.nodes, mb.nodes, [_code(n, fa) for n in ma.nodes], [_code(n, fb) for n in mb.nodes])
     to_a = {j: i for i, j in pairs.items()}
     d.only_a = [n.index for n in ma.nodes if n.index not in pairs]
     d.only_b = [n.index for n in mb.nodes if n.index not in to_a]
