@@ -3,6 +3,7 @@ read nothing but the manifest."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,25 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, s
         main([str(a) for a in args])
     cap = capsys.readouterr()
     return e.value.code, cap.out, cap.err
+
+
+def saved_run(root: Path, name: str = "run") -> Path:
+    """``trace-ckpt save`` of a 5-node trace with two roots (nodes 0-2 and 3-4; accepted 0, 2, 3; every node has
+    every Qlib metric) into ``root/<name>.tckpt``; the session folder is ``root/<name>``."""
+    from tests.builders import build_trace, data_folder, write_session
+
+    trace = build_trace(
+        [(), (0,), (1,), (), (3,)],
+        [True, False, True, True, False],
+        data_folder(root / "data"),
+        loop_ids=[0, 1, 2, 3, 4],
+    )
+    write_session(root / name, trace)
+    path = root / f"{name}.tckpt"
+    with pytest.raises(SystemExit) as e:
+        main(["save", str(root / name), str(path)])
+    assert e.value.code == 0
+    return path
 
 
 def manifest_only_probe(argv: list[str], checks: str = "") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.builders import RunHolder, build_trace, data_folder, write_session
-from tests.clirun import manifest_only_probe
+from tests.builders import RunHolder, build_trace, data_folder, result_series, write_session
+from tests.clirun import manifest_only_probe, saved_run
 from tests.clirun import run_cli as run
-from trace_ckpt.cli import EXIT_CODES, main
+from tests.reseal import seal, split
+from trace_ckpt.cli import EXIT_CODES
 from trace_ckpt.errors import (
     CheckpointNotFoundError,
     CorruptCheckpointError,
@@ -30,20 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("cli")
-    trace = build_trace(
-        [(), (0,), (1,), (), (3,)], [True, False, True, True, False], data_folder(d / "data"), loop_ids=[0, 1, 2, 3, 4]
-    )
-    write_session(d / "run", trace)
+    saved_run(d)
     return d
 
 
 @pytest.fixture(scope="module")
 def ckpt(work: Path) -> Path:
-    path = work / "run.tckpt"
-    with pytest.raises(SystemExit) as e:
-        main(["save", str(work / "run"), str(path)])
-    assert e.value.code == 0
-    return path
+    return work / "run.tckpt"
 
 
 def test_save_reports_what_it_wrote(ckpt: Path) -> None:
@@ -227,5 +222,87 @@ def test_exit_code_table_is_complete() -> None:
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.CheckpointError)]
     codes = {c.exit_code for c in classes}
     assert codes <= set(EXIT_CODES) and {0, 2, 130} <= set(EXIT_CODES)
-    shared = {c.exit_code for c in classes if c.exit_code != 4} - {1}  # 4: not a checkpoint / corrupt, on purpose
-    assert len(shared) == len([c for c in classes if c.exit_code not in (1, 4)])
+
+    # a kind of error has a code of its own; a refinement (OutputExistsError of SaveError) keeps its base's code
+    def refines(c: type) -> bool:
+        return any(b in classes and b.exit_code == c.exit_code for b in c.__mro__[1:])
+
+    kinds = [c for c in classes if c.exit_code not in (1, 4) and not refines(c)]
+    assert len({c.exit_code for c in kinds}) == len(kinds)  # 4: not a checkpoint / corrupt, on purpose
+
+
+# ---- what inspect and ls show (issue 14) ----------------------------------------------------------
+
+
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_inspect_shows_the_quant_metrics_factor_names_sota_and_best(
+    capsys: pytest.CaptureFixture[str], ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank IC, ICIR, information ratio and max drawdown are columns; factor names are in the rows; RD-Agent's SOTA,
+    the SOTA of each sub-trace, the best accepted node and the SOTA factor set are said apart."""
+    monkeypatch.setenv("COLUMNS", "220")
+    code, out, _ = run(capsys, "inspect", ckpt)
+    assert code == 0
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("#"))
+    assert {"IC", "Rank IC", "ICIR", "Rank ICIR", "ann. return", "IR", "max DD"} <= set(_cells(header))
+    rows = lines[lines.index(header) + 1 :]
+    assert "factor_2: Momentum of 3 days" in rows[2]
+    best = max((0, 2, 3), key=lambda i: result_series(i)["IC"])
+    assert "SOTA (RD-Agent's: the last accepted): node 3 (loop 3)" in out
+    assert "SOTA of each sub-trace: root 0: node 2 (loop 2); root 3: node 3 (loop 3)" in out
+    assert f"best accepted by IC: node {best} (loop {best})" in out
+    assert "SOTA factors (what a model phase trains on): 3: factor_0, factor_2, factor_3" in out
+    assert "*SOTA" in rows[3] and "best*" in rows[best]
+
+
+def test_inspect_table_fits_a_narrow_terminal(
+    capsys: pytest.CaptureFixture[str], ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(capsys, "inspect", ckpt)
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#"))
+    table = [line for line in lines[start:] if not line.startswith("(")]
+    assert code == 0 and len(table) == 6 and all(len(line) <= 80 for line in table), table
+    assert "IC" in _cells(table[0]) and "left out for the terminal width" in lines[-1]
+
+
+def test_inspect_json_fills_action_keeps_models_apart_and_one_timestamp_form(
+    capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path
+) -> None:
+    """A model node's names are under ``models``, not ``factors``; every node has its phase as ``action``."""
+    body, doc = split(ckpt.read_bytes())
+    doc["nodes"][4].update(kind="model", factors=["LGBModel"], action=None)
+    doc["counts"]["model_experiments"], doc["counts"]["factor_experiments"] = 1, 4
+    forged = tmp_path / "model.tckpt"
+    forged.write_bytes(seal(body, doc))
+    code, out, _ = run(capsys, "inspect", forged, "--json")
+    nodes = json.loads(out)["nodes"]
+    assert code == 0 and [n["action"] for n in nodes] == ["factor"] * 4 + ["model"]
+    assert nodes[4]["models"] == ["LGBModel"] and nodes[4]["factors"] == [] and nodes[0]["models"] == []
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", json.loads(out)["created_at"])
+    summary = json.loads(out)["summary"]
+    assert summary["sota_by_subtrace"] == {"0": 2, "3": 3} and summary["file_size"] == forged.stat().st_size
+
+
+def test_ls_says_sota_best_and_the_factor_set(capsys: pytest.CaptureFixture[str], ckpt: Path) -> None:
+    code, out, _ = run(capsys, "ls", ckpt.parent)
+    assert code == 0 and {"SOTA IC", "best IC", "SOTA factors"} <= set(_cells(out.splitlines()[0]))
+    code, out, _ = run(capsys, "ls", ckpt.parent, "--json")
+    row = json.loads(out.splitlines()[0])
+    assert row["sota_index"] == 3 and row["sota_by_subtrace"] == {"0": 2, "3": 3}
+    assert row["best_index"] == max((0, 2, 3), key=lambda i: result_series(i)["IC"])
+    assert row["sota_factors"] == ["factor_0", "factor_2", "factor_3"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["created_at"])
+
+
+def test_save_and_inspect_say_the_same_size(capsys: pytest.CaptureFixture[str], work: Path, tmp_path: Path) -> None:
+    _, out, _ = run(capsys, "save", work / "run", tmp_path / "s.tckpt")
+    saved = re.search(r"\(([\d.]+ [KMG]?B) file;", out)
+    _, out, _ = run(capsys, "inspect", tmp_path / "s.tckpt")
+    shown = re.search(r"size: ([\d.]+ [KMG]?B) file", out)
+    assert saved and shown and saved.group(1) == shown.group(1), out

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from trace_ckpt.cli import render
 from trace_ckpt.cli.render import bars, err, out
 from trace_ckpt.errors import (
     CheckpointError,
@@ -40,7 +41,7 @@ EXIT_CODES: dict[int, str] = {
     CorruptCheckpointError.exit_code: "corrupt: not a checkpoint, truncated, or a checksum does not hold",
     UnsupportedVersionError.exit_code: "unsupported version: written by a newer trace-ckpt",
     UntrustedContentError.exit_code: "untrusted: a class off the class list, a bad signature, an unsigned legacy dump, a result.h5 that could run code, resume of a checkpoint neither signed with your key nor trusted (--trust)",
-    SaveError.exit_code: "save failed: the output could not be written (the previous file is untouched)",
+    SaveError.exit_code: "save failed: the output could not be written, or it exists and replacing it was not asked for (the previous file is untouched)",
     WorkspaceConflictError.exit_code: "conflict: restoring would overwrite a different existing file",
     MissingClassError.exit_code: "missing class: a module the file needs is not importable here",
     NothingToExportError.exit_code: "nothing to export: the checkpoint holds no such data, or factor values that cannot be combined",
@@ -55,11 +56,20 @@ EXIT_CODES: dict[int, str] = {
 app = typer.Typer(
     name="trace-ckpt",
     help="Checkpoint and restore RD-Agent's Trace: save a factor run, inspect it, resume a model phase on it.",
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion, as rdagent's own typer app has
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from trace_ckpt import __version__
+
+        out.print(f"trace-ckpt {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -72,6 +82,9 @@ def _options(
             help="an fsspec option for checkpoint URLs (e.g. endpoint_url=http://127.0.0.1:9000); repeatable; goes before the command",
         ),
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
 ) -> None:
     """Checkpoint and restore RD-Agent's Trace: save a factor run, inspect it, resume a model phase on it."""
     if err.is_terminal:
@@ -94,22 +107,32 @@ class _OneLine(logging.Handler):
         err.print(f"trace-ckpt: {record.levelname.lower()}: {record.getMessage()}")
 
 
+def _interrupted() -> str:
+    done = render.state.written
+    if done:
+        return f"trace-ckpt: interrupted (after {', '.join(done)} was completely written)"
+    return "trace-ckpt: interrupted"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command, turn every failure into one line and its exit code."""
     logger = logging.getLogger("trace_ckpt")
     if not logger.handlers:
         logger.addHandler(_OneLine())
-        logger.setLevel(logging.INFO)
         logger.propagate = False
+    logger.setLevel(logging.INFO)
+    render.reset_state()
     code = 0
     try:
         # a fresh context per call: --storage-option never leaks into the next call in one process
         rv = contextvars.copy_context().run(app, args=argv, prog_name="trace-ckpt", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
+        if code == 130:  # typer turns Ctrl-C into a silent Exit(130); no command returns 130 itself
+            err.print(_interrupted())
     except typer.Exit as e:
         code = e.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        err.print("trace-ckpt: interrupted")
+        err.print(_interrupted())
         code = 130
     except typer.TyperException as e:  # usage errors of the command line parser
         ctx = getattr(e, "ctx", None)
@@ -125,9 +148,15 @@ def main(argv: list[str] | None = None) -> None:
     except CheckpointError as e:
         err.print(f"trace-ckpt: error: {e}")
         code = e.exit_code
-    except Exception as e:  # never a traceback for users; TRACE_CKPT_DEBUG=1 shows it
+    except Exception as e:  # never a traceback for users; --verbose or TRACE_CKPT_DEBUG=1 shows it
         if setting("debug", False):
             raise
-        err.print(f"trace-ckpt: error: unexpected {type(e).__name__}: {e} (rerun with TRACE_CKPT_DEBUG=1 for details)")
+        if render.state.verbosity > 1:
+            import traceback
+
+            traceback.print_exc()
+        err.print(
+            f"trace-ckpt: error: unexpected {type(e).__name__}: {e} (rerun with --verbose or TRACE_CKPT_DEBUG=1 for details)"
+        )
         code = 1
     sys.exit(code)

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from trace_ckpt.cli.app import app
-from trace_ckpt.cli.render import out
+from trace_ckpt.cli.options import Force, Json, Quiet, Verbose
+from trace_ckpt.cli.render import emit_json, say, wrote
 
 
 @app.command()
@@ -21,7 +22,10 @@ def keygen(
         str | None,
         typer.Option("--comment", help="the name the public key carries, which verify reports (default: user@host)"),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="replace OUT and OUT.pub if they exist")] = False,
+    force: Force = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Make an Ed25519 key pair: sign with OUT on one machine, verify with OUT.pub everywhere else."""
     import getpass
@@ -35,7 +39,18 @@ def keygen(
         except (KeyError, OSError):
             comment = ""
     kid = generate_key_pair(out_path, comment=comment, force=force)
-    out.print(
+    wrote(f"{out_path} and {out_path}.pub")
+    if as_json:
+        emit_json(
+            {
+                "private_key": str(out_path.absolute()),
+                "public_key": f"{out_path.absolute()}.pub",
+                "key_id": kid,
+                "comment": comment,
+            }
+        )
+        return
+    say(
         f"wrote {out_path} (private: keep it here, TRACE_CKPT_PRIVATE_KEY_FILE={out_path.absolute()}) and {out_path}.pub "
         f"(public: copy it into TRACE_CKPT_TRUSTED_KEYS on the machines that verify); key {kid} {comment}"
     )

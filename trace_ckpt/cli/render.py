@@ -7,9 +7,12 @@ fast; rich is imported only when a progress bar first moves.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 
@@ -35,6 +38,64 @@ out = Stream()
 err = Stream(stderr=True)
 
 
+@dataclass
+class RunState:
+    """What one command run was asked and did: ``--quiet``/``--verbose``, and the outputs it finished writing
+    (so an interrupt can say which files are complete). ``main`` starts each run with a fresh one."""
+
+    verbosity: int = 1  # 0: --quiet, 1: normal, 2: --verbose
+    written: list[str] = field(default_factory=list)
+
+
+state = RunState()
+
+
+def reset_state() -> None:
+    """A fresh :class:`RunState` for the next command run."""
+    global state
+    state = RunState()
+
+
+def say(text: object) -> None:
+    """A result line on stdout (``saved ...``, ``ok: ...``), left out under ``--quiet``."""
+    if state.verbosity > 0:
+        out.print(text)
+
+
+def note(text: object) -> None:
+    """A ``trace-ckpt: note: ...`` line on stderr, left out under ``--quiet``."""
+    if state.verbosity > 0:
+        err.print(f"trace-ckpt: note: {text}")
+
+
+def detail(text: object) -> None:
+    """A line on stderr only under ``--verbose``."""
+    if state.verbosity > 1:
+        err.print(f"trace-ckpt: {text}")
+
+
+def wrote(path: object) -> None:
+    """Record that ``path`` is completely written (an interrupt from here on says so)."""
+    state.written.append(str(path))
+
+
+def timestamp(dt: datetime) -> str:
+    """The one timestamp form of every JSON output: UTC, ISO 8601 to the second, ``2026-11-20T14:03:07Z``."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _jsonable(x: Any) -> Any:
+    return timestamp(x) if isinstance(x, datetime) else str(x)
+
+
+def emit_json(doc: Any) -> None:
+    """``doc`` as one line of JSON on stdout (datetimes as :func:`timestamp`, paths as strings), whatever the
+    verbosity."""
+    sys.stdout.write(json.dumps(doc, default=_jsonable) + "\n")
+
+
 class ProgressBars:
     """The command's progress bars on stderr, on a terminal only: one rich ``Progress``, started when a bar
     first moves and stopped when every bar is done, so a download, the files of a restore and the upload of a
@@ -49,7 +110,7 @@ class ProgressBars:
         self, label: str, total_bytes: int | None = None, total_files: int | None = None, count_files: bool = True
     ) -> Iterator[Callable[..., None]]:
         """Yield ``advance(n_bytes, n_files=0)``; the bar goes when the block ends or ``total_files`` are done."""
-        if not err.is_terminal or total_files == 0:
+        if not err.is_terminal or total_files == 0 or state.verbosity == 0:
             yield lambda n_bytes, n_files=0: None
             return
         task: Any = None

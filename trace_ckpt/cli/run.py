@@ -27,7 +27,9 @@ def _rdagent_args(
     loop_n: Annotated[int | None, typer.Option("--loop-n", "--loop_n")] = None,
     all_duration: Annotated[str | None, typer.Option("--all-duration", "--all_duration")] = None,
     checkout: Annotated[bool, typer.Option("--checkout/--no-checkout", "-c/-C")] = True,
-    base_features_path: Annotated[str | None, typer.Option("--base-features-path", "--base_features_path")] = None,
+    base_features_path: Annotated[
+        str | None, typer.Option("--base-features", "--base-features-path", "--base_features_path")
+    ] = None,
 ) -> None:
     """Only parsed, never invoked: the declaration is the parser."""
 
@@ -54,7 +56,7 @@ class App(str, Enum):
 
 _APP_HELP = (
     "fin_factor, fin_model or fin_quant; then RD-Agent's own arguments: --loop-n N, --step-n N, "
-    "--all-duration D, --path SESSION, --checkout/--no-checkout, --base-features-path DIR"
+    "--all-duration D, --path SESSION, --checkout/--no-checkout, --base-features DIR (RD-Agent's --base-features-path)"
 )
 
 
@@ -71,7 +73,12 @@ def run(
             "created if missing)",
         ),
     ],
-    keep: Annotated[int, typer.Option("--keep", min=1, help="keep the checkpoints of the last N loops")] = 3,
+    keep: Annotated[
+        int, typer.Option("--keep-last", min=1, metavar="N", help="keep the checkpoints of the last N loops")
+    ] = 3,
+    keep_old: Annotated[
+        int | None, typer.Option("--keep", min=1, hidden=True, help="old spelling of --keep-last")
+    ] = None,
     keep_best: Annotated[
         int,
         typer.Option(
@@ -96,7 +103,7 @@ def run(
     report = run_app(
         app_name.value,
         autosave,
-        keep=keep,
+        keep=keep if keep_old is None else keep_old,
         keep_best=keep_best,
         metric=metric,
         allow_modules=allow_module or (),

@@ -146,8 +146,11 @@ def resolve(path: str | os.PathLike[str]) -> Location:
         hint = f"pip install 'trace-ckpt[{extra}]'" if extra else f"install the fsspec backend for {proto}://"
         raise MissingExtraError(f"{url}: the {proto}:// storage backend is not installed: {hint}") from None
     except ValueError as e:
-        if "protocol" in str(e).lower():
-            raise CheckpointError(f"{url}: unknown storage protocol {proto}://") from None
+        if "protocol" in str(e).lower():  # fsspec's protocols are plug-ins: none installed knows this one
+            raise MissingExtraError(
+                f"{url}: no installed storage backend knows {proto}://: check the URL, or install the fsspec "
+                "package that provides it"
+            ) from None
         raise CheckpointError(f"{url}: {e}") from None
     except TypeError as e:
         raise CheckpointError(f"{url}: bad storage option for {proto}:// ({e})") from None
@@ -174,6 +177,9 @@ def storage_error(where: Location | str, e: BaseException, *, writing: bool = Fa
     url = where.url if isinstance(where, Location) else where
     if isinstance(e, PermissionError):
         return StorageAccessError(f"{url}: access denied by the store ({_reason(e)}): check the credentials")
+    cause = e.__cause__
+    if isinstance(e, FileNotFoundError) and isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+        e = cause  # fsspec's HTTP file system says "not found" for a server it could not reach
     if isinstance(e, FileNotFoundError):
         if writing:
             return SaveError(f"cannot save to {url}: the bucket or folder does not exist ({_reason(e)})")
