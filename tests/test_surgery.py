@@ -529,6 +529,24 @@ def test_diff_tells_apart_nodes_of_two_runs_with_the_same_hypotheses_by_their_co
     assert d.only_b == [0, 1] and d.files == []
 
 
+def test_diff_finds_a_factor_the_merge_renamed_under_its_inputs_loop_id_shift(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.tckpt", tmp_path / "b.tckpt"
+    save_trace(build_trace([(), (0,)], [True, False], _DATA), a)
+    run2 = build_trace([(), (0,), (1,)], [True, True, True], _DATA)
+    for exp, _ in run2.hist:  # run 1's hypotheses and factor names at the same loop ids, other code
+        for ws in exp.sub_workspace_list:
+            ws.inject_files(**{"factor.py": ws.file_dict["factor.py"] + "# run 2\n"})
+    save_trace(run2, b)
+    report = merge([a, b], tmp_path / "m.tckpt")
+    assert [(r.node, r.old) for r in report.renamed] == [(2, "factor_0")]  # its factor.py changes: no code match
+    d = diff(b, tmp_path / "m.tckpt")
+    # run 2's node 0 is the merged node 2 (loop id 0 + 2, like its siblings), not run 1's node 0 (loop id 0)
+    pairs = {(c.index, c.index_b) for c in [*d.nodes, *d.files]}
+    assert pairs == {(0, 2), (1, 3), (2, 4)}, d.lines()
+    assert {(c.index, c.what) for c in d.nodes} == {(0, "loop id"), (1, "loop id"), (2, "loop id"), (0, "factors")}
+    assert [(f.index, f.paths[:1]) for f in d.files] == [(0, ["factor.py"])]
+
+
 def test_diff_checks_integrity_first(pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from trace_ckpt.errors import CorruptCheckpointError
 

@@ -7,15 +7,15 @@
 Both files are verified first (every section's checksum, the signature as every reader checks it). Nodes are
 matched by identity: the same loop id and content (kind, experiment class, hypothesis) and code (the ``.py``
 files of its workspaces); then the same content and code under another loop id (a merged input's loop ids are
-shifted); then, for a node whose code changed, the same loop id and content, or the same content. What stays
-unmatched is "only in A / only in B".
+shifted); then, for a node whose code changed, the same content under the loop-id shift of those pairs (the
+same loop id when there are none), then the same content. What stays unmatched is "only in A / only in B".
 A matched pair is compared field by field, parents through the matching (nearest common ancestors), so the nodes
 ``prune`` keeps are equal to the nodes they were.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,30 +224,36 @@ def match_nodes(
     code_b: Sequence[Hashable] | None = None,
 ) -> dict[int, int]:
     """A's node index -> B's for the nodes both have, in order, by the first rule that pairs them: same loop id,
-    content and code; same content and code (another loop id); same loop id and content; same content."""
+    content and code; same content and code (another loop id); same content under a loop-id shift those pairs
+    show (a merged input's; none: the same loop id); same content."""
     ca = code_a if code_a is not None else [None] * len(a)
     cb = code_b if code_b is not None else [None] * len(b)
-    rules: list[Callable[[NodeSummary, Hashable], Hashable]] = [
-        lambda n, c: (n.loop_id, _content(n), c),
-        lambda n, c: (_content(n), c),
-        lambda n, c: (n.loop_id, _content(n)),
-        lambda n, c: _content(n),
-    ]
     pairs: dict[int, int] = {}
     taken: set[int] = set()
-    for key in rules:
+
+    def pair(key_a: Callable[[NodeSummary], Hashable], key_b: Callable[[NodeSummary], Hashable]) -> None:
         free: defaultdict[Hashable, deque[int]] = defaultdict(deque)
         for n in b:
             if n.index not in taken:
-                free[key(n, cb[n.index])].append(n.index)
+                free[key_b(n)].append(n.index)
         for n in a:
-            if n.index in pairs:
-                continue
-            queue = free.get(key(n, ca[n.index]))
+            queue = free.get(key_a(n)) if n.index not in pairs else None
             if queue:
-                j = queue.popleft()
-                pairs[n.index] = j
-                taken.add(j)
+                pairs[n.index] = queue.popleft()
+                taken.add(pairs[n.index])
+
+    pair(lambda n: (n.loop_id, _content(n), ca[n.index]), lambda n: (n.loop_id, _content(n), cb[n.index]))
+    pair(lambda n: (_content(n), ca[n.index]), lambda n: (_content(n), cb[n.index]))
+    # a node whose code changed (a merge renames a clashing factor in its code): its input's loop-id shift
+    shifts = Counter(
+        b[j].loop_id - a[i].loop_id for i, j in pairs.items() if a[i].loop_id is not None and b[j].loop_id is not None
+    )
+    for shift in [s for s, _ in shifts.most_common()] or [0]:
+        pair(
+            lambda n, s=shift: (None if n.loop_id is None else n.loop_id + s, _content(n)),
+            lambda n: (n.loop_id, _content(n)),
+        )
+    pair(_content, _content)
     return pairs
 
 
