@@ -76,9 +76,10 @@ class ContainerWriter:
         self.sections: list[SectionInfo] = []
         self._pool: ThreadPoolExecutor | None = None
         self._pending: tuple[Future[tuple[bytes, str]], str, str, int, dict[str, Any] | None] | None = None
-        self._write(HEADER.pack(MAGIC, FORMAT_VERSION, 0))
+        self._emit(HEADER.pack(MAGIC, FORMAT_VERSION, 0))
 
-    def _write(self, data: bytes | memoryview) -> None:
+    def _emit(self, data: bytes | memoryview) -> None:
+        """Append bytes to the file as they are (the header, a stored section, the manifest, the footer)."""
         self._out.write(data)
         self._pos += len(data)
 
@@ -132,7 +133,7 @@ class ContainerWriter:
             digest=digest,
             meta=meta or {},
         )
-        self._write(stored)
+        self._emit(stored)
         self.sections.append(info)
         return info
 
@@ -214,13 +215,13 @@ class ContainerWriter:
             )
         if private_key is not None:
             signature = private_key.sign(body)
-            self._write(signature)
+            self._emit(signature)
             mac = hashlib.sha256(signature).digest()
         else:
             mac = hmac.digest(key, body, "sha256") if key else NO_SIGNATURE
         offset = self._pos
-        self._write(body)
-        self._write(FOOTER.pack(offset, len(body), hashlib.sha256(body).digest(), mac, MAGIC))
+        self._emit(body)
+        self._emit(FOOTER.pack(offset, len(body), hashlib.sha256(body).digest(), mac, MAGIC))
         return manifest
 
 
