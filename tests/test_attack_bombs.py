@@ -23,7 +23,7 @@ import zstandard
 
 from tests.builders import ALLOW, build_trace, data_folder
 from tests.clirun import run_cli
-from tests.reseal import edit_json_section, seal, split, with_section
+from tests.reseal import edit_blob_index, edit_json_section, seal, split, with_section
 from trace_ckpt import CheckpointError, CorruptCheckpointError, diff, prune, read_manifest, restore_trace, save_trace
 from trace_ckpt.codec import tables
 from trace_ckpt.errors import CheckpointNotFoundError, NothingToExportError
@@ -66,7 +66,7 @@ def _table_replaced(seed: tuple[bytes, str], ipc: bytes) -> bytes:
     """The seed with its table blob replaced by the Arrow IPC stream ``ipc`` (the graph still refers to it)."""
     data, digest = seed
     data = _add_section(data, "blobs/99", ipc)
-    return edit_json_section("index", lambda ix: ix.__setitem__(digest, ["blobs/99", 0, len(ipc)]))(data)
+    return edit_blob_index(lambda ix: ix.__setitem__(digest, ["blobs/99", 0, len(ipc)]))(data)
 
 
 def _ipc(table: pa.Table, compression: str | None = None) -> bytes:
@@ -159,7 +159,9 @@ CRAFTED: dict[str, Callable[[tuple[bytes, str]], bytes]] = {
     "manifest nested 100,000 deep": lambda s: _nested_manifest(s[0]),
     "manifest SOTA index -5 (ls: IndexError)": lambda s: _manifest_edit(lambda d: d.update(sota_index=-5))(s[0]),
     "files index nested 100,000 deep": lambda s: _nested_json("files")(s[0]),
-    "blob index nested 100,000 deep": lambda s: _nested_json("index")(s[0]),
+    "blob index placing a blob 2**62 bytes into its pack": lambda s: edit_blob_index(
+        lambda ix: ix.__setitem__(s[1], ["blobs/0", 1 << 62, 1 << 62])
+    )(s[0]),
     # paths
     "NUL in a file path": lambda s: edit_json_section("files", lambda ix: _first_file(ix).update(path="a\0b"))(s[0]),
     "NUL in a link target": lambda s: edit_json_section("files", lambda ix: _first_link(ix).update(target="/etc\0x"))(

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.builders import build_trace, data_folder
 from tests.clirun import run_cli
+from tests.reseal import manifest_text
 from trace_ckpt import (
     CorruptCheckpointError,
     UnsupportedVersionError,
@@ -57,11 +59,11 @@ def _forge(
     """``src`` with its manifest edited and the footer's checksum made right again; the 64 bytes before the
     manifest are re-signed with ``sign`` or replaced by ``signature``; ``slot`` replaces the footer's signature slot."""
     data = src.read_bytes()
-    m_off, m_len, _, old_slot, magic = FOOTER.unpack(data[-FOOTER.size :])
-    doc = json.loads(data[m_off : m_off + m_len])
+    m_off, _, _, old_slot, magic = FOOTER.unpack(data[-FOOTER.size :])
+    doc = json.loads(manifest_text(data))
     if edit:
         edit(doc)
-    body = json.dumps(doc).encode()
+    body = zstandard.ZstdCompressor().compress(json.dumps(doc).encode())  # as format v3 stores it
     head = data[:m_off]
     if sign is not None:
         signature = sign.sign(body)

@@ -134,20 +134,12 @@ def test_older_versions_pass_through_the_one_upgrade_function(monkeypatch: pytes
 
 
 def test_section_range_outside_the_file_is_corrupt(tmp_path: Path, ckpt: Path) -> None:
-    import hashlib
-    import json
+    from tests.reseal import seal, split
 
-    data = ckpt.read_bytes()
-    m_off, m_len = struct.unpack("<QQ", data[-88:-72])
-    doc = json.loads(data[m_off : m_off + m_len])
+    body, doc = split(ckpt.read_bytes())
     doc["sections"][0]["length"] = 10**12
-    body = json.dumps(doc).encode()
     p = tmp_path / "bad.tckpt"
-    p.write_bytes(
-        data[:m_off]
-        + body
-        + struct.pack("<QQ32s32s8s", m_off, len(body), hashlib.sha256(body).digest(), bytes(32), b"TRACECKP")
-    )
+    p.write_bytes(seal(body, doc))
     with pytest.raises(CorruptCheckpointError, match="outside"):
         read_manifest(p)
 

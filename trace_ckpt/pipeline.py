@@ -79,7 +79,7 @@ def _save(
             stats = encode_graph(root, writer, packer, min_blob=options.min_blob, allow=Allowlist(options.allowed))
             index, ws_stats = capture(packer)
             packer.finish()
-            writer.add_bytes("files", "files", index.to_bytes())
+            writer.add_bytes("files", "files", index.to_bytes(packer.numbers()))
             content = {
                 "pickler": stats.pickler,
                 "tables": stats.tables,

@@ -3,12 +3,13 @@
 Each distinct content is stored once, however many copies the trace and its folders hold. Small
 blobs are packed together into ``blobs`` sections (better compression, fewer sections); a blob of
 at least a pack's size gets a section of its own and is streamed. The ``index`` section maps every
-digest to (section, start, length) so the manifest stays small whatever the number of blobs.
+digest to (section, start, length) so the manifest stays small whatever the number of blobs: binary records
+since format v3 (a hex digest in JSON does not compress), JSON before.
 """
 
 from __future__ import annotations
 
-import json
+import struct
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -19,11 +20,16 @@ from pydantic import Field, TypeAdapter
 
 from trace_ckpt.codec.schema import EXACT_TYPES, load_json
 from trace_ckpt.errors import CorruptCheckpointError, SaveError
-from trace_ckpt.format.container import ContainerReader, ContainerWriter, new_hash
+from trace_ckpt.format.container import ContainerReader, ContainerWriter
+from trace_ckpt.format.hashing import new_hash
 from trace_ckpt.format.manifest import BLOB_INDEX, SectionInfo
 
 PACK_BYTES = 8 * 1024 * 1024
 _CHUNK = 1 << 20
+# the v3 ``index`` section: one record per blob, in the order the files index numbers them: the blob's raw
+# digest, the n of its section ``blobs/<n>``, its start and length in the decompressed section
+INDEX_RECORD = struct.Struct("<32sIQQ")
+BINARY_INDEX_SINCE = 3
 
 
 def digest_file(path: str | Path | int, algorithm: str) -> str:
@@ -133,11 +139,17 @@ class BlobPacker:
         self._writer.add_bytes_soon(name, "blobs", b"".join(d for _, d in self._pending))
         self._pending, self._pending_size, self._queued = [], 0, set()
 
+    def numbers(self) -> dict[str, int]:
+        """Each stored blob's record number in the ``index`` section (how the files index names it)."""
+        return {d: i for i, d in enumerate(self.index)}
+
     def finish(self) -> None:
-        """Flush the last pack and write the ``index`` section."""
+        """Flush the last pack and write the ``index`` section (binary records, see ``INDEX_RECORD``)."""
         self.flush()
-        doc = {d: [n, s, ln] for d, (n, s, ln) in self.index.items()}
-        self._writer.add_bytes(BLOB_INDEX, BLOB_INDEX, json.dumps(doc, separators=(",", ":")).encode())
+        records = bytearray()
+        for digest, (name, start, length) in self.index.items():
+            records += INDEX_RECORD.pack(bytes.fromhex(digest), int(name.rpartition("/")[2]), start, length)
+        self._writer.add_bytes(BLOB_INDEX, BLOB_INDEX, records)
 
 
 _Offset = Annotated[int, Field(ge=0)]
@@ -157,15 +169,33 @@ class BlobSource:
         self._sections = {s.name: s for s in reader.manifest.sections if s.kind == "blobs"}
         self.index: dict[str, tuple[SectionInfo, int, int]] = {}
         data = reader.read_section(reader.section(BLOB_INDEX))
-        for digest, (name, start, length) in load_json(_index_schema(), data, "the blob index", reader.source).items():
+        if reader.format_version >= BINARY_INDEX_SINCE:
+            entries = self._records(data)
+        else:
+            entries = load_json(_index_schema(), data, "the blob index", reader.source).items()
+        for digest, (name, start, length) in entries:
             section = self._sections.get(name)
             if section is None or start + length > section.raw_length:
                 raise CorruptCheckpointError(
                     f"{reader.source}: the blob index is not valid (blob {digest[:12]} lies outside section {name})"
                 )
             self.index[digest] = (section, start, length)
+        # (digest, length) by record number: how a v3 files index names blobs
+        self.numbered: list[tuple[str, int]] = [(d, length) for d, (_, _, length) in self.index.items()]
         self._cache_name: str | None = None
         self._cache: bytes = b""
+
+    def _records(self, data: bytes) -> list[tuple[str, tuple[str, int, int]]]:
+        """The v3 binary index as (digest, (section name, start, length)), in record order."""
+        if len(data) % INDEX_RECORD.size:
+            raise CorruptCheckpointError(
+                f"{self._reader.source}: the blob index is not valid ({len(data)} bytes is not a whole number of "
+                f"{INDEX_RECORD.size}-byte records)"
+            )
+        out = [(raw.hex(), (f"blobs/{n}", start, length)) for raw, n, start, length in INDEX_RECORD.iter_unpack(data)]
+        if len(out) != len({d for d, _ in out}):
+            raise CorruptCheckpointError(f"{self._reader.source}: the blob index is not valid (a blob is listed twice)")
+        return out
 
     def __contains__(self, digest: str) -> bool:
         return digest in self.index

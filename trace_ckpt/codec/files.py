@@ -29,6 +29,8 @@ from trace_ckpt.errors import CorruptCheckpointError, RestoreError, SaveError, W
 from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.format.manifest import WorkspaceStats
 
+# from format v3 on, a file entry names its blob by number in the blob index (docs/format.md, "files")
+NUMBERED_FILES_SINCE = 3
 # progress(n_bytes, n_files): increments of workspace bytes and files done; a large file may report its
 # bytes in several calls (n_files 0) and then count itself (n_bytes 0, n_files 1)
 Progress = Callable[[int, int], None]
@@ -46,6 +48,16 @@ class _File(TypedDict):
     type: Literal["file"]
     digest: str
     size: _Size
+    mode: _Mode
+
+
+class _NumberedFile(TypedDict):
+    """A file entry of format v3: its content is blob number ``blob`` of the blob index (whose length is its size)."""
+
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
+    path: str
+    type: Literal["file"]
+    blob: _Size
     mode: _Mode
 
 
@@ -82,9 +94,21 @@ class _Index(TypedDict):
     workspaces: dict[str, _Workspace]
 
 
+class _NumberedWorkspace(TypedDict):
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
+    exists: bool
+    entries: list[Annotated[_NumberedFile | _Dir | _Symlink | _Skipped, Field(discriminator="type")]]
+
+
+class _NumberedIndex(TypedDict):
+    __pydantic_config__ = EXACT_TYPES  # type: ignore[misc]
+    workspaces: dict[str, _NumberedWorkspace]
+
+
 @cache
-def _index_schema() -> TypeAdapter[_Index]:
-    return TypeAdapter(_Index)  # built on first read: commands that never read the index skip the cost
+def _index_schema(numbered: bool) -> TypeAdapter[_Index] | TypeAdapter[_NumberedIndex]:
+    # built on first read: commands that never read the index skip the cost
+    return TypeAdapter(_NumberedIndex) if numbered else TypeAdapter(_Index)
 
 
 @dataclass
@@ -93,24 +117,52 @@ class FilesIndex:
 
     workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def to_bytes(self) -> bytes:
-        return json.dumps({"workspaces": self.workspaces}, separators=(",", ":")).encode("utf-8")
+    def to_bytes(self, numbers: Mapping[str, int] | None = None) -> bytes:
+        """The ``files`` section as a save writes it (format v3): a file entry names its content by its number in
+        the blob index (``numbers``: digest -> number, :meth:`BlobPacker.numbers`), not by digest and size."""
+        numbers = numbers or {}
+        workspaces = {
+            key: dict(ws, entries=[_numbered(e, numbers) for e in ws["entries"]]) for key, ws in self.workspaces.items()
+        }
+        return json.dumps({"workspaces": workspaces}, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, data: bytes, source: str) -> FilesIndex:
-        """The index as stored, checked against its schema (CorruptCheckpointError if it does not fit)."""
-        return cls(load_json(_index_schema(), data, "the files index", source)["workspaces"])
+    def from_bytes(cls, data: bytes, source: str, numbered: list[tuple[str, int]] | None = None) -> FilesIndex:
+        """The index as stored, checked against its schema (CorruptCheckpointError if it does not fit). A v3 index
+        names blobs by number: ``numbered`` is the blob index's (digest, length) in record order
+        (:attr:`BlobSource.numbered`), and each file entry gets its ``digest`` and ``size`` back; without it the
+        index is read as v1/v2 wrote it."""
+        workspaces = load_json(_index_schema(numbered is not None), data, "the files index", source)["workspaces"]
+        if numbered is not None:
+            for key, ws in workspaces.items():
+                for e in ws["entries"]:
+                    if e["type"] == "file":
+                        n = e.pop("blob")  # type: ignore[typeddict-item]
+                        if n >= len(numbered):
+                            raise CorruptCheckpointError(
+                                f"{source}: file {e['path']} of {key} refers to a missing blob (number {n})"
+                            )
+                        e["digest"], e["size"] = numbered[n]  # type: ignore[typeddict-unknown-key]
+        return cls(workspaces)  # type: ignore[arg-type]
 
     @classmethod
     def read(cls, reader: ContainerReader, blobs: BlobSource) -> FilesIndex:
         """The checkpoint's ``files`` section, checked against its schema and against the blob index: a
         file whose content is not stored is a corrupt checkpoint, found before anything uses the index."""
-        index = cls.from_bytes(reader.read_section(reader.section("files")), reader.source)
+        numbered = blobs.numbered if reader.format_version >= NUMBERED_FILES_SINCE else None
+        index = cls.from_bytes(reader.read_section(reader.section("files")), reader.source, numbered)
         for key, ws in index.workspaces.items():
             for e in ws["entries"]:
                 if e["type"] == "file" and e["digest"] not in blobs:
                     raise CorruptCheckpointError(f"{reader.source}: file {e['path']} of {key} refers to a missing blob")
         return index
+
+
+def _numbered(e: dict[str, Any], numbers: Mapping[str, int]) -> dict[str, Any]:
+    """A file entry as v3 stores it: ``blob`` (the blob's number) instead of ``digest`` and ``size``."""
+    if e["type"] != "file":
+        return e
+    return {"path": e["path"], "type": "file", "blob": numbers[e["digest"]], "mode": e["mode"]}
 
 
 def capture_workspaces(

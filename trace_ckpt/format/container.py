@@ -1,10 +1,11 @@
-"""The on-disk container: header, sections, manifest, footer (format v2, see docs/format.md).
+"""The on-disk container: header, sections, manifest, footer (format v3, see docs/format.md).
 
-    [16-byte header][section bytes ...][manifest JSON][88-byte footer]
+    [16-byte header][section bytes ...][manifest: a zstd frame of JSON][88-byte footer]
 
 The manifest sits at the end so a save streams in one pass; a reader finds it through the fixed
-footer. Every section is checked against its digest (BLAKE3 in v2, SHA-256 in v1) before a byte of
-it is decompressed; the manifest itself is covered by a SHA-256 in the footer, and a signature: an HMAC
+footer (v1 and v2 store the manifest as plain JSON). Every section is checked against its digest (BLAKE3
+since v2, SHA-256 in v1) before a byte of it is decompressed; the manifest itself is covered by a SHA-256
+of its stored bytes in the footer, and a signature: an HMAC
 in the footer, or an Ed25519 signature in the 64 bytes just before the manifest (the footer then holds
 its SHA-256).
 """
@@ -37,10 +38,14 @@ if TYPE_CHECKING:  # cryptography is imported only when a signature is checked: 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 MAGIC = b"TRACECKP"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # the digest of sections and blob contents, by format version: v2 moved from SHA-256 to BLAKE3, which is
 # ~10x faster without SHA CPU extensions (a save hashes every byte twice: content, then stored bytes)
-HASH_OF_VERSION = {1: "sha256", 2: "blake3"}
+HASH_OF_VERSION = {1: "sha256", 2: "blake3", 3: "blake3"}
+# v3 stores the manifest as one zstd frame (its JSON is 5-8x smaller so; v1 and v2 store plain JSON), at a level
+# where a 500-loop manifest still takes milliseconds
+COMPRESSED_MANIFEST_SINCE = 3
+MANIFEST_LEVEL = 9
 HEADER = struct.Struct("<8sII")  # magic, format_version, flags (0)
 # manifest offset, manifest length, sha256(manifest) (in every version), the signature slot, magic. The slot holds
 # HMAC-SHA256(key, manifest), or SHA-256 of the Ed25519 signature (the 64 bytes before the manifest), or 32 zero bytes
@@ -52,6 +57,10 @@ ED25519_SIGNATURE_BYTES = 64
 # Bounds a reader checks against what the file can hold (docs/format.md, "Bounds"). A 500-loop trace's
 # manifest is about 0.5 MB; its JSON becomes Python objects, so a crafted one is kept far from gigabytes.
 MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+# a compressed manifest may declare at most this many times its stored size, above the floor: honest ones
+# expand 5-10 times; a small crafted file cannot make a reader parse megabytes of JSON
+MANIFEST_RATIO = 64
+MANIFEST_FLOOR = 4 * 1024 * 1024
 # zstd's own limit: a block yields at most 128 KiB and costs at least 4 bytes (an RLE block), so no frame
 # decompresses to more than 32768 times its size; a section that declares more cannot be honest
 ZSTD_MAX_RATIO = 32768
@@ -61,6 +70,11 @@ ZSTD_MAX_RATIO = 32768
 # zero-filled files stay under the floor
 IN_MEMORY_RATIO = 1024
 IN_MEMORY_FLOOR = 64 * 1024 * 1024
+
+
+def manifest_bound(stored: int) -> int:
+    """The most JSON a v3 manifest of ``stored`` compressed bytes may declare (writer and reader agree)."""
+    return min(MAX_MANIFEST_BYTES, max(MANIFEST_FLOOR, stored * MANIFEST_RATIO))
 
 
 class ContainerWriter:
@@ -208,10 +222,12 @@ class ContainerWriter:
             sections=self.sections,
             signature=SignatureInfo(algorithm=algorithm, key_id=key_id or "") if algorithm else None,
         )
-        body = manifest.model_dump_json().encode("utf-8")
-        if len(body) > MAX_MANIFEST_BYTES:  # no reader would open the file
+        text = manifest.model_dump_json().encode("utf-8")
+        body = zstandard.ZstdCompressor(level=MANIFEST_LEVEL, write_content_size=True).compress(text)
+        if len(text) > manifest_bound(len(body)):  # no reader would open the file
             raise SaveError(
-                f"the manifest would be {len(body)} bytes, more than a reader accepts ({MAX_MANIFEST_BYTES})"
+                f"the manifest would be {len(text)} bytes ({len(body)} compressed), more than a reader accepts "
+                f"({MAX_MANIFEST_BYTES}, or {MANIFEST_RATIO} times its compressed size)"
             )
         if private_key is not None:
             signature = private_key.sign(body)
@@ -290,10 +306,11 @@ class ContainerReader:
         body = self._read_exact(m_len)
         if hashlib.sha256(body).digest() != m_sha:
             raise CorruptCheckpointError(f"{source}: manifest checksum mismatch; the file is damaged")
+        text = self._manifest_text(body) if version >= COMPRESSED_MANIFEST_SINCE else body
         try:
             # pydantic's JSON parser refuses nesting deeper than 200 (ValueError); json.loads recursed until a
             # RecursionError; the except keeps that bound whatever parser is used
-            doc = pydantic_core.from_json(body)
+            doc = pydantic_core.from_json(text)
             if not isinstance(doc, dict):
                 raise ValueError("manifest is not a JSON object")
             self.manifest = Manifest.model_validate(_upgrade(doc, version))
@@ -313,6 +330,29 @@ class ContainerReader:
         self._verified: set[tuple[int, int, str]] = set()
         self.hash_algorithm: str = self.manifest.hash_algorithm
         self._check_sections()
+
+    def _manifest_text(self, body: bytes) -> bytes:
+        """The JSON of a compressed (v3) manifest: one zstd frame that declares its size, within the bounds."""
+        try:
+            declared = zstandard.frame_content_size(body)
+        except zstandard.ZstdError:
+            declared = -1
+        if declared < 0:
+            raise CorruptCheckpointError(
+                f"{self.source}: the manifest is not a zstd frame that declares its size; the file is crafted or damaged"
+            )
+        if declared > manifest_bound(len(body)):
+            raise CorruptCheckpointError(
+                f"{self.source}: the manifest declares {declared} bytes from {len(body)} stored, more than a reader "
+                f"accepts ({MAX_MANIFEST_BYTES}, or {MANIFEST_RATIO} times its stored size): the file is crafted or damaged"
+            )
+        try:
+            text = zstandard.ZstdDecompressor().decompress(body, max_output_size=max(declared, 1))
+        except zstandard.ZstdError as e:
+            raise CorruptCheckpointError(f"{self.source}: the manifest does not decompress ({e})") from None
+        if len(text) != declared:
+            raise CorruptCheckpointError(f"{self.source}: the manifest decompresses to the wrong size")
+        return text
 
     def _read_exact(self, n: int) -> bytes:
         """``n`` bytes from the current position; a shorter read means the file shrank while it was read."""

@@ -1,8 +1,10 @@
-"""How tests/data/v1.tckpt was made: run once with trace-ckpt at commit a1c61fa, the last that wrote
-format v1 (SHA-256 digests). Kept so the fixture can be read, not re-run: today it would write the
-current format. v1.expect.json holds what the source trace and folders were, taken from them directly.
+"""How tests/data/v<N>.tckpt were made: run once with trace-ckpt at the last commit that wrote format v<N>,
+a1c61fa for v1 (SHA-256 digests), bb57a3b for v2 (plain-JSON manifest and blob index). Kept so the fixtures
+can be read, not re-run: today it would write the current format. v<N>.expect.json holds what the source
+trace and folders were, taken from them directly.
 
-    .venv/bin/python tests/data/make_v1_fixture.py   # (at a1c61fa)
+    .venv/bin/python tests/data/make_fixture.py v1   # (at a1c61fa, where the script was make_v1_fixture.py)
+    .venv/bin/python tests/data/make_fixture.py v2   # (at bb57a3b)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from trace_ckpt.rdagent.trace import iter_workspaces  # noqa: E402
 
 
 def main() -> None:
+    name = sys.argv[1] if len(sys.argv) > 1 else "v1"
     tmp = TMP
     data = data_folder(tmp / "data")
     parents, decisions = [(), (0,), (1,)], [True, False, True]
@@ -45,8 +48,8 @@ def main() -> None:
         ],
         "folders": folders,
     }
-    save_trace(trace, HERE / "v1.tckpt", allow_modules=["tests"])
-    (HERE / "v1.expect.json").write_text(json.dumps(expect, indent=1, sort_keys=True) + "\n")
+    save_trace(trace, HERE / f"{name}.tckpt", allow_modules=["tests"])
+    (HERE / f"{name}.expect.json").write_text(json.dumps(expect, indent=1, sort_keys=True) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
