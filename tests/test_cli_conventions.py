@@ -78,11 +78,10 @@ def test_ctrl_c_after_the_file_is_written_says_so(
 
 
 def test_every_command_has_json_quiet_verbose() -> None:
+    """resume, run and diff too (they had none, or --json only)."""
     group = typer.main.get_command(app)
     for name, cmd in group.commands.items():
         opts = {o for p in cmd.params for o in p.opts}
-        if name in ("resume", "run"):  # their results are RD-Agent runs; see docs/cli.md
-            continue
         assert {"--json", "--quiet", "--verbose"} <= opts, name
 
 

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from trace_ckpt.cli.app import app
-from trace_ckpt.cli.options import AllowModule, Json, RequireSignature
-from trace_ckpt.cli.render import bars, out
+from trace_ckpt.cli.options import AllowModule, Json, Quiet, RequireSignature, Verbose
+from trace_ckpt.cli.render import bars, out, say
 
 
 class Phase(str, Enum):
@@ -73,6 +73,8 @@ def resume(
         ),
     ] = False,
     as_json: Json = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run RD-Agent on top of a saved trace: model evolution on the SOTA factors, or more factor loops."""
     from trace_ckpt.ckpt import read_manifest
@@ -111,7 +113,7 @@ def resume(
     if as_json:
         out.print(report.to_json())
         return
-    out.print(
+    say(
         f"resumed {report.checkpoint}: {report.restored_nodes} restored nodes ({report.sota_factor_experiments} SOTA "
         f"factor experiments), {report.new_nodes} new nodes from loop id {report.first_loop_id}; "
         f"{len(report.base_features)} base features; log folder {report.log_dir}"

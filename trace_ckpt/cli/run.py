@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 from trace_ckpt.cli.app import app
-from trace_ckpt.cli.options import AllowModule
-from trace_ckpt.cli.render import err, out
+from trace_ckpt.cli.options import AllowModule, Json, Quiet, Verbose
+from trace_ckpt.cli.render import emit_json, err, say
 from trace_ckpt.quant import IC, metric_key
 
 _rdagent_cli = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -94,6 +94,9 @@ def run(
         ),
     ] = IC,
     allow_module: AllowModule = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Run an RD-Agent app and write a checkpoint after every completed loop (to a folder or a URL), keeping the
     last N and the best N by a metric."""
@@ -110,11 +113,23 @@ def run(
         **rdagent_kwargs,
     )
     saver = report.saver
-    kept = ", ".join(report.kept_names) or "none"
-    out.print(
-        f"ran {report.app}: {report.completed_loops} loops completed, {len(saver.saved)} checkpoints written; "
-        f"kept in {autosave}: {kept}; log folder {report.log_dir}"
-    )
+    if as_json:
+        emit_json(
+            {
+                "app": report.app,
+                "completed_loops": report.completed_loops,
+                "saved": [str(p) for p in saver.saved],
+                "failed": list(saver.failed),
+                "kept": list(report.kept_names),
+                "log_dir": report.log_dir,
+            }
+        )
+    else:
+        kept = ", ".join(report.kept_names) or "none"
+        say(
+            f"ran {report.app}: {report.completed_loops} loops completed, {len(saver.saved)} checkpoints written; "
+            f"kept in {autosave}: {kept}; log folder {report.log_dir}"
+        )
     if saver.failed:
         err.print(
             f"trace-ckpt: warning: the autosave of {len(saver.failed)} loop(s) failed "
