@@ -103,3 +103,23 @@ def test_identical_factor_is_one_implementation(runs: dict[str, Any], tmp_path: 
         {"node": n, "name": merged.hist[0][0].sub_tasks[0].factor_name, "same_as": 0}
     ]
     assert [x["nodes"] for x in meta["merged_from"]] == [len(runs["t1"].hist), len(runs["t2"].hist), 1]
+
+
+def test_diff_finds_each_runs_nodes_in_the_merge(runs: dict[str, Any]) -> None:
+    from trace_ckpt import diff, read_manifest
+
+    d, merged = runs["dir"], runs["merged"]
+    n1, n2 = len(runs["t1"].hist), len(runs["t2"].hist)
+    total = n1 + n2 + 1
+    # run 1 is the merge's first input: its nodes are there unchanged, everything else is only in the merge
+    da = diff(d / "a.tckpt", merged)
+    assert da.nodes == [] and da.files == [] and da.only_a == [], da.lines()
+    assert da.only_b == list(range(n1, total))
+    # run 2's nodes are found at n1 + k (their loop ids shifted), also those whose factor the merge renamed
+    db = diff(d / "b.tckpt", merged)
+    assert db.only_a == [] and db.only_b == [*range(n1), total - 1], db.lines()
+    assert {(c.index, c.index_b) for c in [*db.nodes, *db.files]} <= {(k, n1 + k) for k in range(n2)}
+    renamed = {r["node"] - n1 for r in read_manifest(merged).metadata["merge"]["renamed"]}
+    assert renamed and {c.index for c in db.nodes if c.what == "factors"} == renamed
+    assert {c.index for c in db.files} == renamed
+    assert {c.what for c in db.nodes} == {"loop id", "factors"}
