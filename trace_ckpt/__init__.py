@@ -51,8 +51,10 @@ if TYPE_CHECKING:
     from trace_ckpt.ckpt import Checkpoint, read_manifest, verify_checkpoint
     from trace_ckpt.format.manifest import Manifest
     from trace_ckpt.rdagent import restore_trace, save_trace
-    from trace_ckpt.rdagent.surgery import diff, merge, prune
+    from trace_ckpt.rdagent.merge import merge
+    from trace_ckpt.rdagent.prune import prune
     from trace_ckpt.settings import Options
+    from trace_ckpt.views.diff import diff
 
 # Imported on first use, so `import trace_ckpt` stays light: the CLI's `inspect` imports neither
 # rdagent nor pandas.
@@ -64,9 +66,9 @@ _LAZY = {
     "read_manifest": "trace_ckpt.ckpt",
     "verify_checkpoint": "trace_ckpt.ckpt",
     "Manifest": "trace_ckpt.format.manifest",
-    "prune": "trace_ckpt.rdagent.surgery",
-    "merge": "trace_ckpt.rdagent.surgery",
-    "diff": "trace_ckpt.rdagent.surgery",
+    "prune": "trace_ckpt.rdagent.prune",
+    "merge": "trace_ckpt.rdagent.merge",
+    "diff": "trace_ckpt.views.diff",  # a view: no rdagent import
 }
 
 
