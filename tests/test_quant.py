@@ -18,9 +18,9 @@ def node(i: int, decision: bool | None, ic: float | None = None, kind: str = "fa
     return NodeSummary(index=i, experiment_class="x.Exp", decision=decision, kind=kind, metrics=metrics, **kw)
 
 
-def test_imports_neither_rdagent_nor_pandas() -> None:
+def test_quant_and_diff_import_neither_rdagent_nor_pandas() -> None:
     code = (
-        "import sys, trace_ckpt.quant, trace_ckpt.views.diff; "
+        "import sys, trace_ckpt.quant, trace_ckpt.views.diff; from trace_ckpt import diff; "
         "print(sorted(m for m in ('rdagent', 'pandas') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
