@@ -54,6 +54,7 @@ def test_demo_runs_the_two_phase_rehearsal(tmp_path: Path) -> None:
     assert "the first model experiment received 3 SOTA factor experiments" in r.stdout
     assert "conf_sota_factors_model.yaml" in r.stdout and "simulated" in r.stdout
     assert (tmp_path / "demo-out" / "run1.tckpt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["demo-out"]  # no RD-Agent log/ in the folder it ran in
 
     # the picture: a valid PNG of the both-phases checkpoint, one point per node with an IC
     from matplotlib.image import imread
