@@ -76,6 +76,7 @@ def main() -> None:
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     from rdagent.core.serialization import loads
 
+    from trace_ckpt.rdagent.logs import rdagent_logs_off
     from trace_ckpt.rdagent.sessions import list_dumps
 
     model_log = Path(env2["LOG_TRACE_PATH"])
@@ -87,7 +88,8 @@ def main() -> None:
     manifest2 = json.loads(cli(["inspect", str(both), "--json"], env2, model_box))
     points = sum(1 for n in manifest2["nodes"] if "IC" in n["metrics"])
 
-    trace = loads(list_dumps(model_log / "__session__")[-1].path.read_bytes()).trace
+    with rdagent_logs_off():  # unpickling imports RD-Agent's modules, whose logger would write ./log/<time>/ here
+        trace = loads(list_dumps(model_log / "__session__")[-1].path.read_bytes()).trace
     first_model = next(exp for exp, _ in trace.hist if type(exp).__name__ == "QlibModelExperiment")
     sota = [b for b in first_model.based_experiments if type(b).__name__ == "QlibFactorExperiment" and b.sub_tasks]
     factors = [t.factor_name for b in sota for t in b.sub_tasks]
