@@ -64,6 +64,9 @@ model_phase() {
     if [[ -n "$BASE_FEATURES" ]]; then
         args+=(--base-features "$BASE_FEATURES")     # base_factors.json and/or *.py, RD-Agent's format
     fi
+    # First what would run and whether this machine has what the model phase needs (Qlib runtime, LLM key):
+    # exit 15 with one line saying what is missing, before anything long starts.
+    trace-ckpt resume "$CKPT" "${args[@]}" "${RESUME_ARGS[@]}" --dry-run
     trace-ckpt resume "$CKPT" "${args[@]}" "${RESUME_ARGS[@]}"
 
     # Both phases in one checkpoint, to inspect, plot or resume again later.
