@@ -6,7 +6,6 @@ typed exit codes (all >= 2) of the table in docs/cli.md.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from enum import Enum
@@ -161,7 +160,7 @@ def diff(
 
     d = api_diff(a, b, require_signature=require_signature or None)
     if as_json:
-        sys.stdout.write(json.dumps({"equal": d.equal, **asdict(d)}, default=str) + "\n")
+        emit_json({"equal": d.equal, **asdict(d)})
     else:
         sys.stdout.write("\n".join(d.lines()) + "\n")
     if not d.equal:
