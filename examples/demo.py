@@ -18,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from examples.demo_commands import print_commands  # noqa: E402
 from examples.offline.run import offline_env, run_factor_loop  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "trace-ckpt")
@@ -114,6 +115,7 @@ def main() -> None:
     print(
         "(LLM answers, LLM-written code and the Qlib backtest were simulated; everything else was RD-Agent's own code.)"
     )
+    print_commands(out, log_dir, env1["ARTIFACT_SIGNING_KEY"])  # each command it prints was run first
 
 
 if __name__ == "__main__":

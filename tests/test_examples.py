@@ -54,6 +54,8 @@ def test_demo_runs_the_two_phase_rehearsal(tmp_path: Path) -> None:
     assert "the first model experiment received 3 SOTA factor experiments" in r.stdout
     assert "conf_sota_factors_model.yaml" in r.stdout and "simulated" in r.stdout
     assert (tmp_path / "demo-out" / "run1.tckpt").exists()
+    # the commands it prints for the user were each run through demo.env by the demo itself (it exits 1 otherwise)
+    assert ". demo-out/demo.env" in r.stdout and "trace-ckpt prune demo-out/run1.tckpt" in r.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["demo-out"]  # no RD-Agent log/ in the folder it ran in
 
     # the picture: a valid PNG of the both-phases checkpoint, one point per node with an IC
