@@ -7,6 +7,8 @@ No RD-Agent here: the door and the policies are below it.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +233,18 @@ def test_best_n_ranks_by_the_score_newest_of_equals() -> None:
     assert both == [False, False, False, True, False, True]
     with pytest.raises(ValueError):
         BestN(1, mode="up")  # type: ignore[arg-type]
+
+
+def test_reading_a_local_checkpoint_does_not_import_fsspec(tmp_path: Path) -> None:
+    """open and size of a local file are the os calls LocalFileSystem makes: inspect pays no fsspec import."""
+    (tmp_path / "run.tckpt").write_bytes(b"0123456789")
+    code = (
+        "import sys; from trace_ckpt.storage import open_read, size_of, atomic_write\n"
+        f"p = {str(tmp_path / 'run.tckpt')!r}\n"
+        "with open_read(p) as f: f.seek(2); assert f.read(3) == b'234'\n"
+        "assert size_of(p) == 10\n"
+        "with atomic_write(p + '.new') as f: f.write(b'x')\n"
+        "print('fsspec' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,14 @@ def _info(where: Location) -> dict:
 
 
 def _file_info(where: Location) -> dict:
-    info = _info(where)
+    if where.local:  # LocalFileSystem.info's stat, without importing fsspec (see Location)
+        try:
+            st = os.stat(where.url)
+        except Exception as e:  # noqa: BLE001 — the file system's exception types become one typed error
+            raise storage_error(where, e) from None
+        info = {"size": st.st_size, "type": "directory" if stat.S_ISDIR(st.st_mode) else "file"}
+    else:
+        info = _info(where)
     if info.get("type") == "directory":
         raise CorruptCheckpointError(f"{where.url} is a folder, not a checkpoint file")
     return info
@@ -52,8 +60,8 @@ def open_read(path: PathLike) -> Iterator[IO[bytes]]:
     where = resolve(path)
     handle = None
     if where.local:
-        try:
-            handle = where.fs.open(where.path, "rb")  # one handle, read with positional reads
+        try:  # what LocalFileSystem.open does, without importing fsspec (see Location); read with positional reads
+            handle = open(where.url, "rb")  # noqa: SIM115 — closed by the reader
         except Exception as e:  # noqa: BLE001 — the file system's exception types become one typed error
             raise storage_error(where, e) from None
         size = os.fstat(handle.fileno()).st_size

@@ -11,7 +11,7 @@ import contextvars
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +68,32 @@ def local_path(path: str | os.PathLike[str]) -> Path:
     return Path(text).expanduser()
 
 
-@dataclass(frozen=True)
 class Location:
-    """A path or URL resolved once: its file system, the path inside it, and how to name it in messages."""
+    """A path or URL resolved once: its file system, the path inside it, and how to name it in messages.
 
-    fs: Any
-    path: str
-    url: str  # what the user wrote (a local path without file://, ~ expanded)
-    local: bool  # the local disk: fsync-and-rename commits, positional reads, local error wording
+    ``url`` is what the user wrote (a local path without ``file://``, ``~`` expanded); ``local`` means the local
+    disk (fsync-and-rename commits, positional reads, local error wording). A local location makes its
+    ``fs`` (fsspec's ``LocalFileSystem``) when first asked: opening and sizing a local file use the ``open``
+    and ``stat`` that file system calls itself, so ``inspect`` of a local file never imports fsspec (which
+    imports asyncio, ssl and the compression libraries: tens of milliseconds of inspect's budget).
+    """
+
+    def __init__(self, url: str, local: bool, fs: Any = None, path: str | None = None) -> None:
+        self.url, self.local = url, local
+        if fs is not None:
+            self.__dict__["fs"], self.__dict__["path"] = fs, path
+
+    @cached_property
+    def fs(self) -> Any:
+        """The fsspec file system (made here only for a local location)."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem()
+
+    @cached_property
+    def path(self) -> str:
+        """The path inside ``fs`` (fsspec's absolute POSIX spelling, for a local location)."""
+        return self.fs._strip_protocol(self.url)
 
     def child(self, name: str) -> str:
         """The user-spelled location of ``name`` inside this folder."""
@@ -130,13 +148,12 @@ def transfer_callback(label: str, total: int | None) -> Iterator[Any]:
 
 
 def resolve(path: str | os.PathLike[str]) -> Location:
-    """The file system and inner path of a local path or URL (fsspec's ``url_to_fs``), with the context's options."""
+    """The file system and inner path of a local path (fsspec's ``LocalFileSystem``) or of a URL (``url_to_fs``,
+    with the context's options)."""
+    if not is_remote(path):
+        return Location(str(local_path(path)), True)
     import fsspec
 
-    if not is_remote(path):
-        p = local_path(path)
-        fs, inner = fsspec.core.url_to_fs(str(p))
-        return Location(fs, inner, str(p), True)
     url = os.fspath(path)
     proto = protocol_of(url) or "file"
     try:
@@ -154,7 +171,7 @@ def resolve(path: str | os.PathLike[str]) -> Location:
         raise CheckpointError(f"{url}: {e}") from None
     except TypeError as e:
         raise CheckpointError(f"{url}: bad storage option for {proto}:// ({e})") from None
-    return Location(fs, inner, url, bool(getattr(fs, "local_file", False)))
+    return Location(url, bool(getattr(fs, "local_file", False)), fs, inner)
 
 
 def protocols(fs: Any) -> set[str]:
