@@ -427,7 +427,7 @@ def test_an_unsigned_file_read_while_a_key_is_configured_is_a_warning(
     monkeypatch.delenv("TRACE_CKPT_SIGNING_KEY")
     code, _, err = run(capsys, "keygen", tmp_path / "k", "--comment", "me")
     monkeypatch.setenv("TRACE_CKPT_TRUSTED_KEYS", str(tmp_path / "k.pub"))  # public keys only
-    code, _, err = run(capsys, "export-factors", unsigned, tmp_path / "o.parquet")
+    code, _, err = run(capsys, "export-factors", unsigned, tmp_path / "o.parquet", "--force")
     assert code == 0 and "unsigned although a signing key is configured" in err
 
 

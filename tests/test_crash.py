@@ -49,7 +49,7 @@ def test_sigkill_during_overwrite_never_damages_the_target(tmp_path: Path) -> No
     killed_mid_write = 0
     for i in range(20):
         before = out.read_bytes()
-        p = _fork.Process(target=_cli, args=(["save", str(run), str(out), "--level", str(1 + i % 5)],))
+        p = _fork.Process(target=_cli, args=(["save", str(run), str(out), "--level", str(1 + i % 5), "--force"],))
         p.start()
         time.sleep(rng.uniform(0, full))
         os.kill(p.pid, signal.SIGKILL)
