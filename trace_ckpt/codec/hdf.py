@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from trace_ckpt.codec.opcodes import MEMO_SLACK
+from trace_ckpt.codec.pickle_ops import MEMO_SLACK
 from trace_ckpt.errors import CorruptCheckpointError, UntrustedContentError
 from trace_ckpt.quant import RESULT_FILE
 

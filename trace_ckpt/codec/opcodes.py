@@ -23,259 +23,21 @@ Usage::
 
 from __future__ import annotations
 
-import pickletools
-import struct
-from collections.abc import Callable
-
 from trace_ckpt.codec.allowlist import Rule
 
-# an index this far past the entries stored so far is refused (pickle's writers use exactly that count)
-MEMO_SLACK = 1024
-
-_U4 = struct.Struct("<I").unpack_from
-_I4 = struct.Struct("<i").unpack_from
-_U8 = struct.Struct("<Q").unpack_from
-_U2 = struct.Struct("<H").unpack_from
-
-
-def _tables() -> tuple[dict[int, int], dict[int, tuple[int, bool]], dict[int, int]]:
-    """From pickletools' opcode table: fixed argument sizes, counted arguments (width, signed), line arguments."""
-    fixed: dict[int, int] = {}
-    counted: dict[int, tuple[int, bool]] = {}
-    lines: dict[int, int] = {}
-    for op in pickletools.opcodes:
-        code, arg = ord(op.code), op.arg
-        if arg is None or arg.n >= 0:
-            fixed[code] = 1 + (arg.n if arg else 0)
-        elif arg.n == pickletools.UP_TO_NEWLINE:
-            lines[code] = 2 if op.name in ("GLOBAL", "INST") else 1  # module and name lines
-        elif arg.n == pickletools.TAKEN_FROM_ARGUMENT1:
-            counted[code] = (1, False)
-        elif arg.n == pickletools.TAKEN_FROM_ARGUMENT4:
-            counted[code] = (4, True)
-        elif arg.n == pickletools.TAKEN_FROM_ARGUMENT4U:
-            counted[code] = (4, False)
-        elif arg.n == pickletools.TAKEN_FROM_ARGUMENT8U:
-            counted[code] = (8, False)
-        else:  # a new kind of argument in a later Python: fail loudly in the tests, not silently here
-            raise RuntimeError(f"pickle opcode {op.name} has an argument kind this scanner does not know")
-    return fixed, counted, lines
-
-
-_FIXED, _COUNTED, _LINES = _tables()
-
-
-_BY_NAME = {o.name: ord(o.code) for o in pickletools.opcodes}
-
-
-def _op(name: str) -> int:
-    return _BY_NAME[name]
-
-
-# opcodes by what they do to the abstract stack
-_PUSH_ANY = frozenset(
-    _op(n)
-    for n in (
-        "INT",
-        "LONG",
-        "LONG1",
-        "LONG4",
-        "FLOAT",
-        "BINFLOAT",
-        "STRING",
-        "BINSTRING",
-        "SHORT_BINSTRING",
-        "UNICODE",
-        "BINBYTES",
-        "SHORT_BINBYTES",
-        "BINBYTES8",
-        "BYTEARRAY8",
-    )
+# isort: off
+# fmt: off
+from trace_ckpt.codec.pickle_ops import (
+    COUNTED, FIXED, I4, LINES, MEMO_SLACK, NAMES, OP_ADDITEMS, OP_APPEND, OP_APPENDS, OP_BINGET, OP_BININT,
+    OP_BININT1, OP_BININT2, OP_BINPERSID, OP_BINPUT, OP_BUILD, OP_DICT, OP_DUP, OP_EMPTY_DICT, OP_EMPTY_LIST,
+    OP_EMPTY_SET, OP_EMPTY_TUPLE, OP_FRAME, OP_FROZENSET, OP_GET, OP_GLOBAL, OP_LIST, OP_LONG_BINGET,
+    OP_LONG_BINPUT, OP_MARK, OP_MEMOIZE, OP_NEWFALSE, OP_NEWOBJ, OP_NEWOBJ_EX, OP_NEWTRUE, OP_NONE, OP_POP,
+    OP_POP_MARK, OP_PROTO, OP_PUT, OP_REDUCE, OP_SETITEM, OP_SETITEMS, OP_SHORT_BINBYTES, OP_STACK_GLOBAL, OP_STOP,
+    OP_TUPLE, OP_TUPLE1, OP_TUPLE2, OP_TUPLE3, PUSH_ANY, PUSH_STR, REFUSED, U2, U4, U8, opcode,
 )
-_PUSH_STR = frozenset(_op(n) for n in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"))
-_REFUSED = {_op(n): n for n in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "PERSID", "NEXT_BUFFER", "READONLY_BUFFER")}
-(
-    _MARK,
-    _STOP,
-    _POP,
-    _POP_MARK,
-    _DUP,
-    _BINPERSID,
-    _REDUCE,
-    _APPEND,
-    _APPENDS,
-    _BUILD,
-    _GLOBAL,
-    _DICT,
-    _EMPTY_DICT,
-    _GET,
-    _BINGET,
-    _LONG_BINGET,
-    _LIST,
-    _EMPTY_LIST,
-    _PUT,
-    _BINPUT,
-    _LONG_BINPUT,
-    _SETITEM,
-    _SETITEMS,
-    _TUPLE,
-    _EMPTY_TUPLE,
-    _TUPLE1,
-    _TUPLE2,
-    _TUPLE3,
-    _NEWOBJ,
-    _NEWOBJ_EX,
-    _EMPTY_SET,
-    _ADDITEMS,
-    _FROZENSET,
-    _STACK_GLOBAL,
-    _MEMOIZE,
-    _FRAME,
-    _PROTO,
-    _NONE,
-    _BININT1,
-    _BININT2,
-    _BININT,
-    _NEWTRUE,
-    _NEWFALSE,
-    _SHORT_BINBYTES,
-) = (
-    _op(n)
-    for n in (
-        "MARK",
-        "STOP",
-        "POP",
-        "POP_MARK",
-        "DUP",
-        "BINPERSID",
-        "REDUCE",
-        "APPEND",
-        "APPENDS",
-        "BUILD",
-        "GLOBAL",
-        "DICT",
-        "EMPTY_DICT",
-        "GET",
-        "BINGET",
-        "LONG_BINGET",
-        "LIST",
-        "EMPTY_LIST",
-        "PUT",
-        "BINPUT",
-        "LONG_BINPUT",
-        "SETITEM",
-        "SETITEMS",
-        "TUPLE",
-        "EMPTY_TUPLE",
-        "TUPLE1",
-        "TUPLE2",
-        "TUPLE3",
-        "NEWOBJ",
-        "NEWOBJ_EX",
-        "EMPTY_SET",
-        "ADDITEMS",
-        "FROZENSET",
-        "STACK_GLOBAL",
-        "MEMOIZE",
-        "FRAME",
-        "PROTO",
-        "NONE",
-        "BININT1",
-        "BININT2",
-        "BININT",
-        "NEWTRUE",
-        "NEWFALSE",
-        "SHORT_BINBYTES",
-    )
-)
-_NAMES = {ord(o.code): o.name for o in pickletools.opcodes}
-
-
-class _Kind:
-    """An abstract stack value that is not a name or an object made from one."""
-
-    __slots__ = ("what",)
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __repr__(self) -> str:
-        return self.what
-
-
-# plain containers the pickle built itself (item opcodes may fill them), and anything else
-SET, OTHER, NONE = _Kind("a set"), _Kind("a value"), _Kind("None")
-
-
-class Dict:
-    """A dict the pickle built, with its keys and values so far (flat: key, value, key, value...), so the rules
-    that check a reconstructor's keyword dict (``_new_Index``) can read it."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: list | None = None) -> None:
-        self.items = items if items is not None else []
-
-    def __repr__(self) -> str:
-        return "a dict"
-
-
-class List:
-    """A list the pickle built, with how many items it holds so far (an object array's state must match)."""
-
-    __slots__ = ("count",)
-
-    def __init__(self, count: int = 0) -> None:
-        self.count = count
-
-    def __repr__(self) -> str:
-        return "a list"
-
-
-class Name:
-    """A ``module.name`` the pickle resolved (GLOBAL / STACK_GLOBAL), with its rule."""
-
-    __slots__ = ("rule", "where")
-
-    def __init__(self, where: str, rule: Rule) -> None:
-        self.where, self.rule = where, rule
-
-    def __repr__(self) -> str:
-        return self.where
-
-
-class Const:
-    """A small constant the rules may read: an int (BININT1/2, BININT: shapes, RangeIndex bounds), short
-    bytes or a bool (a dtype's state)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return repr(self.value)
-
-
-class Made:
-    """An object the pickle made by calling (REDUCE) or ``__new__`` (NEWOBJ) of a name, with the arguments
-    (strings read back as text) when the name's rule checks them."""
-
-    __slots__ = ("args", "name")
-
-    def __init__(self, name: Name, args: tuple = ()) -> None:
-        self.name, self.args = name, args
-
-    def __repr__(self) -> str:
-        return f"a {self.name.where}"
-
-
-Resolver = Callable[[str, str], Rule]
-
-
-class _Refused(Exception):
-    pass
-
+# fmt: on
+# isort: on
+from trace_ckpt.codec.stack import NONE, OTHER, SET, Const, Dict, List, Made, Name, Refused, Resolver, check_fill
 
 # every use of every name allowed: what is left is the bounds and the stack's shape
 _ANY = Rule(call=True, new=True, new_args=True, state=True, items=True, append=True)
@@ -296,7 +58,7 @@ def check_pickle(data: bytes, resolve: Resolver) -> str | None:
         data = bytes(data)  # a memoryview has no find() or decode()
     try:
         return _simulate(data, resolve)
-    except _Refused as e:
+    except Refused as e:
         return str(e)
 
 
@@ -306,23 +68,23 @@ def _text(data: bytes, pos: int) -> str:
     if code == _PUSH_STR_SHORT:
         n, at = data[pos + 1], pos + 2
     elif code == _PUSH_STR_4:
-        n, at = _U4(data, pos + 1)[0], pos + 5
+        n, at = U4(data, pos + 1)[0], pos + 5
     else:
-        n, at = _U8(data, pos + 1)[0], pos + 9
+        n, at = U8(data, pos + 1)[0], pos + 9
     try:
         return data[at : at + n].decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
-        raise _Refused(f"a name at byte {pos} is not valid UTF-8") from None
+        raise Refused(f"a name at byte {pos} is not valid UTF-8") from None
 
 
-_PUSH_STR_SHORT, _PUSH_STR_4 = _op("SHORT_BINUNICODE"), _op("BINUNICODE")
+_PUSH_STR_SHORT, _PUSH_STR_4 = opcode("SHORT_BINUNICODE"), opcode("BINUNICODE")
 
 
 def _simulate(data: bytes, resolve: Resolver) -> str | None:
     """The bounds checks (lengths, frames, memo indexes) and the abstract stack: every call the unpickler would
     make is checked against the rule of the name it calls."""
     pos, end = 0, len(data)
-    fixed, counted, lines = _FIXED, _COUNTED, _LINES
+    fixed, counted, lines = FIXED, COUNTED, LINES
     stack: list[object] = []
     marks: list[int] = []
     fence = 0
@@ -348,13 +110,13 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 return {_text(data, k): texts(v) for k, v in zip(keys, value.items[1::2])}
         return value
 
-    def underflow(at: int) -> _Refused:
-        return _Refused(f"{_NAMES.get(data[at], '?')} at byte {at} reads below the stack")
+    def underflow(at: int) -> Refused:
+        return Refused(f"{NAMES.get(data[at], '?')} at byte {at} reads below the stack")
 
     def pop_mark(at: int) -> list[object]:
         nonlocal fence
         if not marks:
-            raise _Refused(f"{_NAMES.get(data[at], '?')} at byte {at} has no MARK")
+            raise Refused(f"{NAMES.get(data[at], '?')} at byte {at} has no MARK")
         m = marks.pop()
         fence = marks[-1] if marks else 0
         items = stack[m:]
@@ -362,17 +124,18 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
         return items
 
     push = stack.append
-    LONG_BINGET, BINGET, MEMOIZE, SHORT_BINUNICODE, NONE_OP = _LONG_BINGET, _BINGET, _MEMOIZE, _PUSH_STR_SHORT, _NONE
-    EMPTY_DICT, MARK, EMPTY_TUPLE = _EMPTY_DICT, _MARK, _EMPTY_TUPLE
+    # the hot path's opcodes as locals (a local is read faster than a module global)
+    LONG_BINGET, BINGET, MEMOIZE, SHORT_BINUNICODE = OP_LONG_BINGET, OP_BINGET, OP_MEMOIZE, _PUSH_STR_SHORT
+    EMPTY_DICT, MARK, EMPTY_TUPLE, NONE_OP = OP_EMPTY_DICT, OP_MARK, OP_EMPTY_TUPLE, OP_NONE
     while pos < end:
         code = data[pos]
         # --- the hot path: the opcodes that make up most of a trace's graph, each advancing by itself ---
         if code == LONG_BINGET:
             if pos + 5 > end:
                 return f"opcode at byte {pos} is cut off"
-            value = memo.get(_U4(data, pos + 1)[0], memo)
+            value = memo.get(U4(data, pos + 1)[0], memo)
             if value is memo:
-                return f"memo entry {_U4(data, pos + 1)[0]} read at byte {pos} was never stored"
+                return f"memo entry {U4(data, pos + 1)[0]} read at byte {pos} was never stored"
             push(value)
             pos += 5
             continue
@@ -430,9 +193,9 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 if width == 1:
                     length = data[pos + 1]
                 elif width == 4:
-                    length = (_I4 if signed else _U4)(data, pos + 1)[0]
+                    length = (I4 if signed else U4)(data, pos + 1)[0]
                 else:
-                    length = _U8(data, pos + 1)[0]
+                    length = U8(data, pos + 1)[0]
                 if length < 0 or pos + 1 + width + length > end:
                     return f"a length of {length} at byte {pos} runs past the end of the data"
                 pos += 1 + width + length
@@ -447,73 +210,73 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 pos += 1
 
         # --- what the opcode does to the stack ---
-        if code in _PUSH_STR:
+        if code in PUSH_STR:
             push(at)  # an int: a string whose text is read back only if a STACK_GLOBAL names it
-        elif code == _GET:
+        elif code == OP_GET:
             text = data[at + 1 : pos - 1]
             index = int(text) if text.isdigit() and len(text) <= 18 else -1
             if index not in memo:
                 return f"memo entry {index} read at byte {at} was never stored"
             push(memo[index])
-        elif code == _NEWTRUE or code == _NEWFALSE:
-            push(Const(code == _NEWTRUE))
-        elif code == _SHORT_BINBYTES:
+        elif code == OP_NEWTRUE or code == OP_NEWFALSE:
+            push(Const(code == OP_NEWTRUE))
+        elif code == OP_SHORT_BINBYTES:
             push(Const(data[at + 2 : pos]))
-        elif code == _BININT1:
+        elif code == OP_BININT1:
             push(Const(data[at + 1]))
-        elif code == _BININT2:
-            push(Const(_U2(data, at + 1)[0]))
-        elif code == _BININT:
-            push(Const(_I4(data, at + 1)[0]))
-        elif code in _PUSH_ANY:
+        elif code == OP_BININT2:
+            push(Const(U2(data, at + 1)[0]))
+        elif code == OP_BININT:
+            push(Const(I4(data, at + 1)[0]))
+        elif code in PUSH_ANY:
             push(OTHER)
-        elif code == _BINPERSID:
+        elif code == OP_BINPERSID:
             if len(stack) <= fence:
                 raise underflow(at)
             stack[-1] = OTHER  # persistent_load checks the reference itself
-        elif code == _TUPLE1 or code == _TUPLE2 or code == _TUPLE3:
-            n = 1 if code == _TUPLE1 else 2 if code == _TUPLE2 else 3
+        elif code == OP_TUPLE1 or code == OP_TUPLE2 or code == OP_TUPLE3:
+            n = 1 if code == OP_TUPLE1 else 2 if code == OP_TUPLE2 else 3
             if len(stack) - n < fence:
                 raise underflow(at)
             items = tuple(stack[-n:])
             del stack[-n:]
             stack.append(items)
-        elif code == _TUPLE:
+        elif code == OP_TUPLE:
             stack.append(tuple(pop_mark(at)))
-        elif code == _EMPTY_LIST:
+        elif code == OP_EMPTY_LIST:
             push(List())
-        elif code == _EMPTY_SET:
+        elif code == OP_EMPTY_SET:
             stack.append(SET)
-        elif code == _DICT:
+        elif code == OP_DICT:
             items = pop_mark(at)
             if len(items) % 2:
                 return f"DICT at byte {at} has an odd number of items"
             push(Dict(items))
-        elif code == _LIST:
+        elif code == OP_LIST:
             push(List(len(pop_mark(at))))
-        elif code == _FROZENSET:
+        elif code == OP_FROZENSET:
             pop_mark(at)
             stack.append(OTHER)
-        elif code == _SETITEMS or code == _APPENDS or code == _ADDITEMS:
+        elif code == OP_SETITEMS or code == OP_APPENDS or code == OP_ADDITEMS:
             if not marks:
-                raise _Refused(f"{_NAMES[code]} at byte {at} has no MARK")
+                raise Refused(f"{NAMES[code]} at byte {at} has no MARK")
             x = marks[-1]
             items = pop_mark(at)
             if x < 1:
                 raise underflow(at)
             if items:
-                if code == _SETITEMS and len(items) % 2:
+                if code == OP_SETITEMS and len(items) % 2:
                     return f"SETITEMS at byte {at} has an odd number of items"
-                _check_fill(code, stack[x - 1], at, items)
-        elif code == _SETITEM or code == _APPEND:
-            n = 2 if code == _SETITEM else 1
+                check_fill(code, stack[x - 1], at, items)
+        elif code == OP_SETITEM or code == OP_APPEND:
+            n = 2 if code == OP_SETITEM else 1
             if len(stack) - n < 1:
                 raise underflow(at)
             target = stack[-n - 1]
             items = stack[-n:]
             del stack[-n:]
-            _check_fill(_SETITEMS if code == _SETITEM else _APPENDS, target, at, items)
-        elif code == _BUILD:
+            check_fill(OP_SETITEMS if code == OP_SETITEM else OP_APPENDS, target, at, items)
+        elif code == OP_BUILD:
             if len(stack) - 1 <= fence:
                 raise underflow(at)
             state = stack.pop()
@@ -526,25 +289,25 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 why = target.name.rule.check_state(target, texts(state))
                 if why:
                     return f"BUILD at byte {at}: the state of {target!r} {why}"
-        elif code == _NEWOBJ or code == _NEWOBJ_EX:
-            n = 3 if code == _NEWOBJ_EX else 2
+        elif code == OP_NEWOBJ or code == OP_NEWOBJ_EX:
+            n = 3 if code == OP_NEWOBJ_EX else 2
             if len(stack) - n < fence:
                 raise underflow(at)
             parts = stack[-n:]
             del stack[-n:]
             cls, args = parts[0], parts[1]
             if not isinstance(cls, Name):
-                return f"{_NAMES[code]} at byte {at} makes an object of {cls!r}, not of a named class"
+                return f"{NAMES[code]} at byte {at} makes an object of {cls!r}, not of a named class"
             rule = cls.rule
             if not rule.new:
-                return f"{_NAMES[code]} at byte {at}: {cls.where} may not be made with __new__"
+                return f"{NAMES[code]} at byte {at}: {cls.where} may not be made with __new__"
             if not isinstance(args, tuple):
-                return f"{_NAMES[code]} at byte {at}: the arguments of {cls.where} are not a tuple"
+                return f"{NAMES[code]} at byte {at}: the arguments of {cls.where} are not a tuple"
             # NEWOBJ_EX passes keyword arguments: pickle writes it only for __getnewargs_ex__, which no listed class has
-            if (args or code == _NEWOBJ_EX) and not rule.new_args:
-                return f"{_NAMES[code]} at byte {at}: {cls.where}.__new__ may not be given arguments"
+            if (args or code == OP_NEWOBJ_EX) and not rule.new_args:
+                return f"{NAMES[code]} at byte {at}: {cls.where}.__new__ may not be given arguments"
             stack.append(Made(cls))
-        elif code == _REDUCE:
+        elif code == OP_REDUCE:
             if len(stack) - 1 <= fence:
                 raise underflow(at)
             args = stack.pop()
@@ -562,7 +325,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 if why:
                     return f"REDUCE at byte {at}: {func.where} {why}"
             stack[-1] = Made(func, args)
-        elif code == _STACK_GLOBAL:
+        elif code == OP_STACK_GLOBAL:
             if len(stack) - 2 < fence:
                 raise underflow(at)
             module, qual = stack[-2], stack[-1]
@@ -570,7 +333,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             if type(module) is not int or type(qual) is not int:
                 return f"STACK_GLOBAL at byte {at} names a class by a computed value"
             stack.append(name(_text(data, module), _text(data, qual), at))
-        elif code == _GLOBAL:
+        elif code == OP_GLOBAL:
             first = data.find(b"\n", at + 1)
             try:
                 module = data[at + 1 : first].decode("utf-8")
@@ -578,11 +341,11 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             except UnicodeDecodeError:
                 return f"GLOBAL at byte {at} is not valid UTF-8"
             stack.append(name(module, qual, at))
-        elif code == _BINPUT or code == _LONG_BINPUT or code == _PUT:
-            if code == _BINPUT:
+        elif code == OP_BINPUT or code == OP_LONG_BINPUT or code == OP_PUT:
+            if code == OP_BINPUT:
                 index = data[at + 1]
-            elif code == _LONG_BINPUT:
-                index = _U4(data, at + 1)[0]
+            elif code == OP_LONG_BINPUT:
+                index = U4(data, at + 1)[0]
             else:
                 text = data[at + 1 : pos - 1]
                 if not text.isdigit() or len(text) > 18:
@@ -593,7 +356,7 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
             if len(stack) <= fence:
                 raise underflow(at)
             memo[index] = stack[-1]
-        elif code == _POP:
+        elif code == OP_POP:
             if marks and marks[-1] == len(stack):
                 marks.pop()
                 fence = marks[-1] if marks else 0
@@ -601,38 +364,22 @@ def _simulate(data: bytes, resolve: Resolver) -> str | None:
                 raise underflow(at)
             else:
                 stack.pop()
-        elif code == _POP_MARK:
+        elif code == OP_POP_MARK:
             pop_mark(at)
-        elif code == _DUP:
+        elif code == OP_DUP:
             if len(stack) <= fence:
                 raise underflow(at)
             stack.append(stack[-1])
-        elif code == _FRAME:
-            if _U8(data, at + 1)[0] > end - pos:
+        elif code == OP_FRAME:
+            if U8(data, at + 1)[0] > end - pos:
                 return f"a frame at byte {at} runs past the end of the data"
-        elif code == _PROTO:
+        elif code == OP_PROTO:
             if data[at + 1] > 5:
                 return f"pickle protocol {data[at + 1]} at byte {at} is newer than this reader knows"
-        elif code == _STOP:
+        elif code == OP_STOP:
             return None
-        elif code in _REFUSED:
-            return f"{_REFUSED[code]} at byte {at} is not used by checkpoints and is refused"
+        elif code in REFUSED:
+            return f"{REFUSED[code]} at byte {at} is not used by checkpoints and is refused"
         else:  # every opcode of pickletools' table is handled above; a new one is refused, not guessed at
-            return f"opcode {_NAMES.get(code, hex(code))} at byte {at} is not handled"
+            return f"opcode {NAMES.get(code, hex(code))} at byte {at} is not handled"
     return "the data ends without a STOP opcode"
-
-
-def _check_fill(code: int, target: object, at: int, items: list) -> None:
-    """Item opcodes may fill only what the pickle built as that container, or a class whose rule allows it."""
-    if code == _SETITEMS:
-        ok = isinstance(target, Dict) or (isinstance(target, Made) and target.name.rule.items)
-        if ok and isinstance(target, Dict):
-            target.items.extend(items)
-    elif code == _APPENDS:
-        ok = isinstance(target, List) or (isinstance(target, Made) and target.name.rule.append)
-        if isinstance(target, List):
-            target.count += len(items)
-    else:
-        ok = target is SET
-    if not ok:
-        raise _Refused(f"{_NAMES[code]} at byte {at} fills {target!r}, which is not a container the pickle built")
