@@ -33,7 +33,7 @@ from trace_ckpt.ckpt import Checkpoint, PathLike
 from trace_ckpt.errors import NotReadyError, ResumeError, UntrustedContentError
 from trace_ckpt.format.manifest import Manifest
 from trace_ckpt.rdagent.cache import EXECUTE_CACHE, seed_execute_cache  # noqa: F401 (EXECUTE_CACHE: its old home)
-from trace_ckpt.rdagent.checkpoint import restore_trace
+from trace_ckpt.rdagent.checkpoint import restore_checkpoint, restore_trace
 from trace_ckpt.rdagent.logs import without_rdagent_logs
 from trace_ckpt.rdagent.preflight import check_ready
 from trace_ckpt.rdagent.qlib_env import check_base_features, qlib_env_name
@@ -88,7 +88,7 @@ def fill_missing_actions(trace: Any) -> int:
 
 def restore_into(
     loop: Any,
-    ckpt: PathLike,
+    ckpt: PathLike | Checkpoint,
     *,
     workspace_root: PathLike | None = None,
     trust: bool | None = None,
@@ -103,10 +103,21 @@ def restore_into(
     the checkpoint carries one); restored loops count as finished, so new loops get new ids and their
     session dumps never land in a restored loop's folder. ``loop.resume_offset`` holds the first new id:
     run ``loop.run(loop_n=loop.resume_offset + N)`` for N new loops (RD-Agent counts finished loops).
+    ``ckpt`` may be a checkpoint already open (``Checkpoint.open``): it is then read once, with its options.
     """
-    if trust is not True and check_trust(ckpt, trust, restore_kwargs.get("require_signature"))[1]:
-        restore_kwargs["require_signature"] = True
-    restored = restore_trace(ckpt, workspace_root=workspace_root, **restore_kwargs)
+    if isinstance(ckpt, Checkpoint):
+        if trust is not True:
+            check_trust(ckpt, trust)
+        restored = restore_checkpoint(
+            ckpt,
+            workspace_root=workspace_root,
+            overwrite=restore_kwargs.get("overwrite", False),
+            progress=restore_kwargs.get("progress"),
+        )
+    else:
+        if trust is not True and check_trust(ckpt, trust, restore_kwargs.get("require_signature"))[1]:
+            restore_kwargs["require_signature"] = True
+        restored = restore_trace(ckpt, workspace_root=workspace_root, **restore_kwargs)
     target = loop.trace
     target.hist = restored.hist
     target.dag_parent = restored.dag_parent
@@ -186,41 +197,45 @@ def resume(
     from rdagent.log import rdagent_logger
     from rdagent.log.conf import LOG_SETTINGS
 
-    plan = plan_resume(
-        ckpt,
-        only=only,
-        loop_n=loop_n,
-        step_n=step_n,
-        all_duration=all_duration,
-        base_features=base_features,
-        workspace_root=workspace_root,
-        log_dir=log_dir,
-        setup=setup,
-        trust=trust,
-        require_signature=restore_kwargs.get("require_signature"),
+    options = Options.resolve(
+        allow_modules=restore_kwargs.pop("allow_modules", ()),
+        require_signature=restore_kwargs.pop("require_signature", None),
     )
-    if plan.not_ready:
-        raise NotReadyError(plan.not_ready)
-    ckpt = plan.checkpoint
-    if plan.pin_signature:
-        restore_kwargs["require_signature"] = True
-    if plan.bound == UNBOUNDED:
-        log.warning("no --loop-n, --step-n or --all-duration: RD-Agent runs until you stop it (Ctrl-C)")
-    RD_AGENT_SETTINGS.workspace_path = Path(plan.workspace_root)
-    LOG_SETTINGS.trace_path = plan.log_dir
-    rdagent_logger.set_storages_path(Path(plan.log_dir))
-    Path(plan.log_dir).mkdir(parents=True, exist_ok=True)
-    validated = plan.features_validated
+    # opened once: the trust check, the plan and the restore read one file (a URL is fetched once)
+    with Checkpoint.open(resolve_checkpoint(ckpt), options, check=False) as ck:
+        plan = plan_resume(
+            ck,
+            only=only,
+            loop_n=loop_n,
+            step_n=step_n,
+            all_duration=all_duration,
+            base_features=base_features,
+            workspace_root=workspace_root,
+            log_dir=log_dir,
+            setup=setup,
+            trust=trust,
+            require_signature=options.require_signature,
+        )
+        if plan.not_ready:
+            raise NotReadyError(plan.not_ready)
+        ckpt = plan.checkpoint
+        if plan.bound == UNBOUNDED:
+            log.warning("no --loop-n, --step-n or --all-duration: RD-Agent runs until you stop it (Ctrl-C)")
+        RD_AGENT_SETTINGS.workspace_path = Path(plan.workspace_root)
+        LOG_SETTINGS.trace_path = plan.log_dir
+        rdagent_logger.set_storages_path(Path(plan.log_dir))
+        Path(plan.log_dir).mkdir(parents=True, exist_ok=True)
+        validated = plan.features_validated
 
-    setting, loop_cls = _settings_and_loop(only)
-    loop = loop_cls(setting)
-    offset = restore_into(
-        loop,
-        ckpt,
-        workspace_root=RD_AGENT_SETTINGS.workspace_path,
-        trust=True,  # checked above
-        **restore_kwargs,
-    )
+        setting, loop_cls = _settings_and_loop(only)
+        loop = loop_cls(setting)
+        offset = restore_into(
+            loop,
+            ck,
+            workspace_root=RD_AGENT_SETTINGS.workspace_path,
+            trust=True,  # checked above
+            **restore_kwargs,
+        )
     run_setup_hook(setup or get_settings().resume_setup, loop)
 
     if plan.base_features:
@@ -258,7 +273,7 @@ def resume(
 
 @without_rdagent_logs  # importing RD-Agent's modules logs: nothing may be written before the run starts
 def plan_resume(
-    ckpt: PathLike,
+    ckpt: PathLike | Checkpoint,
     *,
     only: Phase | None = "model",
     loop_n: int | None = None,
@@ -276,8 +291,9 @@ def plan_resume(
     from rdagent.core.conf import RD_AGENT_SETTINGS
     from rdagent.log.conf import LOG_SETTINGS
 
-    ckpt = resolve_checkpoint(ckpt)
-    manifest, pin = check_trust(ckpt, trust, require_signature)
+    opened = ckpt if isinstance(ckpt, Checkpoint) else None
+    ckpt = opened.source if opened is not None else resolve_checkpoint(ckpt)
+    manifest, pin = check_trust(opened or ckpt, trust, require_signature)
     workspaces = Path(workspace_root if workspace_root is not None else RD_AGENT_SETTINGS.workspace_path)
     logs = Path(log_dir if log_dir is not None else LOG_SETTINGS.trace_path)
     check_writable(workspaces, "--workspace-root" if workspace_root is not None else "the workspace root")
@@ -318,21 +334,26 @@ def plan_resume(
     return plan
 
 
-def check_trust(ckpt: PathLike, trust: bool | None, require_signature: bool | None = None) -> tuple[Manifest, bool]:
+def check_trust(
+    ckpt: PathLike | Checkpoint, trust: bool | None, require_signature: bool | None = None
+) -> tuple[Manifest, bool]:
     """Refuse a checkpoint that no configured key verifies unless ``trust`` (default TRACE_CKPT_TRUST_RESUME).
 
-    Returns the manifest and whether the restore must require the signature (trust came from it: a file
-    swapped before the restore reads it again is then refused).
+    Returns the manifest and whether a restore that opens the file again must require the signature (trust came
+    from it: a file swapped before then is refused). An open ``Checkpoint`` is checked with its own options.
     """
     manifest, verified = _checked_manifest(ckpt, require_signature)
     trusted = get_settings().trust_resume if trust is None else trust
     if not verified and not trusted:
-        raise UntrustedContentError(_untrusted_message(ckpt, manifest))
+        where = ckpt.source if isinstance(ckpt, Checkpoint) else ckpt
+        raise UntrustedContentError(_untrusted_message(where, manifest))
     return manifest, verified and not trusted
 
 
-def _checked_manifest(ckpt: PathLike, require_signature: bool | None) -> tuple[Manifest, bool]:
+def _checked_manifest(ckpt: PathLike | Checkpoint, require_signature: bool | None) -> tuple[Manifest, bool]:
     """The manifest, and whether a configured key verified the signature (a bad one is refused here)."""
+    if isinstance(ckpt, Checkpoint):
+        return ckpt.manifest, ckpt.signature == "ok"
     options = Options.resolve(require_signature=require_signature)
     with Checkpoint.open(ckpt, options, fetch=False) as ck:  # the manifest only: fail before any RD-Agent set-up
         return ck.manifest, ck.signature == "ok"
