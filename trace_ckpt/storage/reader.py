@@ -68,13 +68,15 @@ class RangeReader(io.RawIOBase):
 
     def _range(self, start: int, end: int) -> bytes:
         if self._fd is not None:
-            out = bytearray()
-            while start + len(out) < end:  # a local read may return less than asked (signals, pipes)
-                chunk = os.pread(self._fd, end - start - len(out), start + len(out))
-                if not chunk:
-                    break
-                out += chunk
-            return bytes(out)
+            data = os.pread(self._fd, end - start, start)
+            if len(data) == end - start or not data:
+                return data  # the usual case: one read, no copy
+            parts = [data]  # a read may return less than asked (a signal): read on until the end or EOF
+            start += len(data)
+            while start < end and (chunk := os.pread(self._fd, end - start, start)):
+                parts.append(chunk)
+                start += len(chunk)
+            return b"".join(parts)
         return self._where.fs.cat_file(self._where.path, start=start, end=end)
 
     def _now(self) -> int:
