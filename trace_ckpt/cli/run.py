@@ -89,6 +89,7 @@ def run(
         str,
         typer.Option(
             "--metric",
+            metavar="NAME",
             callback=_metric,
             help="the metric --keep-best ranks by: IC, ICIR, 'Rank IC', 'Rank ICIR', arr, ir, mdd or a 1day.* key",
         ),
