@@ -328,6 +328,29 @@ def work(factor_run: Path, s3: S3Server | None, tmp_path_factory: pytest.TempPat
 
 
 RAN: dict[tuple, tuple[int, str]] = {}  # RD-Agent commands (the slow ones) run once per distinct line
+WRITERS = {"save", "prune", "merge", "export-factors", "keygen"}  # they refuse an existing output without --force
+
+
+def _outputs(tokens: list[str], sub: str) -> list[str]:
+    """The outputs a writing line makes, as the CLI parses it (none with --force): a page shows each line as a
+    user runs it where that output does not exist yet, though the work folder may hold it from PREPARED."""
+    ctx = (
+        typer.main.get_command(app)
+        .commands[sub]
+        .make_context(sub, tokens[tokens.index(sub) + 1 :], resilient_parsing=True)
+    )
+    if ctx.params.get("force"):
+        return []
+    out = str(ctx.params["paths"][-1] if sub == "merge" else ctx.params["out_path"])
+    return [out, f"{out}.pub"] if sub == "keygen" else [out]
+
+
+def _remove(out: str, work: Work) -> None:
+    if out.startswith("s3://") and work.s3 is not None:
+        bucket, _, key = out.removeprefix("s3://").partition("/")
+        work.s3.client.delete_object(Bucket=bucket, Key=key)
+    elif "://" not in out:
+        (work.path / out).unlink(missing_ok=True)
 
 
 def run_line(line: DocLine, work: Work, machine_no: str) -> tuple[int, str]:
@@ -341,6 +364,9 @@ def run_line(line: DocLine, work: Work, machine_no: str) -> tuple[int, str]:
         key = (tuple(tokens), tuple(sorted(line.env.items())))
         if key in RAN:
             return RAN[key]
+    if sub in WRITERS:
+        for out in _outputs(tokens[:cut], sub):
+            _remove(out, work)
     machine = work.path / (f"machine-{machine_no}" if rdagent else "machine-tools")
     machine.mkdir(exist_ok=True)
     if rdagent and not ("--only" in tokens and tokens[tokens.index("--only") + 1] == "model"):
@@ -408,8 +434,11 @@ def test_every_command_of_the_page_runs(page: str, work: Work) -> None:
     assert not failures, "\n\n".join(failures)
 
 
+PICTURES = {".png": b"\x89PNG\r\n\x1a\n", ".svg": b"<?xml", ".pdf": b"%PDF"}
+
+
 def test_the_plot_line_wrote_a_png(work: Work) -> None:
-    """The --plot lines of the pages made real PNGs in the work folder."""
+    """The --plot lines of the pages made real pictures in the work folder, in the format of the extension."""
     shown = [d for p in PAGES for d in doc_lines(p) if d.program == "trace-ckpt" and "--plot" in d.tokens]
     assert shown
     for d in shown:
@@ -417,4 +446,5 @@ def test_the_plot_line_wrote_a_png(work: Work) -> None:
         if not out.exists():  # this test was run alone
             code, output = run_line(d, work, "plot")
             assert code == 0, output
-        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        magic = PICTURES[out.suffix]
+        assert out.read_bytes()[: len(magic)] == magic
