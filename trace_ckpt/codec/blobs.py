@@ -24,7 +24,11 @@ from trace_ckpt.format.container import ContainerReader, ContainerWriter
 from trace_ckpt.format.hashing import new_hash
 from trace_ckpt.format.manifest import BLOB_INDEX, SectionInfo
 
-PACK_BYTES = 8 * 1024 * 1024
+# small blobs are packed up to this many bytes per section (one zstd window, container.WHOLE_WINDOW_LOG: similar
+# files far apart in a pack still match; v1 and v2 packed 8 MiB)
+PACK_BYTES = 16 * 1024 * 1024
+# a blob this large gets a section of its own, is streamed in and out, and never sits in memory whole
+STREAMED_BYTES = 8 * 1024 * 1024
 _CHUNK = 1 << 20
 # the v3 ``index`` section: one record per blob, in the order the files index numbers them: the blob's raw
 # digest, the n of its section ``blobs/<n>``, its start and length in the decompressed section
@@ -81,7 +85,7 @@ class BlobPacker:
         digest = self._writer.digest(data)
         if digest in self:
             return digest
-        if len(data) >= self._pack_bytes:
+        if len(data) >= min(STREAMED_BYTES, self._pack_bytes):
             name = self._next_name()
             self._writer.add_bytes(name, "blobs", data)
             self.index[digest] = (name, 0, len(data))
@@ -100,7 +104,7 @@ class BlobPacker:
         A large file whose size no stored blob has cannot be a duplicate, so it is hashed in the same
         pass that compresses it (one read); otherwise it is hashed first, to store it only if new.
         """
-        if size < self._pack_bytes:
+        if size < min(STREAMED_BYTES, self._pack_bytes):
             with open(path, "rb") as f:
                 return self.put(f.read())
         if size in self._large_sizes:
@@ -115,10 +119,13 @@ class BlobPacker:
                 yield chunk
 
         name = self._next_name()
+        changed = SaveError(f"{path} changed size while it was being saved; save again when it is stable")
         try:
             info = self._writer.add_stream(name, "blobs", hashed(), size=size)
         except zstandard.ZstdError:  # the frame header promised ``size`` bytes
-            raise SaveError(f"{path} changed size while it was being saved; save again when it is stable") from None
+            raise changed from None
+        if info.raw_length != size:  # zstd's multi-threaded mode let a shorter stream of 16 MiB or more through
+            raise changed
         digest = str(sha.hexdigest())
         self.index[digest] = (name, 0, info.raw_length)
         self._large_sizes.add(info.raw_length)
@@ -219,7 +226,7 @@ class BlobSource:
     def is_streamed(self, digest: str) -> bool:
         """Whether a blob has a section of its own (a large file), read by :meth:`chunks` in pieces."""
         section, start, length = self.index[digest]
-        return start == 0 and length == section.raw_length and length >= PACK_BYTES
+        return start == 0 and length == section.raw_length and length >= STREAMED_BYTES
 
     def check(self, digest: str) -> None:
         """Verify the section holding a blob now (CorruptCheckpointError if it fails)."""
@@ -235,4 +242,4 @@ class BlobSource:
 
 def checked_when_read(section: SectionInfo) -> bool:
     """Sections a load need not hash up front: large blob sections, hashed as they stream (or when read)."""
-    return section.kind == "blobs" and section.raw_length >= PACK_BYTES
+    return section.kind == "blobs" and section.raw_length >= STREAMED_BYTES

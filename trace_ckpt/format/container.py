@@ -70,11 +70,11 @@ ZSTD_MAX_RATIO = 32768
 # zero-filled files stay under the floor
 IN_MEMORY_RATIO = 1024
 IN_MEMORY_FLOOR = 64 * 1024 * 1024
-# a section compressed whole (a pack of small blobs, at most 8 MiB; the graph; the indexes) is compressed with a
-# window of 2**23 bytes, a whole pack: zstd's level-3 window (2 MiB) let matches between a pack's first and last
-# blobs go, and a pack of similar files (parquet frames of the same factors) came out up to 70% larger. Readers
-# need no setting for it (zstd decoders accept windows up to 2**27 by default).
-WHOLE_WINDOW_LOG = 23
+# a section compressed whole (a pack of small blobs, at most 16 MiB: codec.blobs.PACK_BYTES; the graph; the
+# indexes) is compressed with a window of 2**24 bytes, a whole pack: zstd's level-3 window (2 MiB) let matches
+# between a pack's first and last blobs go, and a pack of similar files (parquet frames of the same factors) came
+# out up to 70% larger. Readers need no setting for it (zstd decoders accept windows up to 2**27 by default).
+WHOLE_WINDOW_LOG = 24
 
 
 def manifest_bound(stored: int) -> int:
@@ -91,11 +91,13 @@ class ContainerWriter:
         self._out = out
         # one compressor for every streamed section: with threads != 0 it keeps its worker pool between sections
         self._compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_content_size=True)
-        # and one for sections compressed whole, with a window as large as a pack (see WHOLE_WINDOW_LOG)
+        # and one for sections compressed whole, with a window as large as a pack (see WHOLE_WINDOW_LOG), in the
+        # calling thread: a pack is one zstd job anyway (4 windows), and the worker pool's job buffers for so large
+        # a window grew a save's memory by 170 MB (a pack is compressed beside the save's reads: add_bytes_soon)
         window_log = max(WHOLE_WINDOW_LOG, zstandard.ZstdCompressionParameters.from_level(level).window_log)
         self._whole = zstandard.ZstdCompressor(
             compression_params=zstandard.ZstdCompressionParameters.from_level(
-                level, window_log=window_log, threads=threads, write_content_size=1
+                level, window_log=window_log, write_content_size=1
             )
         )
         self._pos = 0
