@@ -335,7 +335,7 @@ def test_a_small_handle_budget_restores_the_same_folders(tmp_path: Path, monkeyp
     """Folder handles are kept up to a budget (a share of the file limit); past it they are closed and
     reopened, still one name at a time. Two handles for three workspaces with sub-folders: the same result."""
     from tests.compare import snapshot_folder
-    from trace_ckpt.codec import files
+    from trace_ckpt.codec import restore
 
     trace = build_trace([(), (0,)], [True, True], data_folder(tmp_path / "data"))
     for ws in iter_workspaces(trace):
@@ -343,7 +343,7 @@ def test_a_small_handle_budget_restores_the_same_folders(tmp_path: Path, monkeyp
         (Path(ws.workspace_path) / "mlruns" / "0" / "meta.yaml").write_text(str(ws.workspace_path))
     save_trace(trace, tmp_path / "run.tckpt")
     _restore(tmp_path / "run.tckpt", tmp_path / "normal")
-    monkeypatch.setattr(files, "handle_budget", lambda: 2)
+    monkeypatch.setattr(restore, "handle_budget", lambda: 2)
     _restore(tmp_path / "run.tckpt", tmp_path / "small")
     _restore(tmp_path / "run.tckpt", tmp_path / "small")  # again, over the same folders
     assert snapshot_folder(tmp_path / "small") == snapshot_folder(tmp_path / "normal")

@@ -255,14 +255,14 @@ def test_a_write_error_while_a_large_file_streams_stops_cleanly(
     decompressing thread), and the stream's worker thread is gone afterwards."""
     import threading
 
-    from trace_ckpt.codec import files
+    from trace_ckpt.codec import restore
     from trace_ckpt.codec.blobs import PACK_BYTES
     from trace_ckpt.errors import RestoreError
 
     trace = build_trace([()], [True], data)
     (trace.hist[0][0].sub_workspace_list[0].workspace_path / "values.bin").write_bytes(os.urandom(3 * PACK_BYTES))
     save_trace(trace, tmp_path / "run.tckpt")
-    real, calls = files._write_all, []
+    real, calls = restore._write_all, []
 
     def failing(fd: int, chunk: bytes) -> None:
         calls.append(len(chunk))
@@ -270,7 +270,7 @@ def test_a_write_error_while_a_large_file_streams_stops_cleanly(
             raise OSError(28, "No space left on device")
         real(fd, chunk)
 
-    monkeypatch.setattr(files, "_write_all", failing)
+    monkeypatch.setattr(restore, "_write_all", failing)
     with pytest.raises(RestoreError, match="No space left") as e:
         restore_trace(tmp_path / "run.tckpt", workspace_root=tmp_path / "ws", allow_modules=ALLOW)
     assert "\n" not in str(e.value) and e.value.exit_code == 14

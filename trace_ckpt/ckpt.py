@@ -112,7 +112,7 @@ class Checkpoint:
         self, mapping: Mapping[str, Path], *, overwrite: bool = False, progress: Progress | None = None
     ) -> int:
         """Write the captured workspace folders to their new places (original path -> new path)."""
-        from trace_ckpt.codec.files import materialize
+        from trace_ckpt.codec.restore import materialize
 
         return materialize(self.files, mapping, self.blobs, overwrite=overwrite, source=self.source, progress=progress)
 
