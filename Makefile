@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# uv resolves and installs: seconds where pip backtracked for minutes through boto3 releases. It is
+# installed with pip into the venv first, so nothing but Python is needed on the machine.
+UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed-test
 
 # Qlib for RD-Agent's model phase without Docker/conda (docs/guide.md, "Model phase on a machine without
@@ -9,14 +12,16 @@ STAMP := $(VENV)/.installed-test
 QLIB_VENV ?= .qlib-venv
 QLIB_STAMP := $(QLIB_VENV)/.installed
 
-.PHONY: test lint demo venv install bench clean qlib-env e2e
+.PHONY: test test-fast test-floors lint demo venv install dist bench clean qlib-env e2e
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[test]'
+$(UV): $(PY)
+	$(PY) -m pip install --quiet 'uv>=0.9'
+
+$(STAMP): $(UV) pyproject.toml
+	$(UV) pip install --quiet --python $(PY) -e '.[test]'
 	touch $(STAMP)
 
 venv: $(PY)
@@ -27,10 +32,35 @@ install: $(STAMP)
 test: $(STAMP) $(QLIB_STAMP)
 	$(PY) -m pytest -q
 
+# Everything but the tests marked slow (RD-Agent loop runs, real Qlib, the demo, fuzzing, crash loops):
+# under 90 s here. No Qlib venv needed.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# Floors are real: a venv on the lowest Python requires-python allows, every direct dependency at the lowest
+# release pyproject.toml allows (uv's lowest-direct resolution), a check that each resolved exactly to its
+# floor (.ci/floors.py), then the fast tests of the format, codecs, CLI, signing and storage there.
+FLOORS_VENV ?= .floors-venv
+FLOORS_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) python3.10)
+FLOORS_EXTRAS := test,plot,s3
+FLOORS_TESTS ?= tests/test_format.py tests/test_tables.py tests/test_signing.py tests/test_attack_signing.py \
+	tests/test_cli.py tests/test_fidelity.py tests/test_security.py tests/test_storage.py tests/test_plot.py
+test-floors: $(STAMP)
+	rm -rf $(FLOORS_VENV)
+	$(UV) venv --quiet --python $(FLOORS_PYTHON) $(FLOORS_VENV)
+	$(UV) pip install --quiet --python $(FLOORS_VENV)/bin/python --resolution lowest-direct \
+		-e '.[$(FLOORS_EXTRAS)]'
+	$(PY) .ci/floors.py $(FLOORS_VENV)/bin/python $(FLOORS_EXTRAS)
+	$(FLOORS_VENV)/bin/python -m pytest -q -m "not slow" $(FLOORS_TESTS)
+
 # The rule set is written down in pyproject.toml ([tool.ruff.lint]); CI runs this before the tests.
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# A wheel in dist/ to install elsewhere: pip install 'dist/trace_ckpt-<version>-py3-none-any.whl[plot,s3]'
+dist: $(UV)
+	$(UV) build --quiet --wheel --out-dir dist
 
 demo: $(STAMP)
 	$(PY) examples/demo.py demo-out
@@ -54,4 +84,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(QLIB_VENV) build *.egg-info
+	rm -rf $(VENV) $(QLIB_VENV) $(FLOORS_VENV) build dist *.egg-info
