@@ -30,6 +30,20 @@ os.environ.setdefault("ARTIFACT_SIGNING_KEY", "trace-ckpt-tests-artifact-signing
 
 import pytest  # noqa: E402
 
+# A test that needs one of these fixtures is slow (minutes on a shared 2-core machine): `make test-fast`
+# leaves it out (-m "not slow"), `make test` runs it. Tests slow for another reason carry @pytest.mark.slow.
+SLOW_FIXTURES = {
+    "factor_run": "a real 4-loop RD-Agent factor run",
+    "qlib_venv": "real Qlib in the venv of make qlib-env",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow every test that uses a fixture of SLOW_FIXTURES, directly or through another fixture."""
+    for item in items:
+        if SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def factor_run(tmp_path_factory: pytest.TempPathFactory) -> Path:

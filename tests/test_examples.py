@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.builders import build_trace, data_folder
 from trace_ckpt import read_manifest, save_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_custom_loop_example(tmp_path: Path) -> None:
     trace = build_trace([(), (0,), (1,)], [True, False, True], data_folder(tmp_path / "data"), loop_ids=[0, 1, 2])
     save_trace(trace, tmp_path / "run1.tckpt")
@@ -41,6 +44,7 @@ def test_custom_loop_example(tmp_path: Path) -> None:
     assert m.nodes[-1].loop_id == 3 and m.nodes[-1].parents == [2]
 
 
+@pytest.mark.slow
 def test_demo_runs_the_two_phase_rehearsal(tmp_path: Path) -> None:
     """What `make demo` runs (after its install step), in a fresh folder."""
     r = subprocess.run(

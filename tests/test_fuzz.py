@@ -256,6 +256,7 @@ def _survives(
     return outcomes
 
 
+@pytest.mark.slow
 def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: bytes) -> None:
     def read(path: Path, i: int) -> None:
         read_manifest(path)
@@ -265,6 +266,7 @@ def test_reader_survives_ten_thousand_bad_inputs(tmp_path: Path, seed_file: byte
     assert outcomes["loaded"] < CASES * 0.1
 
 
+@pytest.mark.slow
 def test_diff_prune_and_export_survive_bad_inputs(tmp_path: Path, seed_file: bytes) -> None:
     """The other readers of a checkpoint, on resealed damage (which passes every checksum)."""
     seed = tmp_path / "seed.tckpt"
