@@ -107,3 +107,19 @@ def test_json_results(capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: 
     assert results["merge"]["nodes"] == 7 and results["merge"]["first_index"] == [0, 5]
     assert results["export"]["factors"] == ["factor_0", "factor_2", "factor_3"]
     assert results["keygen"]["key_id"].startswith("SHA256:")
+
+
+def test_one_name_per_idea_with_the_old_spellings_kept(
+    capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path
+) -> None:
+    """save --loop-id (a loop; --loop-n is a count), run --keep-last (a count; prune --keep is a rule), run
+    --base-features as resume has it; --loop, --keep and --base-features-path still work."""
+    from trace_ckpt.cli.run import parse_rdagent_args
+
+    for flag in ("--loop-id", "--loop"):
+        code, out, _ = run(capsys, "save", ckpt.parent / "run", tmp_path / f"{flag}.tckpt", flag, "0")
+        assert code == 0 and "from loop 0 step record" in out, flag
+    for flag in ("--base-features", "--base-features-path", "--base_features_path"):
+        assert parse_rdagent_args([flag, "alpha22/"])["base_features_path"] == "alpha22/"
+    run_opts = {o for p in typer.main.get_command(app).commands["run"].params for o in p.opts}
+    assert {"--keep-last", "--keep", "--keep-best"} <= run_opts
