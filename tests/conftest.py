@@ -35,6 +35,7 @@ import pytest  # noqa: E402
 SLOW_FIXTURES = {
     "factor_run": "a real 4-loop RD-Agent factor run",
     "qlib_venv": "real Qlib in the venv of make qlib-env",
+    "five_loops": "trace-ckpt run: five RD-Agent loops with autosave (tests/test_autosave.py)",
 }
 
 

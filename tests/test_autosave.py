@@ -115,6 +115,7 @@ def unwritable_folder(tmp_path: Path) -> tuple[Path, str]:
     return blocker / "ckpts", "Not a directory"
 
 
+@pytest.mark.slow
 def test_a_failing_autosave_leaves_the_loop_running_to_completion(tmp_path: Path) -> None:
     ckdir, reason_text = unwritable_folder(tmp_path)
     try:
@@ -331,6 +332,7 @@ def s3_env() -> Any:
             fsspec.filesystem("s3").clear_instance_cache()
 
 
+@pytest.mark.slow
 def test_run_autosaves_to_s3(s3_env: Any, tmp_path: Path) -> None:
     """`trace-ckpt run ... --autosave s3://bucket/prefix/`: the checkpoints land in the bucket, pruned there."""
     proc, log_dir = run_cli(

@@ -122,6 +122,7 @@ def test_factor_code_and_data_symlinks_are_on_disk(factor_log: Path, factor_loop
 # --- the model loop ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_model_loop_runs_and_produces_a_model_experiment(tmp_path: Path) -> None:
     from rdagent.app.qlib_rd_loop.model import ModelRDLoop
     from rdagent.scenarios.qlib.experiment.model_experiment import QlibModelExperiment

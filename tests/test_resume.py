@@ -136,6 +136,7 @@ def test_factor_phase_continues(ckpts: dict[str, Path], tmp_path: Path) -> None:
     assert trace.idx2loop_id[4] == 4
 
 
+@pytest.mark.slow
 def test_no_sota_factor_runs_with_a_warning(tmp_path: Path) -> None:
     from tests.builders import build_trace, data_folder
     from trace_ckpt import save_trace
