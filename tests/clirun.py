@@ -50,7 +50,7 @@ def audit(event, args):
         refuse()
 sys.addaudithook(audit)
 pickle.loads = pickle.load = refuse
-from trace_ckpt.format.container import ContainerReader
+from trace_ckpt.format.reader import ContainerReader
 ContainerReader.read_section = ContainerReader.stream_section = refuse  # only the manifest may be read
 from trace_ckpt.cli import main
 try:

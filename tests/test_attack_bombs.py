@@ -28,7 +28,7 @@ from trace_ckpt import CheckpointError, CorruptCheckpointError, diff, prune, rea
 from trace_ckpt.codec import tables
 from trace_ckpt.errors import CheckpointNotFoundError, NothingToExportError
 from trace_ckpt.export import export_factors
-from trace_ckpt.format.container import ContainerReader
+from trace_ckpt.format.reader import ContainerReader
 
 # --- crafting ----------------------------------------------------------------------------------------
 

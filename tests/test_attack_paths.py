@@ -16,7 +16,8 @@ from rdagent.core.experiment import FBWorkspace
 
 from tests.builders import ALLOW, build_trace, data_folder
 from trace_ckpt import CheckpointError, CorruptCheckpointError, WorkspaceConflictError, restore_trace, save_trace
-from trace_ckpt.format.container import ContainerReader, ContainerWriter
+from trace_ckpt.format.container import ContainerWriter
+from trace_ckpt.format.reader import ContainerReader
 from trace_ckpt.rdagent.trace import iter_workspaces
 
 

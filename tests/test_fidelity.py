@@ -117,7 +117,7 @@ def test_pandas_objects_are_arrow_not_pickled(tmp_path: Path, data: Path) -> Non
     trace = build_trace([(), (0,)], [True, False], data)
     m = save_trace(trace, tmp_path / "run.tckpt")
     assert m.tables >= 2 and m.pandas_pickled == 0
-    from trace_ckpt.format.container import ContainerReader
+    from trace_ckpt.format.reader import ContainerReader
 
     with open(tmp_path / "run.tckpt", "rb") as f:
         reader = ContainerReader(f)

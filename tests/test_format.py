@@ -20,6 +20,7 @@ from trace_ckpt import (
     verify_checkpoint,
 )
 from trace_ckpt.format import container
+from trace_ckpt.format import reader as format_reader
 from trace_ckpt.format.container import FORMAT_VERSION
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "format.md"
@@ -128,7 +129,7 @@ def test_older_versions_pass_through_the_one_upgrade_function(monkeypatch: pytes
         seen.append(version)
         return doc
 
-    monkeypatch.setattr(container, "_upgrade", spy)
+    monkeypatch.setattr(format_reader, "_upgrade", spy)
     read_manifest(ckpt)
     assert seen == [FORMAT_VERSION]
 

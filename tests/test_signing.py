@@ -155,7 +155,7 @@ def _only_public(monkeypatch: pytest.MonkeyPatch, trusted: Path) -> None:
 def test_ed25519_signs_on_one_box_and_verifies_with_the_public_key_only(
     tmp_path: Path, trace, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from trace_ckpt.format.container import ContainerReader
+    from trace_ckpt.format.reader import ContainerReader
     from trace_ckpt.signing import load_private_key, public_key_id
     from trace_ckpt.trust import signature_status
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trace_ckpt.errors import CorruptCheckpointError
-from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.format.reader import ContainerReader
 from trace_ckpt.settings import Options
 from trace_ckpt.storage import local_copy, open_read
 from trace_ckpt.trust import SignatureState, SignatureStatus, check_signature, options_status

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from trace_ckpt.errors import UnsupportedVersionError, UntrustedContentError
-from trace_ckpt.format.container import ED25519, HMAC_SHA256, ContainerReader
+from trace_ckpt.format.container import ED25519, HMAC_SHA256
+from trace_ckpt.format.reader import ContainerReader
 from trace_ckpt.settings import Options
 
 if TYPE_CHECKING:

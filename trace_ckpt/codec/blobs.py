@@ -20,9 +20,10 @@ from pydantic import Field, TypeAdapter
 
 from trace_ckpt.codec.schema import EXACT_TYPES, load_json
 from trace_ckpt.errors import CorruptCheckpointError, SaveError
-from trace_ckpt.format.container import ContainerReader, ContainerWriter
+from trace_ckpt.format.container import ContainerWriter
 from trace_ckpt.format.hashing import new_hash
 from trace_ckpt.format.manifest import BLOB_INDEX, SectionInfo
+from trace_ckpt.format.reader import ContainerReader
 
 # small blobs are packed up to this many bytes per section (one zstd window, container.WHOLE_WINDOW_LOG: similar
 # files far apart in a pack still match; v1 and v2 packed 8 MiB)

@@ -21,8 +21,8 @@ from typing_extensions import TypedDict
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec.schema import EXACT_TYPES, load_json
 from trace_ckpt.errors import CorruptCheckpointError, SaveError
-from trace_ckpt.format.container import ContainerReader
 from trace_ckpt.format.manifest import WorkspaceStats
+from trace_ckpt.format.reader import ContainerReader
 
 # from format v3 on, a file entry names its blob by number in the blob index (docs/format.md, "files")
 NUMBERED_FILES_SINCE = 3

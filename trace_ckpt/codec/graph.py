@@ -21,7 +21,8 @@ from trace_ckpt.codec.allowlist import Allowlist, Rule
 from trace_ckpt.codec.blobs import BlobPacker, BlobSource
 from trace_ckpt.codec.opcodes import check_pickle
 from trace_ckpt.errors import CheckpointError, CorruptCheckpointError, SaveError, UntrustedContentError
-from trace_ckpt.format.container import ContainerReader, ContainerWriter
+from trace_ckpt.format.container import ContainerWriter
+from trace_ckpt.format.reader import ContainerReader
 
 PROTOCOL = 5
 # memory the repeated references to stored tables may take beyond 16x the tables stored (an honest trace holding
