@@ -9,65 +9,40 @@ result is passed down to every layer, so no module below the public functions re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-if TYPE_CHECKING:  # signing (cryptography) is imported when a key is asked for: `inspect` stays light
+if TYPE_CHECKING:  # signing (cryptography) and the settings' schema (pydantic-settings) load when asked for
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from trace_ckpt.settings_schema import TraceCkptSettings
     from trace_ckpt.signing import TrustedKey
 
+# every setting is TRACE_CKPT_<FIELD> in the environment (pydantic-settings matches the name in any case)
+ENV_PREFIX = "TRACE_CKPT_"
 
-class TraceCkptSettings(BaseSettings):
-    """Defaults for saves and loads; every field can be set as ``TRACE_CKPT_<FIELD>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="TRACE_CKPT_", extra="ignore")
+def __getattr__(name: str) -> Any:
+    """``trace_ckpt.settings.TraceCkptSettings``, loaded when first named (PEP 562)."""
+    if name == "TraceCkptSettings":
+        from trace_ckpt.settings_schema import TraceCkptSettings
 
-    level: int = 3
-    """zstd compression level (1-22)."""
-    threads: int = -1
-    """zstd worker threads: -1 uses every core (zstd's multi-threaded mode), 0 compresses in the calling thread."""
-    max_file_bytes: int | None = None
-    """Workspace files larger than this are listed but not stored (None keeps everything)."""
-    min_blob_bytes: int = 256
-    """Strings and bytes at least this long are stored once, by content, outside the pickle."""
-    allow_modules: list[str] = []
-    """Extra modules whose classes a checkpoint may load (your own scenario classes), or fully qualified classes."""
-    allow_classes: list[str] = []
-    """Extra fully qualified classes a checkpoint may load (built from their state, never called)."""
-    signing_key: SecretStr | None = None
-    """Sign saves and check loads with this key (at least 32 bytes)."""
-    signing_key_file: Path | None = None
-    """...or with the key in this file."""
-    use_rdagent_key: bool = False
-    """...or with RD-Agent's own artifact signing key."""
-    private_key_file: Path | None = None
-    """Sign saves with this Ed25519 private key (OpenSSH or PEM; ``trace-ckpt keygen`` makes one); wins over HMAC."""
-    trusted_keys: Path | None = None
-    """Verify Ed25519 signatures with these public keys: a .pub / allowed-signers file, or a folder of .pub files."""
-    require_signature: bool = False
-    """Refuse to load checkpoints that are unsigned or whose signature cannot be checked."""
-    trust_resume: bool = False
-    """Let ``resume`` run checkpoints that no configured key has verified (resume runs their code; see docs/security.md)."""
-    resume_setup: str | None = None
-    """``module:function`` that ``resume`` and ``run`` call with the loop before it starts (e.g. to patch settings)."""
-    debug: bool = False
-    """Show the traceback of an unexpected error instead of one line (the CLI)."""
+        return TraceCkptSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    @property
-    def allowed(self) -> list[str]:
-        """What loads may name beyond the built-in class list: ``allow_modules`` and ``allow_classes``."""
-        return [*self.allow_modules, *self.allow_classes]
+
+def any_set() -> bool:
+    """Whether any ``TRACE_CKPT_*`` variable is set: when none is, every setting has its default."""
+    return any(k.upper().startswith(ENV_PREFIX) for k in os.environ)
 
 
 def get_settings() -> TraceCkptSettings:
     """Settings read from the environment now (not cached, so tests and CLIs can change them)."""
+    from trace_ckpt.settings_schema import TraceCkptSettings
+
     return TraceCkptSettings()
 
 
@@ -78,7 +53,7 @@ class Options:
     Keys are read from their files when first asked for (a reader of an unsigned file never needs them).
     """
 
-    settings: TraceCkptSettings = field(default_factory=TraceCkptSettings)
+    settings: TraceCkptSettings = field(default_factory=get_settings)
     level: int = 3
     threads: int = -1
     max_file_bytes: int | None = None
@@ -174,8 +149,10 @@ class Options:
 
 
 def setting(name: str, default: Any = None) -> Any:
-    """One setting read now, or ``default`` when the ``TRACE_CKPT_*`` settings do not parse (for the CLI's own error
-    handling, which must not fail on them)."""
+    """One setting read now, or ``default`` when no ``TRACE_CKPT_*`` variable is set (pass the field's default: the
+    CLI then loads no settings at all) or when they do not parse (the CLI's own error handling must not fail on them)."""
+    if not any_set():
+        return default
     try:
         return getattr(get_settings(), name)
     except ValueError:  # pydantic's ValidationError: the command itself reports it

@@ -22,13 +22,17 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from trace_ckpt.errors import CheckpointError, SaveError
-from trace_ckpt.settings import TraceCkptSettings, get_settings
+from trace_ckpt.settings import get_settings
+
+if TYPE_CHECKING:
+    from trace_ckpt.settings_schema import TraceCkptSettings
 
 log = logging.getLogger("trace_ckpt")
 
