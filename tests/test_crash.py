@@ -14,6 +14,7 @@ import pytest
 from tests.builders import build_trace, data_folder, write_session
 from trace_ckpt import read_manifest, restore_trace, verify_checkpoint
 from trace_ckpt.cli import main
+from trace_ckpt.errors import OutputExistsError
 from trace_ckpt.storage.local import STALE_AFTER_S, TMP_PREFIX, clean_stale_temp_files
 
 _fork = multiprocessing.get_context("fork")
@@ -104,7 +105,9 @@ def test_two_concurrent_saves_leave_one_whole_file(tmp_path: Path) -> None:
         p.start()
     for p in procs:
         p.join()
-    assert [p.exitcode for p in procs] == [0, 0]
+    # one save lands; the other finds the file there (before its work or at its commit) and replaces nothing:
+    # no --force was given (before the output rule, both exited 0 and the last rename won)
+    assert sorted(p.exitcode for p in procs) == [0, OutputExistsError.exit_code]
     assert verify_checkpoint(out).ok
     assert read_manifest(out).counts.hist in (3, 5)
     assert _temp_files(tmp_path) == []

@@ -97,12 +97,13 @@ def export_factors(
     *,
     require_signature: bool | None = None,
     options: Options | None = None,
+    overwrite: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Write :func:`sota_factor_values` to ``out`` (atomically) in the format its extension names (see
     :func:`table_format`; csv and feather hold the index as the columns ``datetime``, ``instrument``)."""
     fmt = table_format(out)
     values, notes = sota_factor_values(path, require_signature=require_signature, options=options)
-    with atomic_write(out, overwrite=True) as f:  # refusing an existing output is the caller's: check_output
+    with atomic_write(out, overwrite=overwrite) as f:  # the CLI also refuses early: check_output
         if fmt == "parquet":
             values.to_parquet(f)
         elif fmt == "csv":

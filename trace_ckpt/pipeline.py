@@ -72,7 +72,7 @@ def _save(
     key = options.key if sign else None
     private_key = options.private_key if sign else None  # an Ed25519 key, when configured, wins over HMAC
     signer_id = public_key_id(private_key.public_key()) if private_key else key_id(key) if key else None
-    with atomic_write(path, overwrite=True) as f:  # refusing an existing output is the caller's: check_output
+    with atomic_write(path, overwrite=options.overwrite) as f:  # the CLI also refuses early: check_output
         writer = ContainerWriter(f, level=options.level, threads=options.threads)
         try:
             packer = BlobPacker(writer)

@@ -62,6 +62,8 @@ class Options:
     """Modules and classes a load may name beyond the built-in list (settings', then the call's)."""
     require_signature: bool = False
     trust_resume: bool = False
+    overwrite: bool = True
+    """Whether a save may replace an existing file at its path (the CLI asks for ``--force``; the library replaces)."""
 
     @classmethod
     def resolve(
@@ -73,6 +75,7 @@ class Options:
         allow_modules: Iterable[str] = (),
         require_signature: bool | None = None,
         trust_resume: bool | None = None,
+        overwrite: bool | None = None,
     ) -> Options:
         """``settings`` (default: ``TRACE_CKPT_*`` read now), then the call's choices (see ``with_choices``)."""
         s = settings if settings is not None else get_settings()
@@ -91,6 +94,7 @@ class Options:
             allow_modules=allow_modules,
             require_signature=require_signature,
             trust_resume=trust_resume,
+            overwrite=overwrite,
         )
 
     def with_choices(
@@ -101,6 +105,7 @@ class Options:
         allow_modules: Iterable[str] = (),
         require_signature: bool | None = None,
         trust_resume: bool | None = None,
+        overwrite: bool | None = None,
     ) -> Options:
         """These options with each argument that is not None winning; ``allow_modules`` adds to ``allowed``."""
         extra = tuple(allow_modules)
@@ -110,6 +115,7 @@ class Options:
             and not extra
             and require_signature is None
             and trust_resume is None
+            and overwrite is None
         ):
             return self  # keys already read stay read
         return replace(
@@ -119,6 +125,7 @@ class Options:
             allowed=(*self.allowed, *extra),
             require_signature=self.require_signature if require_signature is None else require_signature,
             trust_resume=self.trust_resume if trust_resume is None else trust_resume,
+            overwrite=self.overwrite if overwrite is None else overwrite,
         )
 
     @cached_property

@@ -44,7 +44,7 @@ def export_factors_cmd(
     from trace_ckpt.storage import check_output
 
     check_output(out_path, overwrite=force)
-    values, notes = export_factors(ckpt, out_path, require_signature=require_signature or None)
+    values, notes = export_factors(ckpt, out_path, require_signature=require_signature or None, overwrite=force)
     wrote(out_path)
     if as_json:
         emit_json(

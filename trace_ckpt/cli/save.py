@@ -64,6 +64,7 @@ def save(
             metadata=loop_metadata(loop_obj, dump),
             progress=progress,
             allow_modules=allow_module or (),
+            overwrite=force,
         )
     wrote(out_path)
     detail(f"saved in {time.monotonic() - start:.1f} s")

@@ -69,6 +69,7 @@ def prune(
         level=level,
         allow_modules=allow_module or (),
         require_signature=require_signature or None,
+        overwrite=force,
     )
     wrote(out_path)
     ws = report.manifest.workspace_stats
@@ -115,7 +116,12 @@ def merge(
     inputs, out_path = paths[:-1], paths[-1]
     check_output(out_path, overwrite=force)
     report = api_merge(
-        inputs, out_path, level=level, allow_modules=allow_module or (), require_signature=require_signature or None
+        inputs,
+        out_path,
+        level=level,
+        allow_modules=allow_module or (),
+        require_signature=require_signature or None,
+        overwrite=force,
     )
     wrote(out_path)
     c = report.manifest.counts

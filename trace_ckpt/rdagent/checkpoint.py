@@ -76,17 +76,19 @@ def save_trace(
     progress: Progress | None = None,
     allow_modules: Iterable[str] = (),
     options: Options | None = None,
+    overwrite: bool | None = None,
 ) -> Manifest:
     """Write ``trace`` (hist, DAG, experiments, workspace files on disk) atomically to ``path``.
 
     Returns the manifest written; ``options`` default to the TRACE_CKPT_ settings (``Options.resolve()``), and
-    ``level``/``max_file_bytes``/``allow_modules`` override or add to them for this call. A trace holding classes a
+    ``level``/``max_file_bytes``/``allow_modules`` override or add to them for this call; ``overwrite=False`` refuses
+    an existing file at ``path`` (``OutputExistsError``), even one that appears while the save runs. A trace holding classes a
     load would refuse (see ``allow_modules``) is refused before writing.
     """
     if not (hasattr(trace, "hist") and hasattr(trace, "dag_parent")):
         raise CheckpointError(f"save_trace needs an RD-Agent Trace, got {type(trace).__name__}")
     opts = (options or Options.resolve()).with_choices(
-        level=level, max_file_bytes=max_file_bytes, allow_modules=allow_modules
+        level=level, max_file_bytes=max_file_bytes, allow_modules=allow_modules, overwrite=overwrite
     )
     manifest = new_manifest(trace, metadata)
     keys = list(dict.fromkeys(workspace_key(ws) for ws in iter_workspaces(trace)))

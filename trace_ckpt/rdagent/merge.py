@@ -123,6 +123,7 @@ def merge(
     level: int | None = None,
     allow_modules: Sequence[str] = (),
     require_signature: bool | None = None,
+    overwrite: bool | None = None,
 ) -> MergeReport:
     """Write to ``out`` one trace holding every input's nodes, in input order, each input a separate sub-trace.
 
@@ -186,7 +187,7 @@ def merge(
             for k, (p, ck) in enumerate(zip(inputs, cks))
         ]
         metadata["merge"] = {"renamed": [asdict(r) for r in renamed], "duplicates": [asdict(d) for d in duplicates]}
-        manifest = write_surgery(merged, out, folders, metadata, level, allow_modules, cks)
+        manifest = write_surgery(merged, out, folders, metadata, level, allow_modules, cks, overwrite)
     return MergeReport(manifest, first_index, renamed, duplicates, notes)
 
 

@@ -118,6 +118,7 @@ def prune(
     level: int | None = None,
     allow_modules: Sequence[str] = (),
     require_signature: bool | None = None,
+    overwrite: bool | None = None,
 ) -> PruneReport:
     """Write to ``out`` a checkpoint of only the nodes ``keep`` selects (among ``action``'s nodes when given).
 
@@ -145,5 +146,5 @@ def prune(
         # Workspace files are carried over from the source's blobs rather than materialized and re-captured:
         # no temporary copy of every folder, no dependence on the disk, and the bytes cannot change on the way.
         folders = {key: CarriedFolder(ck, key) for key in workspace_keys(trace)}
-        manifest = write_surgery(trace, out, folders, metadata, level, allow_modules, [ck])
+        manifest = write_surgery(trace, out, folders, metadata, level, allow_modules, [ck], overwrite)
     return PruneReport(manifest, indices, total - len(indices))

@@ -51,10 +51,11 @@ def write_surgery(
     level: int | None,
     allow_modules: Sequence[str],
     sources: Sequence[Checkpoint],
+    overwrite: bool | None = None,
 ) -> Manifest:
     """Write a pruned or merged trace, signed only when a key of yours verified every source: signing content
     nobody here vouched for would make resume trust a stranger's file."""
-    options = Options.resolve(level=level, allow_modules=allow_modules)
+    options = Options.resolve(level=level, allow_modules=allow_modules, overwrite=overwrite)
     manifest = new_manifest(trace, metadata)
     unverified = [ck.source for ck in sources if ck.signature != "ok"]
     if unverified and (options.key or options.private_key):  # it would have been signed
