@@ -4,6 +4,7 @@ Ctrl-C, and a JSON result from every command."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -37,7 +38,9 @@ def test_python_m_trace_ckpt_and_shell_completion() -> None:
     r = subprocess.run([sys.executable, "-m", "trace_ckpt", "--version"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and r.stdout == f"trace-ckpt {__version__}\n"
     exe = Path(sys.executable).parent / "trace-ckpt"
-    r = subprocess.run([str(exe), "--show-completion", "bash"], capture_output=True, text=True, timeout=120)
+    # typer detects the calling shell and ignores "bash" unless told not to: under make (sh) it refused
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    r = subprocess.run([str(exe), "--show-completion", "bash"], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0 and "_TRACE_CKPT_COMPLETE" in r.stdout, r.stderr
 
 
