@@ -126,3 +126,18 @@ def test_one_name_per_idea_with_the_old_spellings_kept(
         assert parse_rdagent_args([flag, "alpha22/"])["base_features_path"] == "alpha22/"
     run_opts = {o for p in typer.main.get_command(app).commands["run"].params for o in p.opts}
     assert {"--keep-last", "--keep", "--keep-best"} <= run_opts
+
+
+@pytest.mark.parametrize("spelling", ["model", "fin_model", "factor", "fin_factor", "quant", "fin_quant"])
+def test_only_takes_the_phase_or_the_app_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, spelling: str
+) -> None:
+    """One name for one idea: `resume --only` takes the phase (model, factor) or the app `run` and RD-Agent name
+    for it (fin_model, fin_factor; fin_quant is the mixed loop). A parsed option gets as far as the missing file."""
+    code, _, err = run(capsys, "resume", tmp_path / "missing.tckpt", "--only", spelling, "--dry-run")
+    assert code == 3 and "missing.tckpt" in err, err
+
+
+def test_only_refuses_other_names(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "resume", tmp_path / "missing.tckpt", "--only", "models")
+    assert code == 2 and "fin_model" in err, err

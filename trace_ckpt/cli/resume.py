@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +11,24 @@ from trace_ckpt.cli.app import app
 from trace_ckpt.cli.options import AllowModule, Json, Quiet, RequireSignature, Verbose
 from trace_ckpt.cli.render import bars, out, say
 
+# --only names a phase as resume and the docs do (model, factor) or as `run` and RD-Agent name the app that runs
+# it (fin_model, fin_factor; fin_quant is the mixed loop, as omitting --only): one idea, either spelling
+PHASES: dict[str, str | None] = {
+    "model": "model",
+    "fin_model": "model",
+    "factor": "factor",
+    "fin_factor": "factor",
+    "quant": None,
+    "fin_quant": None,
+}
 
-class Phase(str, Enum):
-    model = "model"
-    factor = "factor"
+
+def _phase(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value not in PHASES:
+        raise typer.BadParameter(f"{value!r} is none of {', '.join(PHASES)}", param_hint="--only")
+    return PHASES[value]
 
 
 @app.command()
@@ -28,10 +41,13 @@ def resume(
         ),
     ],
     only: Annotated[
-        Phase | None,
+        str | None,
         typer.Option(
             "--only",
-            help="model: evolve only models on the SOTA factors; factor: continue factor evolution; omit: the mixed quant loop",
+            metavar="PHASE",
+            callback=_phase,
+            help="model (or fin_model): evolve only models on the SOTA factors; factor (fin_factor): continue factor "
+            "evolution; omit (or quant, fin_quant): the mixed quant loop",
         ),
     ] = None,
     loop_n: Annotated[int | None, typer.Option("--loop-n", min=1, help="number of new loops to run")] = None,
@@ -86,7 +102,7 @@ def resume(
     ckpt = resolve_checkpoint(ckpt)  # an autosave folder: its latest checkpoint
 
     args = {
-        "only": only.value if only else None,
+        "only": only,
         "loop_n": loop_n,
         "step_n": step_n,
         "all_duration": all_duration,
