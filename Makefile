@@ -28,9 +28,11 @@ venv: $(PY)
 
 install: $(STAMP)
 
-# The suite includes tests/test_qlib_real.py (real qrun in the Qlib venv), so the venv is built first.
+# The suite includes tests/test_qlib_real.py (real qrun in the Qlib venv), so the venv is built first. On both
+# cores (pytest-xdist), a file's tests on one worker so its module fixtures are built once: 652 tests in 6 min 13 s
+# here (15 min on one core).
 test: $(STAMP) $(QLIB_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 # Everything but the tests marked slow (RD-Agent loop runs, real Qlib, the demo, fuzzing): on both cores
 # (pytest-xdist), 84 s here on a shared 2-core machine (125 s on one). No Qlib venv needed.
