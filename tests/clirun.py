@@ -38,6 +38,20 @@ def saved_run(root: Path, name: str = "run") -> Path:
     return path
 
 
+# the commands that write an output OUT, each on the run saved_run made (its folder beside CKPT) or CKPT itself
+WRITING_COMMANDS = ("save", "prune", "merge", "export-factors")
+
+
+def writing_command(command: str, ckpt: Path, out: Path) -> list[object]:
+    """The argv of one writing command (issue 14's output rules: --force, checked first) on ``ckpt``, to ``out``."""
+    return {
+        "save": ["save", ckpt.parent / "run", out],
+        "prune": ["prune", ckpt, out, "--keep", "sota"],
+        "merge": ["merge", ckpt, ckpt, out],
+        "export-factors": ["export-factors", ckpt, out],
+    }[command]
+
+
 def manifest_only_probe(argv: list[str], checks: str = "") -> str:
     """A Python script that runs ``trace-ckpt ARGV`` with pickle and section reads booby-trapped, then
     asserts that rdagent was never imported (plus ``checks``), and prints ``clean``."""

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.clirun import WRITING_COMMANDS, saved_run, writing_command
 from tests.clirun import run_cli as run
-from tests.clirun import saved_run
 from trace_ckpt.errors import CorruptCheckpointError, OutputExistsError, SaveError
 
 
@@ -18,22 +18,13 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return saved_run(tmp_path_factory.mktemp("outputs"))
 
 
-def _commands(ckpt: Path, out: Path) -> dict[str, list[object]]:
-    return {
-        "save": ["save", ckpt.parent / "run", out],
-        "prune": ["prune", ckpt, out, "--keep", "sota"],
-        "merge": ["merge", ckpt, ckpt, out],
-        "export-factors": ["export-factors", ckpt, out],
-    }
-
-
-@pytest.mark.parametrize("command", ["save", "prune", "merge", "export-factors"])
+@pytest.mark.parametrize("command", WRITING_COMMANDS)
 def test_an_existing_output_is_replaced_only_with_force(
     capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path, command: str
 ) -> None:
     out = tmp_path / ("out.parquet" if command == "export-factors" else "out.tckpt")
     out.write_bytes(b"precious")
-    args = _commands(ckpt, out)[command]
+    args = writing_command(command, ckpt, out)
     code, _, err = run(capsys, *args)
     assert code == OutputExistsError.exit_code and "--force" in err and err.count("\n") == 1, err
     assert out.read_bytes() == b"precious"
@@ -41,7 +32,7 @@ def test_an_existing_output_is_replaced_only_with_force(
     assert code == 0 and out.read_bytes() != b"precious", err
 
 
-@pytest.mark.parametrize("command", ["save", "prune", "merge", "export-factors"])
+@pytest.mark.parametrize("command", WRITING_COMMANDS)
 def test_a_folder_as_output_fails_before_the_slow_part(
     capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,9 +50,9 @@ def test_a_folder_as_output_fails_before_the_slow_part(
         monkeypatch.setattr(target, slow)
     folder = tmp_path / ("folder.parquet" if command == "export-factors" else "folder.tckpt")
     folder.mkdir()
-    code, _, err = run(capsys, *_commands(ckpt, folder)[command])
+    code, _, err = run(capsys, *writing_command(command, ckpt, folder))
     assert code == SaveError.exit_code and "folder" in err and err.count("\n") == 1, err
-    code, _, err = run(capsys, *_commands(ckpt, tmp_path / "no" / "such" / folder.name)[command])
+    code, _, err = run(capsys, *writing_command(command, ckpt, tmp_path / "no" / "such" / folder.name))
     assert code == SaveError.exit_code and "does not exist" in err, err
 
 

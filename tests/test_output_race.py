@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import trace_ckpt.storage
+from tests.clirun import WRITING_COMMANDS, saved_run, writing_command
 from tests.clirun import run_cli as run
-from tests.clirun import saved_run
 from trace_ckpt.errors import OutputExistsError
 
 
@@ -19,16 +19,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return saved_run(tmp_path_factory.mktemp("race"))
 
 
-def _commands(ckpt: Path, out: Path) -> dict[str, list[object]]:
-    return {
-        "save": ["save", ckpt.parent / "run", out],
-        "prune": ["prune", ckpt, out, "--keep", "sota"],
-        "merge": ["merge", ckpt, ckpt, out],
-        "export-factors": ["export-factors", ckpt, out],
-    }
-
-
-@pytest.mark.parametrize("command", ["save", "prune", "merge", "export-factors"])
+@pytest.mark.parametrize("command", WRITING_COMMANDS)
 def test_an_output_appearing_during_the_command_is_kept(
     capsys: pytest.CaptureFixture[str], ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
@@ -40,7 +31,7 @@ def test_an_output_appearing_during_the_command_is_kept(
         out.write_bytes(b"written by another process meanwhile")
 
     monkeypatch.setattr(trace_ckpt.storage, "check_output", check_then_someone_writes)
-    code, _, err = run(capsys, *_commands(ckpt, out)[command])
+    code, _, err = run(capsys, *writing_command(command, ckpt, out))
     assert code == OutputExistsError.exit_code and err.count("\n") == 1, err
     assert out.read_bytes() == b"written by another process meanwhile"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary file left beside it
