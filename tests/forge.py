@@ -3,6 +3,7 @@ a tiny pickle assembler (G, U, prog and the opcodes an attacker writes by hand).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,12 +13,15 @@ from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
 from trace_ckpt.format.manifest import Manifest, Producer
 
 
-def forge_checkpoint(path: Path, graph: bytes) -> None:
-    """Write a checkpoint whose graph section is ``graph`` (a pickle an attacker wrote) and nothing else."""
+def forge_checkpoint(path: Path, graph: bytes | Callable[[list[str]], bytes], blobs: Sequence[bytes] = ()) -> None:
+    """Write a checkpoint whose graph section is ``graph`` (a pickle an attacker wrote), with ``blobs`` stored:
+    ``graph`` may be a function of their digests, for a pickle that refers to them."""
     with open(path, "wb") as f:
         w = ContainerWriter(f)
-        BlobPacker(w).finish()
-        w.add_bytes("graph", "graph", graph)
+        packer = BlobPacker(w)
+        digests = [packer.put(b) for b in blobs]
+        packer.finish()
+        w.add_bytes("graph", "graph", graph(digests) if callable(graph) else graph)
         w.add_bytes("files", "files", FilesIndex().to_bytes())
         w.finish(
             Manifest(

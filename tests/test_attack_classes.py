@@ -38,12 +38,8 @@ from tests.forge import (
 )
 from trace_ckpt import CorruptCheckpointError, UntrustedContentError, restore_trace, save_trace
 from trace_ckpt.codec.allowlist import MAPPING, NAME_ONLY, STATE, VALUE, Allowlist, Rule
-from trace_ckpt.codec.blobs import BlobPacker
 from trace_ckpt.codec.classes import RULES
-from trace_ckpt.codec.files import FilesIndex
 from trace_ckpt.codec.opcodes import check_pickle
-from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
-from trace_ckpt.format.manifest import Manifest, Producer
 
 FACTOR_EXP = "rdagent.scenarios.qlib.experiment.factor_experiment QlibFactorExperiment"
 
@@ -544,22 +540,9 @@ def test_many_references_to_one_stored_table_are_bounded(tmp_path: Path, monkeyp
     monkeypatch.setattr(graph_mod, "TABLE_REPEAT_BYTES", 1 << 20)  # the bound, scaled down for the test
     data, labels = tables.to_arrow(pd.DataFrame({"a": np.arange(1000.0)}))
     path = tmp_path / "refs.tckpt"
-    with open(path, "wb") as f:
-        w = ContainerWriter(f)
-        packer = BlobPacker(w)
-        digest = packer.put(data)
-        packer.finish()
-        refs = [("t", i, digest, labels) for i in range(10_000)]
-        w.add_bytes("graph", "graph", _persistent_pickle(refs))
-        w.add_bytes("files", "files", FilesIndex().to_bytes())
-        w.finish(
-            Manifest(
-                format_version=FORMAT_VERSION,
-                created_at=datetime.now(timezone.utc),
-                producer=Producer(trace_ckpt="0", python="3"),
-                trace_class="x",
-            )
-        )
+    forge_checkpoint(
+        path, lambda digests: _persistent_pickle([("t", i, digests[0], labels) for i in range(10_000)]), [data]
+    )
     with pytest.raises(CorruptCheckpointError, match="one table referred to many times"):
         restore_trace(path, workspace_root=tmp_path / "ws")
 

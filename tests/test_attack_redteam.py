@@ -216,32 +216,12 @@ def test_numpy_reconstruct_of_a_huge_shape_is_refused_before_it_allocates(tmp_pa
 
 def _forge_with_table(path: Path, graph_of: Callable[[str], bytes]) -> None:
     """Like _forge, plus one honest Arrow table blob (a one-column frame); the graph gets the blob's address."""
-    from datetime import datetime, timezone
-
     import pandas as pd
 
     from trace_ckpt.codec import tables
-    from trace_ckpt.codec.blobs import BlobPacker
-    from trace_ckpt.codec.files import FilesIndex
-    from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
-    from trace_ckpt.format.manifest import Manifest, Producer
 
     data, _ = tables.to_arrow(pd.DataFrame({"a": ["x", "y"]}))
-    with open(path, "wb") as f:
-        w = ContainerWriter(f)
-        packer = BlobPacker(w)
-        digest = packer.put(data)
-        packer.finish()
-        w.add_bytes("graph", "graph", graph_of(digest))
-        w.add_bytes("files", "files", FilesIndex().to_bytes())
-        w.finish(
-            Manifest(
-                format_version=FORMAT_VERSION,
-                created_at=datetime.now(timezone.utc),
-                producer=Producer(trace_ckpt="0", python="3"),
-                trace_class="x",
-            )
-        )
+    _forge(path, lambda digests: graph_of(digests[0]), [data])
 
 
 HUGE_LABELS = {
