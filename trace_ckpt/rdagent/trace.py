@@ -16,7 +16,7 @@ import pandas as pd
 from trace_ckpt._os import is_plain_name
 from trace_ckpt.errors import CorruptCheckpointError
 from trace_ckpt.format.manifest import NodeSummary, TraceCounts
-from trace_ckpt.quant import KEY_METRICS, accepted, class_path, factor_name
+from trace_ckpt.quant import KEY_METRICS, accepted, class_path, factor_name, sota_index
 
 # a result longer than this keeps only KEY_METRICS; every numeric entry of a smaller one is kept
 _MAX_METRICS = 64
@@ -102,9 +102,8 @@ def summarize(trace: Any) -> tuple[list[NodeSummary], TraceCounts, int | None]:
     """Per-node summaries, counts, and the index of the SOTA node (the last accepted one)."""
     nodes: list[NodeSummary] = []
     counts = TraceCounts(hist=len(trace.hist))
-    sota = None
     for i, (exp, fb) in enumerate(trace.hist):
-        decision = None if fb is None else bool(getattr(fb, "decision", False))
+        decision = None if fb is None else accepted(fb)
         kind = experiment_kind(exp)
         hyp = getattr(exp, "hypothesis", None)
         parents = list(trace.dag_parent[i]) if i < len(trace.dag_parent) else []
@@ -130,9 +129,7 @@ def summarize(trace: Any) -> tuple[list[NodeSummary], TraceCounts, int | None]:
         counts.factor_experiments += kind == "factor"
         counts.model_experiments += kind == "model"
         counts.roots += not parents
-        if accepted(fb):
-            sota = i  # RD-Agent's SOTA: the last accepted node
-    return nodes, counts, sota
+    return nodes, counts, sota_index(nodes)
 
 
 def _ws_key(ws: Any) -> str | None:
