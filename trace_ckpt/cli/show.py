@@ -16,6 +16,7 @@ from trace_ckpt.cli.options import Ckpt, Json, Quiet, RequireSignature, Verbose
 from trace_ckpt.cli.render import emit_json, err, human_size, metric, out, say, table, terminal_width, timestamp
 from trace_ckpt.errors import CorruptCheckpointError, UnsupportedVersionError, UntrustedContentError
 from trace_ckpt.format.manifest import Manifest, NodeSummary
+from trace_ckpt.format.records import to_json
 
 
 def _plot_path(value: Path | None) -> Path | None:
@@ -49,7 +50,7 @@ def trace_summary(m: Manifest, metric_name: str = quant.IC) -> dict[str, Any]:
 
 
 def _node_json(n: NodeSummary) -> dict[str, Any]:
-    doc = n.model_dump(mode="json")
+    doc = to_json(n)
     doc["action"] = node_phase(n)  # filled for every node: fin_factor/fin_model hypotheses carry none
     names = doc.pop("factors")
     doc["factors"], doc["models"] = (names, []) if n.kind != "model" else ([], names)
@@ -59,7 +60,7 @@ def _node_json(n: NodeSummary) -> dict[str, Any]:
 def manifest_json(m: Manifest, size: int | None = None) -> dict[str, Any]:
     """The manifest as ``inspect --json`` prints it: every key of the manifest, ``created_at`` in the one
     timestamp form, each node's ``action`` filled and model names under ``models``, plus ``summary``."""
-    doc = m.model_dump(mode="json")
+    doc = to_json(m)
     doc["created_at"] = timestamp(m.created_at)
     doc["nodes"] = [_node_json(n) for n in m.nodes]
     doc["summary"] = {"file_size": size, **trace_summary(m)}

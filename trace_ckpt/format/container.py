@@ -26,6 +26,7 @@ from trace_ckpt.errors import (
 )
 from trace_ckpt.format.hashing import HashingWriter, hex_digest
 from trace_ckpt.format.manifest import Manifest, SectionInfo, SignatureInfo, build_manifest
+from trace_ckpt.format.records import dumps
 
 if TYPE_CHECKING:  # cryptography is imported only when a signature is checked: `inspect` stays light
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -229,7 +230,10 @@ class ContainerWriter:
             sections=self.sections,
             signature=SignatureInfo(algorithm=algorithm, key_id=key_id or "") if algorithm else None,
         )
-        text = manifest.model_dump_json().encode("utf-8")
+        try:
+            text = dumps(manifest)
+        except (TypeError, ValueError) as e:  # metadata the caller passed that JSON cannot hold
+            raise SaveError(f"the manifest cannot be written as JSON ({e}): metadata must be JSON data") from None
         body = zstandard.ZstdCompressor(level=MANIFEST_LEVEL, write_content_size=True).compress(text)
         if len(text) > manifest_bound(len(body)):  # no reader would open the file
             raise SaveError(

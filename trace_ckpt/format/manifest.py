@@ -1,41 +1,40 @@
 """The manifest: the JSON document that says what a checkpoint holds.
 
 It is readable without unpickling anything and without importing rdagent (``trace-ckpt inspect``
-reads only this). ``docs/format.md`` is the contract; this module is its pydantic form.
+reads only this). ``docs/format.md`` is the contract; these records are its typed form, checked on read by
+:mod:`trace_ckpt.format.records` (plain dataclasses: ``inspect`` does not pay for importing pydantic).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from trace_ckpt.format.records import Ge, Pattern, Record
 
 SectionKind = Literal["graph", "blobs", "index", "files"]
 BLOB_INDEX = "index"
 """The blob index's section name and kind: where each content-addressed blob lies (the string every version wrote)."""
 
 
-class _Model(BaseModel):
-    # Unknown keys are kept, so a reader passes on what a newer minor writer added.
-    model_config = ConfigDict(extra="allow")
-
-
-class SectionInfo(_Model):
+@dataclass(kw_only=True)
+class SectionInfo(Record):
     """One byte range of the file: a zstd frame (or raw bytes) with its checksum."""
 
     name: str
     kind: SectionKind
     codec: Literal["zstd", "none"] = "zstd"
-    offset: int = Field(description="absolute byte offset of the stored bytes in the file")
-    length: int = Field(description="stored (compressed) length in bytes")
-    raw_length: int = Field(description="length after decompression")
-    digest: str = Field(description="hex digest of the stored bytes, with the manifest's hash_algorithm")
-    meta: dict[str, Any] = Field(default_factory=dict)
+    offset: int  # absolute byte offset of the stored bytes in the file
+    length: int  # stored (compressed) length in bytes
+    raw_length: int  # length after decompression
+    digest: str  # hex digest of the stored bytes, with the manifest's hash_algorithm
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Producer(_Model):
+@dataclass(kw_only=True)
+class Producer(Record):
     """Versions of what wrote the file; a restore on another machine can compare them."""
 
     trace_ckpt: str
@@ -47,24 +46,26 @@ class Producer(_Model):
     platform: str | None = None
 
 
-class NodeSummary(_Model):
+@dataclass(kw_only=True)
+class NodeSummary(Record):
     """One node of ``trace.hist``, summarised for people and tools that cannot unpickle."""
 
     index: int
     loop_id: int | None = None
-    parents: list[int] = Field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
     kind: Literal["factor", "model", "other"] = "other"
     action: str | None = None
     experiment_class: str
     hypothesis: str | None = None
     decision: bool | None = None
-    factors: list[str] = Field(default_factory=list)
-    metrics: dict[str, float] = Field(default_factory=dict)
-    experiment_workspace: str | None = Field(default=None, description="key of the experiment's folder in `files`")
-    sub_workspaces: list[str | None] = Field(default_factory=list, description="keys of the sub-task folders")
+    factors: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    experiment_workspace: str | None = None  # key of the experiment's folder in `files`
+    sub_workspaces: list[str | None] = field(default_factory=list)  # keys of the sub-task folders
 
 
-class TraceCounts(_Model):
+@dataclass(kw_only=True)
+class TraceCounts(Record):
     """Counts over ``trace.hist``."""
 
     hist: int = 0
@@ -75,7 +76,8 @@ class TraceCounts(_Model):
     roots: int = 0
 
 
-class WorkspaceStats(_Model):
+@dataclass(kw_only=True)
+class WorkspaceStats(Record):
     """What was captured from the workspace folders on disk."""
 
     workspaces: int = 0
@@ -88,55 +90,57 @@ class WorkspaceStats(_Model):
     max_file_bytes: int | None = None
 
 
-class Sizes(_Model):
+@dataclass(kw_only=True)
+class Sizes(Record):
     """Byte counts of the whole checkpoint."""
 
     raw: int = 0
     stored: int = 0
 
 
-class SignatureInfo(_Model):
+@dataclass(kw_only=True)
+class SignatureInfo(Record):
     """Present when the file is signed, over the manifest bytes: an HMAC (in the footer) or an Ed25519 signature
     (the 64 bytes before the manifest). An algorithm this reader does not know still parses: the check says so."""
 
-    algorithm: str = Field(
-        default="hmac-sha256", pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="hmac-sha256 or ed25519"
-    )
-    key_id: str = Field(
-        default="",
-        pattern=r"^[A-Za-z0-9:+/=_.-]{0,128}$",
-        description="hmac-sha256: first 16 hex of SHA-256('trace-ckpt key id' + key), which key, not the key; "
-        "ed25519: the public key's OpenSSH fingerprint, SHA256:<base64>",
-    )
+    algorithm: Annotated[str, Pattern(r"[a-z0-9][a-z0-9-]{0,39}")] = "hmac-sha256"  # hmac-sha256 or ed25519
+    key_id: Annotated[str, Pattern(r"[A-Za-z0-9:+/=_.-]{0,128}")] = ""
+    """hmac-sha256: first 16 hex of SHA-256('trace-ckpt key id' + key), which key, not the key; ed25519: the public
+    key's OpenSSH fingerprint, SHA256:<base64>."""
 
 
-class Manifest(_Model):
+@dataclass(kw_only=True)
+class Manifest(Record):
     """Top-level manifest of a checkpoint file (format v2; a v1 manifest is migrated on read)."""
 
     format: Literal["trace-ckpt"] = "trace-ckpt"
     format_version: int
-    hash_algorithm: Literal["blake3", "sha256"] = Field(
-        default="blake3", description="digest of the sections and of blob contents: blake3 (v2), sha256 (v1)"
-    )
+    hash_algorithm: Literal["blake3", "sha256"] = "blake3"  # of sections and blob contents: blake3 (v2+), sha256 (v1)
     created_at: datetime
     producer: Producer
     trace_class: str
     scenario_class: str | None = None
-    counts: TraceCounts = Field(default_factory=TraceCounts)
-    sota_index: int | None = Field(default=None, ge=0, description="index of the last accepted node")
-    nodes: list[NodeSummary] = Field(default_factory=list)
-    workspace_stats: WorkspaceStats = Field(default_factory=WorkspaceStats)
-    sizes: Sizes = Field(default_factory=Sizes)
+    counts: TraceCounts = field(default_factory=TraceCounts)
+    sota_index: Annotated[int | None, Ge(0)] = None  # index of the last accepted node
+    nodes: list[NodeSummary] = field(default_factory=list)
+    workspace_stats: WorkspaceStats = field(default_factory=WorkspaceStats)
+    sizes: Sizes = field(default_factory=Sizes)
     pickler: Literal["pickle", "dill"] = "pickle"
-    tables: int = Field(default=0, description="pandas objects stored as Arrow")
-    pandas_pickled: int = Field(default=0, description="pandas objects kept in the pickle (not Arrow)")
-    blobs: int = Field(default=0, description="distinct content-addressed blobs")
-    sections: list[SectionInfo] = Field(default_factory=list)
+    tables: int = 0  # pandas objects stored as Arrow
+    pandas_pickled: int = 0  # pandas objects kept in the pickle (not Arrow)
+    blobs: int = 0  # distinct content-addressed blobs
+    sections: list[SectionInfo] = field(default_factory=list)
     signature: SignatureInfo | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, producer-defined")
+    metadata: dict[str, Any] = field(default_factory=dict)  # free-form, producer-defined
 
-    @model_validator(mode="after")
-    def _nodes_are_the_trace(self) -> Manifest:
+    @classmethod
+    def from_json(cls, doc: Any) -> Manifest:
+        """A parsed manifest, every field checked, and its nodes checked to be the trace's (ValueError if not)."""
+        manifest = super().from_json(doc)
+        manifest._nodes_are_the_trace()
+        return manifest
+
+    def _nodes_are_the_trace(self) -> None:
         """Node ``i`` is ``trace.hist[i]`` and names only nodes of the trace as parents: every reader (``ls``,
         ``diff``, the plot) places nodes by these numbers (a node index of 10**30 hung the plot)."""
         n = len(self.nodes)
@@ -147,7 +151,6 @@ class Manifest(_Model):
                 raise ValueError(f"nodes[{i}] names a parent that is not a node")
         if self.sota_index is not None and self.sota_index >= max(n, 1) and n:
             raise ValueError(f"sota_index {self.sota_index} is not a node")
-        return self
 
     def section(self, name: str) -> SectionInfo:
         """Return the section called ``name``; KeyError when absent."""
@@ -171,8 +174,8 @@ def build_manifest(
 
     ``draft`` is not changed (a copy is returned)."""
     sizes = Sizes(raw=sum(s.raw_length for s in sections), stored=sum(s.length for s in sections))
-    return draft.model_copy(
-        update={
+    return draft.replace(
+        **{
             **content,
             "format_version": format_version,
             "hash_algorithm": hash_algorithm,

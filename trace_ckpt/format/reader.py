@@ -13,9 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
-import pydantic_core
 import zstandard
-from pydantic import ValidationError
 
 from trace_ckpt.errors import (
     CorruptCheckpointError,
@@ -42,6 +40,7 @@ from trace_ckpt.format.container import (
 )
 from trace_ckpt.format.hashing import CHUNK, HashedRange, Range, hash_fd, hex_digest, new_hash
 from trace_ckpt.format.manifest import Manifest, SectionInfo
+from trace_ckpt.format.records import loads
 
 if TYPE_CHECKING:  # cryptography is imported only when a signature is checked: `inspect` stays light
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -114,13 +113,11 @@ class ContainerReader:
             raise CorruptCheckpointError(f"{source}: manifest checksum mismatch; the file is damaged")
         text = self._manifest_text(body) if version >= COMPRESSED_MANIFEST_SINCE else body
         try:
-            # pydantic's JSON parser refuses nesting deeper than 200 (ValueError); json.loads recursed until a
-            # RecursionError; the except keeps that bound whatever parser is used
-            doc = pydantic_core.from_json(text)
+            doc = loads(text)  # too deep for the parser is a ValueError; from_json bounds the free-form values
             if not isinstance(doc, dict):
                 raise ValueError("manifest is not a JSON object")
-            self.manifest = Manifest.model_validate(_upgrade(doc, version))
-        except (ValueError, ValidationError, RecursionError) as e:
+            self.manifest = Manifest.from_json(_upgrade(doc, version))
+        except ValueError as e:
             first = (str(e).splitlines() or [type(e).__name__])[0]
             raise CorruptCheckpointError(f"{source}: manifest is not valid ({first})") from None
         if (mac == NO_SIGNATURE) != (self.manifest.signature is None):
