@@ -2,7 +2,8 @@
 
 Why not pydantic (which checks the codec's JSON sections): importing it and building the manifest's models took
 about 130 ms, more than half of what ``trace-ckpt inspect`` may spend. The checks are the few the manifest needs:
-JSON types taken exactly (``"12"`` is not an int, ``true`` is not a number, numbers are finite), ``Literal``, optional, ``list[T]``,
+UTF-8 JSON (no lone surrogate), types taken exactly (``"12"`` is not an int, ``true`` is not a number, numbers are
+finite, integers fit in 64 bits, datetimes in UTC's years 1-9999), ``Literal``, optional, ``list[T]``,
 ``dict[str, T]``, nested records, ISO datetimes, and two constraints (:class:`Ge`, :class:`Pattern`). Keys a
 record does not declare are kept in ``extras`` and written back, so a reader passes on what a newer writer added.
 """
@@ -15,13 +16,22 @@ import math
 import re
 import types
 import typing
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 R = TypeVar("R", bound="Record")
 
 MAX_DEPTH = 200
 """Deepest nesting a document may have (free-form values included)."""
+
+INT_RANGE = range(-(2**63), 2**63)
+"""The integers a record's ``int`` field takes: 64 bits hold every size, offset, count and index (a larger one
+only broke the views that turn it into a float)."""
+
+# half of a UTF-16 pair, as a JSON escape (\ud800) or raw: json.loads joins a whole pair into one character and
+# makes a lone half a str that no UTF-8 stream can write
+_SURROGATE_IN_JSON = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +86,33 @@ def dumps(record: Record) -> bytes:
 
 
 def loads(text: bytes | str) -> Any:
-    """Parse JSON; ValueError (not RecursionError) when it is nested too deep for the parser."""
+    """Parse UTF-8 JSON; ValueError (not RecursionError, not a str no UTF-8 stream can print) when it is nested too
+    deep for the parser or a string holds a lone UTF-16 surrogate (``"\\ud800"``), as pydantic's parser refused."""
     try:
-        return json.loads(text)
+        if isinstance(text, bytes):  # json.loads would guess UTF-16 or UTF-32 and skip a BOM
+            text = text.decode("utf-8")
+        doc = json.loads(text)
     except RecursionError:
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"JSON is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if _SURROGATE_IN_JSON.search(text):  # rare: then every string is looked at
+        _no_surrogates(doc)
+    return doc
+
+
+def _no_surrogates(doc: Any) -> None:
+    stack = [doc]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if _SURROGATE.search(x):
+                raise ValueError(f"the string {_short(x)} holds a lone UTF-16 surrogate: it is not Unicode text")
+        elif isinstance(x, dict):
+            stack.extend(x)
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
 
 
 _FIELDS: dict[type, tuple[tuple[dataclasses.Field[Any], Any], ...]] = {}
@@ -106,7 +138,7 @@ def _record(cls: type[R], doc: Any, where: str, depth: int) -> R:
             known[f.name] = _value(tp, doc[f.name], f"{where}.{f.name}", depth + 1)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ValueError(f"{where}.{f.name}: missing")
-    extras = {k: v for k, v in doc.items() if k not in known and k != "extras"}
+    extras = {k: v for k, v in doc.items() if k not in known}
     _bounded(extras, where, depth)
     return cls(**known, extras=extras)
 
@@ -158,7 +190,9 @@ def _value(tp: Any, v: Any, where: str, depth: int) -> Any:
             return v
     elif tp is int:
         if isinstance(v, int) and not isinstance(v, bool):
-            return v
+            if v in INT_RANGE:
+                return v
+            raise ValueError(f"{where}: {_short(v)} does not fit in 64 bits")
     elif tp is float:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             try:
@@ -174,9 +208,15 @@ def _value(tp: Any, v: Any, where: str, depth: int) -> Any:
     elif tp is datetime:
         if isinstance(v, str):
             try:  # Python 3.10's fromisoformat does not take "Z"
-                return datetime.fromisoformat(v[:-1] + "+00:00" if v.endswith("Z") else v)
+                dt = datetime.fromisoformat(v[:-1] + "+00:00" if v.endswith("Z") else v)
             except ValueError:
                 raise ValueError(f"{where}: {_short(v)} is not an ISO 8601 date and time") from None
+            try:  # every reader shows it in UTC
+                if dt.tzinfo is not None:
+                    dt.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueError(f"{where}: {_short(v)} is before year 1 or after 9999 in UTC") from None
+            return dt
     else:
         raise TypeError(f"{where}: records.py does not check {tp!r}")
     raise ValueError(f"{where}: expected {'a number' if tp is float else tp.__name__}, got {_kind(v)}")

@@ -1,0 +1,125 @@
+"""Hostile manifests against the hand-written checker (trace_ckpt/format/records.py, adce1b7): JSON whose checksums
+all hold (the footer's SHA-256 is recomputed) and that the commands reading only the manifest must either show
+or refuse with one CorruptCheckpointError line (exit 4), never an "unexpected" error or a long run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.clirun import run_cli
+from tests.forge import NONE, forge_checkpoint, prog
+from tests.reseal import seal, split
+from trace_ckpt.ckpt import read_manifest
+from trace_ckpt.errors import CorruptCheckpointError
+from trace_ckpt.format.manifest import Manifest
+from trace_ckpt.format.records import dumps, loads
+
+# the commands that read nothing but the manifest, as ``run_cli`` arguments after the file
+MANIFEST_COMMANDS = (("inspect",), ("inspect", "--json"), ("ls",))
+
+
+def _forged(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], object], text: Callable[[str], bytes] | None = None
+) -> Path:
+    """A checkpoint whose manifest went through ``edit`` (and, as JSON text, through ``text``), resealed."""
+    path = tmp_path / "forged.tckpt"
+    forge_checkpoint(path, prog(NONE))
+    body, doc = split(path.read_bytes())
+    doc["nodes"] = [{"index": 0, "experiment_class": "x.Exp", "decision": True, "metrics": {"IC": 0.1}}]
+    edit(doc)
+    raw = json.dumps(doc)  # ASCII: a lone surrogate is written as its \\ud800 escape, as an attacker can
+    path.write_bytes(seal(body, text(raw) if text else raw.encode()))
+    return path
+
+
+def _refused_everywhere(capsys: pytest.CaptureFixture[str], path: Path, what: str) -> None:
+    """read_manifest and every manifest-only command refuse ``path`` with one line naming ``what``."""
+    with pytest.raises(CorruptCheckpointError, match=what):
+        read_manifest(path)
+    for command in MANIFEST_COMMANDS:
+        code, _, err = run_cli(capsys, *command, path)
+        assert code == CorruptCheckpointError.exit_code and what in err and err.count("\n") == 1, (command, err)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.update(trace_class="\ud800"),
+        lambda d: d["nodes"][0].update(hypothesis="a \udfff b"),
+        lambda d: d.update(metadata={"\udc00": 1}),
+    ],
+    ids=["trace_class", "hypothesis", "metadata key"],
+)
+def test_a_lone_surrogate_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, edit: Callable) -> None:
+    """JSON may escape half of a UTF-16 pair (\\ud800): json.loads makes a str no UTF-8 stream can print, so
+    inspect died with "unexpected UnicodeEncodeError" (exit 1). pydantic's parser refused it; so does loads."""
+    _refused_everywhere(capsys, _forged(tmp_path, edit), "surrogate")
+
+
+def test_a_surrogate_pair_is_one_character() -> None:
+    """An escaped pair is a real character (U+1F600), not a lone half: it is read and printed."""
+    assert loads(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {"a": "\U0001f600", "b": "\\ud800"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
+def test_a_manifest_in_another_encoding_than_utf8_is_refused(tmp_path: Path, encoding: str) -> None:
+    """The manifest is UTF-8 JSON (docs/format.md); json.loads guessed UTF-16/32 and skipped a BOM from the bytes,
+    where pydantic's parser refused them: one file, one reading in every reader."""
+    path = _forged(tmp_path, lambda d: None, lambda raw: raw.encode(encoding))
+    with pytest.raises(CorruptCheckpointError, match="UTF-8"):
+        read_manifest(path)
+
+
+@pytest.mark.parametrize("created_at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_that_is_no_utc_time_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, created_at: str
+) -> None:
+    """A ``created_at`` whose UTC time is before year 1 or after 9999 parsed (with pydantic too), then
+    ``inspect --json`` and ``ls`` died converting it to UTC ("unexpected OverflowError", exit 1)."""
+    path = _forged(tmp_path, lambda d: d.update(created_at=created_at))
+    _refused_everywhere(capsys, path, "Manifest.created_at")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["sizes"].update(raw=10**400),
+        lambda d: d["workspace_stats"].update(file_bytes=-(10**30)),
+        lambda d: d["counts"].update(hist=2**63),
+    ],
+    ids=["sizes.raw", "workspace_stats.file_bytes", "counts.hist"],
+)
+def test_an_integer_beyond_64_bits_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, edit: Callable
+) -> None:
+    """Sizes of 10**400 bytes parsed (with pydantic too), then ``inspect`` died dividing them into a float
+    ("unexpected OverflowError", exit 1). No file, offset, count or index needs more than 64 bits."""
+    _refused_everywhere(capsys, _forged(tmp_path, edit), "64 bits")
+
+
+def test_the_largest_64_bit_integers_are_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = _forged(tmp_path, lambda d: (d["sizes"].update(raw=2**63 - 1), d["counts"].update(roots=-(2**63))))
+    m = read_manifest(path)
+    assert m.sizes.raw == 2**63 - 1 and m.counts.roots == -(2**63)
+    code, out, _ = run_cli(capsys, "inspect", path)
+    assert code == 0 and "GB raw" in out
+
+
+def test_a_key_named_extras_is_kept_like_any_unknown_key() -> None:
+    """Unknown keys are kept and written back (docs/format.md); one spelled ``extras`` was dropped silently."""
+    doc = {
+        "format_version": 3,
+        "created_at": "2026-11-30T00:00:00Z",
+        "producer": {"trace_ckpt": "0", "python": "3", "extras": [1]},
+        "trace_class": "x",
+        "extras": {"from": "a newer writer"},
+    }
+    m = Manifest.from_json(json.loads(json.dumps(doc)))
+    assert m.extras == {"extras": {"from": "a newer writer"}} and m.producer.extras == {"extras": [1]}
+    written = json.loads(dumps(m))
+    assert written["extras"] == doc["extras"] and written["producer"]["extras"] == [1]
