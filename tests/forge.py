@@ -13,15 +13,16 @@ from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
 from trace_ckpt.format.manifest import Manifest, Producer
 
 
-def forge_checkpoint(path: Path, graph: bytes | Callable[[list[str]], bytes], blobs: Sequence[bytes] = ()) -> None:
+def forge_checkpoint(path: Path, graph: bytes | Callable[[list[int]], bytes], blobs: Sequence[bytes] = ()) -> None:
     """Write a checkpoint whose graph section is ``graph`` (a pickle an attacker wrote), with ``blobs`` stored:
-    ``graph`` may be a function of their digests, for a pickle that refers to them."""
+    ``graph`` may be a function of their references (their numbers in the blob index, as a v3 graph names them),
+    for a pickle that refers to them."""
     with open(path, "wb") as f:
         w = ContainerWriter(f)
         packer = BlobPacker(w)
-        digests = [packer.put(b) for b in blobs]
+        refs = [packer.number(packer.put(b)) for b in blobs]
         packer.finish()
-        w.add_bytes("graph", "graph", graph(digests) if callable(graph) else graph)
+        w.add_bytes("graph", "graph", graph(refs) if callable(graph) else graph)
         w.add_bytes("files", "files", FilesIndex().to_bytes())
         w.finish(
             Manifest(

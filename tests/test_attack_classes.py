@@ -8,6 +8,7 @@ import pickle
 import random
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ from trace_ckpt import CorruptCheckpointError, UntrustedContentError, restore_tr
 from trace_ckpt.codec.allowlist import MAPPING, NAME_ONLY, STATE, VALUE, Allowlist, Rule
 from trace_ckpt.codec.classes import RULES
 from trace_ckpt.codec.opcodes import check_pickle
+from trace_ckpt.format.hashing import hex_digest
 
 FACTOR_EXP = "rdagent.scenarios.qlib.experiment.factor_experiment QlibFactorExperiment"
 
@@ -540,9 +542,7 @@ def test_many_references_to_one_stored_table_are_bounded(tmp_path: Path, monkeyp
     monkeypatch.setattr(graph_mod, "TABLE_REPEAT_BYTES", 1 << 20)  # the bound, scaled down for the test
     data, labels = tables.to_arrow(pd.DataFrame({"a": np.arange(1000.0)}))
     path = tmp_path / "refs.tckpt"
-    forge_checkpoint(
-        path, lambda digests: _persistent_pickle([("t", i, digests[0], labels) for i in range(10_000)]), [data]
-    )
+    forge_checkpoint(path, lambda refs: _persistent_pickle([("t", i, refs[0], labels) for i in range(10_000)]), [data])
     with pytest.raises(CorruptCheckpointError, match="one table referred to many times"):
         restore_trace(path, workspace_root=tmp_path / "ws")
 
@@ -553,8 +553,40 @@ def _persistent_pickle(pids: list) -> bytes:
 
     class _P(pickle.Pickler):
         def persistent_id(self, obj):
-            return obj if type(obj) is tuple and obj and obj[0] == "t" else None
+            return obj if type(obj) is tuple and obj and obj[0] in ("s", "b", "t") else None
 
     buf = io.BytesIO()
     _P(buf, protocol=5).dump(pids)
     return buf.getvalue()
+
+
+def _graph_of_refs(tmp_path: Path, refs_of: Any) -> Any:
+    """The root of a checkpoint with two blobs, b"first" and b"second", whose graph is the list of references
+    ``refs_of(blob numbers)``."""
+    from trace_ckpt.ckpt import Checkpoint
+    from trace_ckpt.settings import Options
+
+    path = tmp_path / "refs.tckpt"
+    forge_checkpoint(path, lambda refs: _persistent_pickle(refs_of(refs)), [b"first", b"second"])
+    with Checkpoint.open(path, Options()) as ck:
+        return ck.root
+
+
+def test_a_graph_names_blobs_by_their_number_in_the_index(tmp_path: Path) -> None:
+    assert _graph_of_refs(tmp_path, lambda refs: [("s", refs[1]), ("b", refs[0]), ("s", refs[0])]) == [
+        "second",
+        b"first",
+        "first",
+    ]
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [-1, True, 2, 10**20, 1.0, None, hex_digest("blake3", b"first")],
+    ids=["-1 (the last blob, to a Python list)", "True (blob 1)", "past the end", "huge", "float", "None", "a digest"],
+)
+def test_a_graph_reference_that_is_not_a_record_number_is_refused(tmp_path: Path, ref: Any) -> None:
+    """Since v3 a reference is a record number of the index: never a negative number or a bool (Python would
+    index from the end, or read True as 1), nor v1/v2's digest."""
+    with pytest.raises(CorruptCheckpointError, match="refers to a missing blob"):
+        _graph_of_refs(tmp_path, lambda refs: [("s", refs[0]), ("s", ref)])

@@ -214,14 +214,14 @@ def test_numpy_reconstruct_of_a_huge_shape_is_refused_before_it_allocates(tmp_pa
 # --- a table's labels travel in the persistent id, which the class check does not look into ---
 
 
-def _forge_with_table(path: Path, graph_of: Callable[[str], bytes]) -> None:
-    """Like _forge, plus one honest Arrow table blob (a one-column frame); the graph gets the blob's address."""
+def _forge_with_table(path: Path, graph_of: Callable[[int], bytes]) -> None:
+    """Like _forge, plus one honest Arrow table blob (a one-column frame); the graph gets the blob's number."""
     import pandas as pd
 
     from trace_ckpt.codec import tables
 
     data, _ = tables.to_arrow(pd.DataFrame({"a": ["x", "y"]}))
-    _forge(path, lambda digests: graph_of(digests[0]), [data])
+    _forge(path, lambda refs: graph_of(refs[0]), [data])
 
 
 HUGE_LABELS = {
@@ -242,13 +242,13 @@ HUGE_LABELS = {
 }
 
 
-# HOLE (memory): a table reference is the persistent id ("t", serial, digest, labels); BINPERSID's argument is
+# HOLE (memory): a table reference is the persistent id ("t", serial, blob number, labels); BINPERSID's argument is
 # not simulated, and tables.from_arrow trusts labels["columns"]: pd.Index(labels["columns"], dtype="float64") of a
 # lazily huge range/RangeIndex (both buildable under the rules) materialises it before the length check fails.
 # A 2.2 KB file grew the restore by 1.6 GB (10**8 labels); 10**10 would ask for 80 GB.
 @pytest.mark.parametrize("columns", HUGE_LABELS.values(), ids=list(HUGE_LABELS))
 def test_table_labels_from_the_pickle_cannot_allocate_gigabytes(tmp_path: Path, columns: bytes) -> None:
-    def graph(digest: str) -> bytes:
+    def graph(ref: int) -> bytes:
         labels = (
             EMPTY_DICT
             + MARK
@@ -265,7 +265,7 @@ def test_table_labels_from_the_pickle_cannot_allocate_gigabytes(tmp_path: Path, 
             + U("float64")
             + SETITEMS
         )
-        return b"\x80\x05" + MARK + U("t") + INT(0) + U(digest) + labels + TUPLE + b"Q" + b"."
+        return b"\x80\x05" + MARK + U("t") + INT(0) + INT(ref) + labels + TUPLE + b"Q" + b"."
 
     path = tmp_path / "labels.tckpt"
     _forge_with_table(path, graph)
@@ -281,6 +281,7 @@ def test_table_labels_from_the_pickle_cannot_allocate_gigabytes(tmp_path: Path, 
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["outcome"].split(":")[0] == "CorruptCheckpointError", result
+    assert "missing blob" not in result["outcome"], result  # the labels are refused, not the reference
     assert result["growth"] < 200 * 1024 * 1024, result
 
 

@@ -75,11 +75,11 @@ class _Encoder:
         t = type(obj)
         if t is str:
             if len(obj) >= self.min_blob:
-                return ("s", self.packer.put(obj.encode("utf-8", "surrogatepass")))
+                return ("s", self.packer.number(self.packer.put(obj.encode("utf-8", "surrogatepass"))))
             return None
         if t is bytes:
             if len(obj) >= self.min_blob:
-                return ("b", self.packer.put(obj))
+                return ("b", self.packer.number(self.packer.put(obj)))
             return None
         if t not in self.types:
             self.types.add(t)
@@ -97,7 +97,7 @@ class _Encoder:
                 return None
             data, labels = encoded
             # the serial keeps two equal but distinct frames distinct after loading
-            pid = ("t", len(self._tables), self.packer.put(data), labels)
+            pid = ("t", len(self._tables), self.packer.number(self.packer.put(data)), labels)
             self._tables[key] = (obj, pid)
             self.stats.tables += 1
             return pid
@@ -227,17 +227,19 @@ class _GraphUnpickler(pickle.Unpickler):
         tag = pid[0]
         try:
             if tag == "s":
-                s = self._strings.get(pid[1])
+                digest = self._blobs.resolve(pid[1])
+                s = self._strings.get(digest)
                 if s is None:
-                    s = self._strings[pid[1]] = self._blobs.get(pid[1]).decode("utf-8", "surrogatepass")
+                    s = self._strings[digest] = self._blobs.get(digest).decode("utf-8", "surrogatepass")
                 return s
             if tag == "b":  # one object per blob: every reference to it costs no memory
-                b = self._bytes.get(pid[1])
+                digest = self._blobs.resolve(pid[1])
+                b = self._bytes.get(digest)
                 if b is None:
-                    b = self._bytes[pid[1]] = self._blobs.get(pid[1])
+                    b = self._bytes[digest] = self._blobs.get(digest)
                 return b
             if tag == "t":
-                serial, digest, labels = pid[1], pid[2], pid[3]
+                serial, digest, labels = pid[1], self._blobs.resolve(pid[2]), pid[3]
                 if serial not in self._tables:
                     data = self._blobs.get(digest)
                     self._count_table(digest, len(data))
