@@ -73,12 +73,17 @@ def test_inspect_never_imports_rdagent_or_unpickles(ckpt: Path) -> None:
 
 def test_inspect_loads_no_settings_when_none_is_set(ckpt: Path) -> None:
     """pydantic (and pydantic-settings) cost more than the rest of `inspect` (issue 16): with no TRACE_CKPT_*
-    variable set, the command imports neither (the manifest is plain records; typer is below 0.29, which validates
-    options with pydantic); with one set, the CLI reads it."""
+    variable set, or only ones it does not read, the command imports neither (the manifest is plain records; typer is
+    below 0.29, which validates options with pydantic); with one it reads set, the CLI reads it."""
     probe = manifest_only_probe(
         ["inspect", str(ckpt)], checks='print("pydantic_settings" in sys.modules, "pydantic" in sys.modules)'
     )
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TRACE_CKPT_")}
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
+    assert r.returncode == 0 and r.stdout.split()[-3:] == ["False", "False", "clean"], (
+        r.stdout[-500:] + r.stderr[-2000:]
+    )
+    env["TRACE_CKPT_ALLOW_MODULES"] = '["tests"]'  # a setting inspect does not read
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120, env=env)
     assert r.returncode == 0 and r.stdout.split()[-3:] == ["False", "False", "clean"], (
         r.stdout[-500:] + r.stderr[-2000:]

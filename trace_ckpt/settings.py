@@ -34,11 +34,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def any_set() -> bool:
-    """Whether any ``TRACE_CKPT_*`` variable is set: when none is, every setting has its default."""
-    return any(k.upper().startswith(ENV_PREFIX) for k in os.environ)
-
-
 def get_settings() -> TraceCkptSettings:
     """Settings read from the environment now (not cached, so tests and CLIs can change them)."""
     from trace_ckpt.settings_schema import TraceCkptSettings
@@ -156,9 +151,11 @@ class Options:
 
 
 def setting(name: str, default: Any = None) -> Any:
-    """One setting read now, or ``default`` when no ``TRACE_CKPT_*`` variable is set (pass the field's default: the
-    CLI then loads no settings at all) or when they do not parse (the CLI's own error handling must not fail on them)."""
-    if not any_set():
+    """One setting read now, or ``default`` when its ``TRACE_CKPT_<NAME>`` variable is not set (pass the field's
+    default: the CLI then loads no settings for it) or when they do not parse (the CLI's own error handling must not
+    fail on them)."""
+    var = (ENV_PREFIX + name).upper()
+    if not any(k.upper() == var for k in os.environ):  # pydantic-settings matches names in any case
         return default
     try:
         return getattr(get_settings(), name)
