@@ -89,20 +89,25 @@ def sota_index(nodes: Sequence[NodeSummary]) -> int | None:
     return next((n.index for n in reversed(nodes) if node_accepted(n)), None)
 
 
-def _root(parents: Sequence[Sequence[int]], i: int) -> int:
-    seen = set()
-    while parents[i] and i not in seen and 0 <= parents[i][0] < len(parents):
-        seen.add(i)
+def _root(parents: Sequence[Sequence[int]], i: int, known: dict[int, int]) -> int:
+    """Node ``i``'s root; every node walked through is remembered in ``known`` (a chain is walked once, not once
+    per node: 20,000 accepted nodes in a chain took 20 s)."""
+    path: dict[int, None] = {}
+    while i not in known and parents[i] and i not in path and 0 <= parents[i][0] < len(parents):
+        path[i] = None
         i = parents[i][0]  # RD-Agent follows the first parent (Trace.get_parents)
-    return i
+    root = known.get(i, i)
+    known.update(dict.fromkeys(path, root))
+    return root
 
 
 def sota_by_subtrace(parents: Sequence[Sequence[int]], flags: Sequence[bool]) -> dict[int, int]:
     """Root index -> last accepted node of that sub-trace (root tree), given each node's parents and acceptance."""
     last: dict[int, int] = {}
+    known: dict[int, int] = {}
     for i, ok in enumerate(flags):
         if ok:
-            last[_root(parents, i)] = i
+            last[_root(parents, i, known)] = i
     return last
 
 

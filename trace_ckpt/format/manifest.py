@@ -7,6 +7,7 @@ reads only this). ``docs/format.md`` is the contract; these records are its type
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -141,14 +142,23 @@ class Manifest(Record):
         return manifest
 
     def _nodes_are_the_trace(self) -> None:
-        """Node ``i`` is ``trace.hist[i]`` and names only nodes of the trace as parents: every reader (``ls``,
-        ``diff``, the plot) places nodes by these numbers (a node index of 10**30 hung the plot)."""
+        """Node ``i`` is ``trace.hist[i]`` and names as parents only nodes of the trace: every reader (``ls``,
+        ``diff``, the plot) places nodes by these numbers (a node index of 10**30 hung the plot). As in a loaded
+        trace's ``dag_parent`` (rdagent/shape.py), each parent is named once and is the node itself or an earlier
+        one (node 1 naming node 0 20,000 times kept the plot drawing for 38 s)."""
         n = len(self.nodes)
         for i, node in enumerate(self.nodes):
             if node.index != i:
                 raise ValueError(f"nodes[{i}] has index {node.index}")
-            if any(not 0 <= p < n for p in node.parents):
+            if not node.parents:
+                continue
+            if not 0 <= min(node.parents) <= max(node.parents) < n:
                 raise ValueError(f"nodes[{i}] names a parent that is not a node")
+            if max(node.parents) > i:
+                raise ValueError(f"nodes[{i}] names parent {max(node.parents)}, not itself or an earlier node")
+            if len(set(node.parents)) != len(node.parents):
+                twice = next(p for p, k in Counter(node.parents).items() if k > 1)
+                raise ValueError(f"nodes[{i}] names parent {twice} twice")
         if self.sota_index is not None and self.sota_index >= max(n, 1) and n:
             raise ValueError(f"sota_index {self.sota_index} is not a node")
 
