@@ -16,6 +16,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -174,11 +175,17 @@ def _value(tp: Any, v: Any, where: str, depth: int) -> Any:
         (item,) = get_args(tp)
         if not isinstance(v, list):
             raise ValueError(f"{where}: expected a list, got {_kind(v)}")
+        quick = _QUICK.get(item)
+        if quick is not None and all(map(quick, v)):  # no place name per item: 16M parents took 12 s, now 1 s
+            return list(v)
         return [_value(item, x, f"{where}[{i}]", depth + 1) for i, x in enumerate(v)]
     if origin is dict:
         _, item = get_args(tp)
         if not isinstance(v, dict):
             raise ValueError(f"{where}: expected an object, got {_kind(v)}")
+        quick = _QUICK.get(item)
+        if quick is not None and all(map(quick, v.values())):
+            return dict(v)
         return {k: _value(item, x, f"{where}[{k[:40]!r}]", depth + 1) for k, x in v.items()}
     if tp is Any:
         _bounded(v, where, depth)
@@ -220,6 +227,16 @@ def _value(tp: Any, v: Any, where: str, depth: int) -> Any:
     else:
         raise TypeError(f"{where}: records.py does not check {tp!r}")
     raise ValueError(f"{where}: expected {'a number' if tp is float else tp.__name__}, got {_kind(v)}")
+
+
+_QUICK: dict[Any, Callable[[Any], bool]] = {
+    int: lambda x: type(x) is int and x in INT_RANGE,
+    float: lambda x: type(x) is float and math.isfinite(x),
+    str: lambda x: type(x) is str,
+    str | None: lambda x: x is None or type(x) is str,
+}
+"""Item types of long lists and objects (parents, factors, sub_workspaces, metrics) with a test that passes exactly
+the items :func:`_value` takes unchanged: when every item passes, the list is taken at once; else each is checked."""
 
 
 def _bounded(v: Any, where: str, depth: int) -> None:
