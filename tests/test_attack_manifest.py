@@ -167,3 +167,21 @@ def test_a_node_names_each_parent_once_and_only_earlier_nodes(
         d["nodes"][1]["parents"] = parents
 
     _refused_everywhere(capsys, _forged(tmp_path, edit), f"nodes[1] {what}")
+
+
+@pytest.mark.parametrize("plan", [{"features": 5}, {"features": {}, "feature_codes": [1]}, [1], "plan"])
+def test_a_plan_that_is_not_two_objects_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, plan: object
+) -> None:
+    """``metadata`` is free-form but for ``plan``, whose base features ``inspect`` counts and ``resume`` copies:
+    ``"features": 5`` made ``inspect`` exit 1 "unexpected TypeError: object of type 'int' has no len()"."""
+    path = _forged(tmp_path, lambda d: d.update(metadata={"plan": plan}))
+    _refused_everywhere(capsys, path, "Manifest.metadata.plan")
+
+
+def test_a_plan_as_a_loop_writes_it_is_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    plan = {"features": {"$close": "close"}, "feature_codes": {"f.py": "x = 1"}, "newer": True}
+    path = _forged(tmp_path, lambda d: d.update(metadata={"plan": plan, "other": 5}))
+    assert read_manifest(path).metadata == {"plan": plan, "other": 5}
+    code, out, _ = run_cli(capsys, "inspect", path)
+    assert code == 0 and "base features: 1, feature code files: 1" in out

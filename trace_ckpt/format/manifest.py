@@ -111,6 +111,15 @@ class SignatureInfo(Record):
 
 
 @dataclass(kw_only=True)
+class LoopPlan(Record):
+    """``metadata.plan`` (rdagent/sessions.py writes it, or null): the loop's base features and feature code files,
+    which ``inspect`` counts and ``resume`` restores; the rest of ``metadata`` is free-form."""
+
+    features: dict[str, Any] = field(default_factory=dict)
+    feature_codes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
 class Manifest(Record):
     """Top-level manifest of a checkpoint file (format v2; a v1 manifest is migrated on read)."""
 
@@ -139,6 +148,8 @@ class Manifest(Record):
         """A parsed manifest, every field checked, and its nodes checked to be the trace's (ValueError if not)."""
         manifest = super().from_json(doc)
         manifest._nodes_are_the_trace()
+        if manifest.metadata.get("plan") is not None:  # its readers count and copy two objects (a number: TypeError)
+            LoopPlan.from_json(manifest.metadata["plan"], "Manifest.metadata.plan", 3)
         return manifest
 
     def _nodes_are_the_trace(self) -> None:

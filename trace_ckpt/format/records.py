@@ -57,9 +57,10 @@ class Record:
     """Keys this reader does not know, kept as read."""
 
     @classmethod
-    def from_json(cls: type[R], doc: Any) -> R:
-        """``doc`` (parsed JSON) as a ``cls``, every field checked; ValueError naming the first wrong place."""
-        return _record(cls, doc, cls.__name__, 1)
+    def from_json(cls: type[R], doc: Any, where: str = "", depth: int = 1) -> R:
+        """``doc`` (parsed JSON) as a ``cls``, every field checked; ValueError naming the first wrong place (``where``
+        the document sits, by default the class name; ``depth``: its nesting in the document)."""
+        return _record(cls, doc, where or cls.__name__, depth)
 
     def replace(self: R, **changes: Any) -> R:
         """A copy with ``changes`` (``extras`` are kept)."""
