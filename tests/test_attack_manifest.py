@@ -185,3 +185,10 @@ def test_a_plan_as_a_loop_writes_it_is_read(capsys: pytest.CaptureFixture[str], 
     assert read_manifest(path).metadata == {"plan": plan, "other": 5}
     code, out, _ = run_cli(capsys, "inspect", path)
     assert code == 0 and "base features: 1, feature code files: 1" in out
+
+
+def test_a_wrong_hash_algorithm_is_named_in_a_short_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The error quoted the whole value: a 1 MB ``hash_algorithm`` made a 1 MB error line (in ``ls``, a 1 MB row)."""
+    path = _forged(tmp_path, lambda d: d.update(hash_algorithm="x" * 1_000_000))
+    code, _, err = run_cli(capsys, "inspect", path)
+    assert code == CorruptCheckpointError.exit_code and "uses blake3 digests, not 'xxx" in err and len(err) < 500

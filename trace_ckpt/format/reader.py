@@ -62,7 +62,7 @@ def _upgrade(doc: dict[str, Any], version: int) -> dict[str, Any]:
             ]
     elif doc.get("hash_algorithm") != HASH_OF_VERSION[version]:
         raise ValueError(
-            f"format v{version} uses {HASH_OF_VERSION[version]} digests, not {doc.get('hash_algorithm')!r}"
+            f"format v{version} uses {HASH_OF_VERSION[version]} digests, not {doc.get('hash_algorithm')!r:.60}"
         )
     return doc
 
