@@ -192,3 +192,18 @@ def test_a_wrong_hash_algorithm_is_named_in_a_short_line(capsys: pytest.CaptureF
     path = _forged(tmp_path, lambda d: d.update(hash_algorithm="x" * 1_000_000))
     code, _, err = run_cli(capsys, "inspect", path)
     assert code == CorruptCheckpointError.exit_code and "uses blake3 digests, not 'xxx" in err and len(err) < 500
+
+
+@pytest.mark.parametrize("number", ["NaN", "-Infinity", "1e999"])
+def test_a_free_form_number_that_is_not_finite_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, number: str
+) -> None:
+    """Typed numbers were finite, free-form ones (metadata, unknown keys) not: ``inspect --json`` printed ``NaN``,
+    which is no JSON (jq refuses it), and a prune or merge of the file stopped at writing it back."""
+    for where in ("metadata", "newer_key"):
+        path = _forged(
+            tmp_path,
+            lambda d, where=where: d.update({where: {"x": [1, 2]}}),
+            lambda raw: raw.replace("[1, 2]", number).encode(),
+        )
+        _refused_everywhere(capsys, path, "is not a finite number")

@@ -241,10 +241,13 @@ the items :func:`_value` takes unchanged: when every item passes, the list is ta
 
 
 def _bounded(v: Any, where: str, depth: int) -> None:
-    """A free-form value nests no deeper than MAX_DEPTH counted from the document's top (without recursion)."""
+    """A free-form value nests no deeper than MAX_DEPTH counted from the document's top (without recursion), and
+    its numbers are finite (JSON has no NaN: ``inspect --json`` would print it, a rewrite would refuse it)."""
     stack = [(v, depth)]
     while stack:
         x, d = stack.pop()
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ValueError(f"{where}: {x} is not a finite number")
         if isinstance(x, (dict, list)):
             if d >= MAX_DEPTH:
                 raise ValueError(f"{where}: nested deeper than {MAX_DEPTH}")
