@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,29 @@ def test_a_free_form_number_that_is_not_finite_is_refused(
             lambda raw: raw.replace("[1, 2]", number).encode(),
         )
         _refused_everywhere(capsys, path, "is not a finite number")
+
+
+def test_a_free_form_integer_beyond_64_bits_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Every integer of a manifest fits in 64 bits (docs/format.md), free-form ones too: other readers' JSON
+    parsers (Go, Rust, JavaScript) do not hold more."""
+    path = _forged(tmp_path, lambda d: d.update(metadata={"source": {"loop": 2**64}}))
+    _refused_everywhere(capsys, path, "does not fit in 64 bits")
+
+
+def test_a_save_never_writes_an_integer_no_reader_takes(tmp_path: Path) -> None:
+    """The writer keeps the reader's rule: ``max_file_bytes=2**64`` (a setting) wrote a file every read refused."""
+    from trace_ckpt.errors import SaveError
+    from trace_ckpt.format.container import ContainerWriter
+    from trace_ckpt.format.manifest import Producer, WorkspaceStats
+
+    manifest = Manifest(
+        format_version=3,
+        created_at=datetime.now(timezone.utc),
+        producer=Producer(trace_ckpt="0", python="3"),
+        trace_class="x",
+    )
+    with open(tmp_path / "x.tckpt", "wb") as f:
+        w = ContainerWriter(f)
+        w.add_bytes("graph", "graph", b"\x80\x05N.")
+        with pytest.raises(SaveError, match="64 bits"):
+            w.finish(manifest, content={"workspace_stats": WorkspaceStats(max_file_bytes=2**64)})

@@ -26,8 +26,8 @@ MAX_DEPTH = 200
 """Deepest nesting a document may have (free-form values included)."""
 
 INT_RANGE = range(-(2**63), 2**63)
-"""The integers a record's ``int`` field takes: 64 bits hold every size, offset, count and index (a larger one
-only broke the views that turn it into a float)."""
+"""The integers a document holds, free-form ones too: 64 bits hold every size, offset, count and index (a larger
+one broke the views that turn it into a float, and other languages' JSON parsers)."""
 
 # half of a UTF-16 pair, as a JSON escape (\ud800) or raw: json.loads joins a whole pair into one character and
 # makes a lone half a str that no UTF-8 stream can write
@@ -68,7 +68,8 @@ class Record:
 
 
 def to_json(value: Any) -> Any:
-    """``value`` as JSON data: records become objects (their ``extras`` after their fields), datetimes ISO strings."""
+    """``value`` as JSON data: records become objects (their ``extras`` after their fields), datetimes ISO strings;
+    ValueError for an integer beyond 64 bits (no reader takes it)."""
     if isinstance(value, Record):
         out = {f.name: to_json(getattr(value, f.name)) for f in _fields(type(value))}
         out.update((k, to_json(v)) for k, v in value.extras.items() if k not in out)
@@ -79,6 +80,8 @@ def to_json(value: Any) -> Any:
         return [to_json(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
+    if type(value) is int and value not in INT_RANGE:
+        raise ValueError(f"{_short(value)} does not fit in 64 bits")
     return value
 
 
@@ -242,12 +245,15 @@ the items :func:`_value` takes unchanged: when every item passes, the list is ta
 
 def _bounded(v: Any, where: str, depth: int) -> None:
     """A free-form value nests no deeper than MAX_DEPTH counted from the document's top (without recursion), and
-    its numbers are finite (JSON has no NaN: ``inspect --json`` would print it, a rewrite would refuse it)."""
+    its numbers are finite (JSON has no NaN: ``inspect --json`` would print it, a rewrite would refuse it) and its
+    integers in :data:`INT_RANGE`."""
     stack = [(v, depth)]
     while stack:
         x, d = stack.pop()
         if isinstance(x, float) and not math.isfinite(x):
             raise ValueError(f"{where}: {x} is not a finite number")
+        if type(x) is int and x not in INT_RANGE:
+            raise ValueError(f"{where}: {_short(x)} does not fit in 64 bits")
         if isinstance(x, (dict, list)):
             if d >= MAX_DEPTH:
                 raise ValueError(f"{where}: nested deeper than {MAX_DEPTH}")
