@@ -7,7 +7,6 @@ reads only this). ``docs/format.md`` is the contract; these records are its type
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,8 +154,9 @@ class Manifest(Record):
     def _nodes_are_the_trace(self) -> None:
         """Node ``i`` is ``trace.hist[i]`` and names as parents only nodes of the trace: every reader (``ls``,
         ``diff``, the plot) places nodes by these numbers (a node index of 10**30 hung the plot). As in a loaded
-        trace's ``dag_parent`` (rdagent/shape.py), each parent is named once and is the node itself or an earlier
-        one (node 1 naming node 0 20,000 times kept the plot drawing for 38 s)."""
+        trace's ``dag_parent`` (rdagent/shape.py), a parent is the node itself or an earlier one. A parent named
+        again is read once: node 1 naming node 0 20,000 times kept the plot drawing for 38 s; a save does not
+        check for repeats, so refusing them could make an honest file unreadable."""
         n = len(self.nodes)
         for i, node in enumerate(self.nodes):
             if node.index != i:
@@ -168,8 +168,7 @@ class Manifest(Record):
             if max(node.parents) > i:
                 raise ValueError(f"nodes[{i}] names parent {max(node.parents)}, not itself or an earlier node")
             if len(set(node.parents)) != len(node.parents):
-                twice = next(p for p, k in Counter(node.parents).items() if k > 1)
-                raise ValueError(f"nodes[{i}] names parent {twice} twice")
+                node.parents = list(dict.fromkeys(node.parents))
         if self.sota_index is not None and self.sota_index >= max(n, 1) and n:
             raise ValueError(f"sota_index {self.sota_index} is not a node")
 
