@@ -241,3 +241,28 @@ def test_a_save_never_writes_an_integer_no_reader_takes(tmp_path: Path) -> None:
         w.add_bytes("graph", "graph", b"\x80\x05N.")
         with pytest.raises(SaveError, match="64 bits"):
             w.finish(manifest, content={"workspace_stats": WorkspaceStats(max_file_bytes=2**64)})
+
+
+@pytest.mark.parametrize(
+    ("metadata", "what"),
+    [({"plan": 5}, "Manifest.metadata.plan"), ({"n": 2**64}, "64 bits")],
+)
+def test_a_save_never_writes_metadata_no_reader_takes(tmp_path: Path, metadata: dict, what: str) -> None:
+    """A caller's ``metadata`` (save_trace(metadata=...)) a read would refuse stops the save with one line: a
+    ``plan`` that is no object wrote a file every command refused."""
+    from trace_ckpt.errors import SaveError
+    from trace_ckpt.format.container import ContainerWriter
+    from trace_ckpt.format.manifest import Producer
+
+    manifest = Manifest(
+        format_version=3,
+        created_at=datetime.now(timezone.utc),
+        producer=Producer(trace_ckpt="0", python="3"),
+        trace_class="x",
+        metadata=metadata,
+    )
+    with open(tmp_path / "x.tckpt", "wb") as f:
+        w = ContainerWriter(f)
+        w.add_bytes("graph", "graph", b"\x80\x05N.")
+        with pytest.raises(SaveError, match=re.escape(what)):
+            w.finish(manifest)

@@ -68,8 +68,7 @@ class Record:
 
 
 def to_json(value: Any) -> Any:
-    """``value`` as JSON data: records become objects (their ``extras`` after their fields), datetimes ISO strings;
-    ValueError for an integer beyond 64 bits (no reader takes it)."""
+    """``value`` as JSON data: records become objects (their ``extras`` after their fields), datetimes ISO strings."""
     if isinstance(value, Record):
         out = {f.name: to_json(getattr(value, f.name)) for f in _fields(type(value))}
         out.update((k, to_json(v)) for k, v in value.extras.items() if k not in out)
@@ -80,14 +79,15 @@ def to_json(value: Any) -> Any:
         return [to_json(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
-    if type(value) is int and value not in INT_RANGE:
-        raise ValueError(f"{_short(value)} does not fit in 64 bits")
     return value
 
 
 def dumps(record: Record) -> bytes:
-    """The record as compact UTF-8 JSON (no NaN or infinity: other readers would refuse them)."""
-    return json.dumps(to_json(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    """The record as compact UTF-8 JSON, read back as a reader reads it: ValueError for what a reader would refuse
+    (NaN, an integer beyond 64 bits, a later parent, a ``metadata.plan`` of another shape: no unreadable file)."""
+    text = json.dumps(to_json(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    type(record).from_json(loads(text))
+    return text
 
 
 def loads(text: bytes | str) -> Any:
