@@ -1,7 +1,8 @@
 """Benchmark: trace-ckpt against doing it by hand and against generic serializers, in one run.
 
 Builds a 60-loop and a 500-loop trace from RD-Agent's real classes with their workspace folders on
-disk, then prints sizes and times as ratios against baselines measured in the same process:
+disk (60 x 20 panels), and a 60-loop trace of few small files (30 x 5 panels: where per-blob and per-node bytes
+weigh most), then prints sizes and times as ratios against baselines measured in the same process:
 
   by hand   pickle.dumps(trace) + copying every workspace folder (links kept as links);
             back: pickle.loads + copying the folders back
@@ -14,7 +15,7 @@ It also prints where the checkpoint's bytes go (manifest, graph, blob packs, blo
 times `trace-ckpt inspect` as a command: the median of 7 runs, against the median of 7 runs of a Python that
 only imports json and zstandard (what reading the manifest needs at least).
 
-Run: make bench   (or .venv/bin/python benchmarks/bench_codec.py [--loops 60 500])
+Run: make bench   (or .venv/bin/python benchmarks/bench_codec.py [--loops 60 500] [--small-panels 60])
 Imports are excluded from every timing.
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
-import io
 import json
 import os
 import pickle
@@ -31,12 +31,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _env import isolated
+from _naive import tar_zstd, untar_zstd
 
 _TMP = isolated("tckpt-bench-")  # before anything imports rdagent
 
@@ -73,33 +73,6 @@ def folder_bytes(paths: list[Path]) -> int:
     return total
 
 
-def tar_zstd(raw: bytes, ws_paths: list[Path], out: Path) -> int:
-    """``tar -c trace.pkl <folders> | zstd -3`` in one stream, written to ``out``; its size."""
-    with (
-        open(out, "wb") as f,
-        zstandard.ZstdCompressor(level=3).stream_writer(f) as zw,
-        tarfile.open(fileobj=zw, mode="w|") as tar,
-    ):
-        info = tarfile.TarInfo("trace.pkl")
-        info.size = len(raw)
-        tar.addfile(info, io.BytesIO(raw))
-        for p in ws_paths:
-            tar.add(p, arcname=p.name)  # links stay links, as in the checkpoint
-    return out.stat().st_size
-
-
-def untar_zstd(src: Path, dest: Path) -> object:
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir()
-    with (
-        open(src, "rb") as f,
-        zstandard.ZstdDecompressor().stream_reader(f) as zr,
-        tarfile.open(fileobj=zr, mode="r|") as tar,
-    ):
-        tar.extractall(dest, filter="tar")
-    return pickle.loads((dest / "trace.pkl").read_bytes())
-
-
 def median_run(cmd: list[str], env: dict[str, str], n: int = 7) -> float:
     """Median wall-clock seconds of ``n`` runs of a command (after one untimed run that warms the caches)."""
     subprocess.run(cmd, capture_output=True, check=True, env=env)
@@ -121,12 +94,13 @@ def breakdown(path: Path) -> dict[str, int]:
     return parts
 
 
-def bench(loops: int, work: Path) -> list[dict]:
+def bench(loops: int, work: Path, panel_shape: tuple[int, int] = (60, 20)) -> list[dict]:
     data = data_folder(work / "data")
     parents = [()] + [(i - 1,) if i % 10 else () for i in range(1, loops)]
     decisions = [(i * 7) % 3 != 0 for i in range(loops)]
     # the combined SOTA frame of each node holds at most 30 factors, to keep 500 loops to a few GB
-    trace = build_trace(parents, decisions, data, quant=True, panel_shape=(60, 20), max_combined=30)
+    trace = build_trace(parents, decisions, data, quant=True, panel_shape=panel_shape, max_combined=30)
+    label = f"{loops} loops" + ("" if panel_shape == (60, 20) else f" ({panel_shape[0]} x {panel_shape[1]} panels)")
     ws_paths = [Path(ws.workspace_path) for ws in iter_workspaces(trace) if Path(ws.workspace_path).exists()]
     rows = []
 
@@ -196,7 +170,7 @@ def bench(loops: int, work: Path) -> list[dict]:
     parts = breakdown(ck)
 
     print(
-        f"\n{loops}-loop trace: {len(ws_paths)} workspace folders, {manifest.workspace_stats.files} files "
+        f"\n{label}: {len(ws_paths)} workspace folders, {manifest.workspace_stats.files} files "
         f"({manifest.workspace_stats.file_bytes / 1e6:.1f} MB), pickle alone {len(raw) / 1e6:.2f} MB"
     )
     print(
@@ -214,25 +188,25 @@ def bench(loops: int, work: Path) -> list[dict]:
     )
     table = [
         {
-            "what": f"{loops} loops, {name}: size / ours",
+            "what": f"{label}, {name}: size / ours",
             "ratio": sz / size,
             "save": t_save / ts,
             "restore": t_restore / tr,
             **({"target": ">= 1 (no larger), save <= 1"} if name.startswith("tar") else {}),
-            **({"target": ">= 10x"} if name.startswith("by hand") and loops == 60 else {}),
+            **({"target": ">= 10x"} if name.startswith("by hand") and label == "60 loops" else {}),
         }
         for name, sz, ts, tr in rows[1:]
     ]
     table.append(
         {
-            "what": f"{loops} loops: `trace-ckpt inspect` command, median of 7, ms",
+            "what": f"{label}: `trace-ckpt inspect` command, median of 7, ms",
             "value": t_cli * 1000,
             "target": "<= 200",
         }
     )
     table.append(
         {
-            "what": f"{loops} loops: inspect / `python -c 'import json, zstandard'` ({t_base * 1000:.0f} ms)",
+            "what": f"{label}: inspect / `python -c 'import json, zstandard'` ({t_base * 1000:.0f} ms)",
             "ratio": t_cli / t_base,
         }
     )
@@ -250,16 +224,17 @@ def _manifest_bytes(path: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loops", type=int, nargs="+", default=[60, 500])
+    ap.add_argument("--small-panels", type=int, nargs="*", default=[60], help="loops of traces with 30 x 5 panels")
     ap.add_argument("--rows", type=Path, default=None, help="append result rows (JSON) to this file")
     args = ap.parse_args()
     print(
         "ratios: 'smaller' = other size / trace-ckpt size (higher is better for us); 'save'/'restore' ="
         " trace-ckpt time / other time (lower is better; targets vs by hand: save <= 1.5x, restore <= 1.2x)"
     )
-    for n in args.loops:
-        work = _TMP / f"bench-{n}"
+    for n, shape in [(n, (60, 20)) for n in args.loops] + [(n, (30, 5)) for n in args.small_panels]:
+        work = _TMP / f"bench-{n}-{shape[0]}x{shape[1]}"
         work.mkdir()
-        table = bench(n, work)
+        table = bench(n, work, shape)
         shutil.rmtree(work, ignore_errors=True)
         if args.rows:
             with open(args.rows, "a") as f:

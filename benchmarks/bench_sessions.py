@@ -1,7 +1,8 @@
 """Benchmark: disk used by RD-Agent's own ``__session__`` folder vs one trace-ckpt checkpoint.
 
 Runs RD-Agent's real factor loop offline (simulated LLM and Qlib backtest, see examples/offline) for
-N loops, then saves the run with `trace-ckpt save` and prints the ratio (target: >= 100x for 60 loops).
+N loops, then saves the run with `trace-ckpt save` and prints the ratio (target: >= 100x for 60 loops), and the
+size of `tar | zstd -3` of the same trace and folders (benchmarks/_naive.py; target: no smaller than the checkpoint).
 
     .venv/bin/python benchmarks/bench_sessions.py [--loops 60]
 """
@@ -57,12 +58,27 @@ def main() -> None:
         session = du(log_dir / "__session__")
         workspaces = du(work / "RD-Agent_workspace")
         size = ckpt.stat().st_size
+        naive = subprocess.run(  # the same trace and folders as tar | zstd -3, restored from the checkpoint
+            [
+                sys.executable,
+                str(Path(__file__).parent / "_naive.py"),
+                str(ckpt),
+                str(work / "naive.tar.zst"),
+                str(work / "naive-ws"),
+            ],
+            env={**env, "TRACE_CKPT_ALLOW_MODULES": '["examples"]'},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        tar_size = int(naive.stdout.split()[-1])
         print(f"{args.loops}-loop RD-Agent factor run (offline, {run_s:.0f} s); save took {save_s:.1f} s")
         print(f"{'what':44} {'bytes':>14} {'vs checkpoint':>14}")
         print(f"{'RD-Agent __session__ folder':44} {session:14,d} {session / size:13.0f}x")
         print(
             f"{'__session__ + workspace folders':44} {session + workspaces:14,d} {(session + workspaces) / size:13.0f}x"
         )
+        print(f"{'tar | zstd -3 (trace + workspaces)':44} {tar_size:14,d} {tar_size / size:13.2f}x")
         print(f"{'trace-ckpt checkpoint (trace + workspaces)':44} {size:14,d} {1:13.0f}x")
         if args.rows:
             with open(args.rows, "a") as f:
@@ -73,6 +89,17 @@ def main() -> None:
                             "what": f"{args.loops}-loop __session__ folder / checkpoint (disk)",
                             "ratio": session / size,
                             "target": ">= 100x",
+                        }
+                    )
+                    + "\n"
+                )
+                f.write(
+                    json.dumps(
+                        {
+                            "bench": "sessions",
+                            "what": f"{args.loops}-loop RD-Agent run, tar | zstd -3 (trace + workspaces): size / ours",
+                            "ratio": tar_size / size,
+                            "target": ">= 1 (no larger)",
                         }
                     )
                     + "\n"
