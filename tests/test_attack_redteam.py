@@ -682,25 +682,29 @@ def _forge_manifest(path: Path, nodes: list) -> None:
     """A checkpoint whose manifest holds ``nodes`` (NodeSummary), every checksum valid."""
     from datetime import datetime, timezone
 
+    from tests.reseal import seal, split
     from trace_ckpt.codec.blobs import BlobPacker
     from trace_ckpt.codec.files import FilesIndex
     from trace_ckpt.format.container import FORMAT_VERSION, ContainerWriter
     from trace_ckpt.format.manifest import Manifest, Producer
+    from trace_ckpt.format.records import to_json
 
     with open(path, "wb") as f:
         w = ContainerWriter(f)
         BlobPacker(w).finish()
         w.add_bytes("graph", "graph", b"\x80\x05N.")
         w.add_bytes("files", "files", FilesIndex().to_bytes())
-        # the writer does not check what the reader checks: an attacker writes any JSON
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             created_at=datetime.now(timezone.utc),
             producer=Producer(trace_ckpt="0", python="3"),
             trace_class="x",
-            nodes=nodes,
         )
         w.finish(manifest)
+    # the writer refuses what a reader refuses: an attacker writes the JSON itself
+    body, doc = split(path.read_bytes())
+    doc["nodes"] = to_json(nodes)
+    path.write_bytes(seal(body, doc))
 
 
 def _plot_in_child(tmp_path: Path, nodes: list) -> subprocess.CompletedProcess | None:
