@@ -198,7 +198,8 @@ def _node_table(m: Manifest) -> str:
 
 def _print_manifest(ckpt: str, m: Manifest, size: int) -> None:
     p, c, ws = m.producer, m.counts, m.workspace_stats
-    out.print(f"{ckpt}  format v{m.format_version}, saved {m.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    saved = timestamp(m.created_at).replace("T", " ").rstrip("Z")  # as ls shows it
+    out.print(f"{ckpt}  format v{m.format_version}, saved {saved} UTC")
     out.print(f"producer: trace-ckpt {p.trace_ckpt}, rdagent {p.rdagent}, python {p.python}, pandas {p.pandas}")
     out.print(
         f"trace: {m.trace_class}"

@@ -153,10 +153,9 @@ class Manifest(Record):
 
     def _nodes_are_the_trace(self) -> None:
         """Node ``i`` is ``trace.hist[i]`` and names as parents only nodes of the trace: every reader (``ls``,
-        ``diff``, the plot) places nodes by these numbers (a node index of 10**30 hung the plot). As in a loaded
-        trace's ``dag_parent`` (rdagent/shape.py), a parent is the node itself or an earlier one. A parent named
-        again is read once: node 1 naming node 0 20,000 times kept the plot drawing for 38 s; a save does not
-        check for repeats, so refusing them could make an honest file unreadable."""
+        ``diff``, the plot) places nodes by these numbers (a node index of 10**30 hung the plot). A parent named
+        again is read once: node 1 naming node 0 20,000 times kept the plot drawing for 38 s (a later parent, a
+        cycle, is left to the graph's check, rdagent/shape.py: the views guard against cycles)."""
         n = len(self.nodes)
         for i, node in enumerate(self.nodes):
             if node.index != i:
@@ -165,8 +164,6 @@ class Manifest(Record):
                 continue
             if not 0 <= min(node.parents) <= max(node.parents) < n:
                 raise ValueError(f"nodes[{i}] names a parent that is not a node")
-            if max(node.parents) > i:
-                raise ValueError(f"nodes[{i}] names parent {max(node.parents)}, not itself or an earlier node")
             if len(set(node.parents)) != len(node.parents):
                 node.parents = list(dict.fromkeys(node.parents))
         if self.sota_index is not None and self.sota_index >= max(n, 1) and n:

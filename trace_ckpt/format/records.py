@@ -84,7 +84,7 @@ def to_json(value: Any) -> Any:
 
 def dumps(record: Record) -> bytes:
     """The record as compact UTF-8 JSON, read back as a reader reads it: ValueError for what a reader would refuse
-    (NaN, an integer beyond 64 bits, a later parent, a ``metadata.plan`` of another shape: no unreadable file)."""
+    (NaN, an integer beyond 64 bits, a ``metadata.plan`` of another shape: no unreadable file)."""
     text = json.dumps(to_json(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     type(record).from_json(loads(text))
     return text
