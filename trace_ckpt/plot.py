@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 PHASE_COLOURS = {"factor": "tab:blue", "model": "tab:orange", "other": "tab:gray"}
 INSTALL_HINT = "pip install 'trace-ckpt[plot]'"
 PLOTTABLE = 1e12  # larger metrics (and NaN, inf) are left out of the plot, like a missing metric
+# more DAG edges than MAX_EDGE_ARTISTS (a crafted DAG: 100 nodes naming every earlier one, 4,950 edges, drew for
+# 10 s, one artist each) are drawn as one collection of straight lines; more than MAX_EDGES (1,200 such nodes,
+# 720,000 edges in a 30 KB file, took 27 s even so) are not drawn, the panel says how many there are
+MAX_EDGE_ARTISTS = 2000
+MAX_EDGES = 50_000
 GID_POINTS = "points"  # gid of every marker collection: "points:<metric>:<phase>:<accepted|rejected>"
 
 
@@ -112,27 +117,35 @@ def _panel(ax: Any, manifest: Manifest, key: str) -> None:
     if not y:
         ax.text(0.5, 0.5, f"no node has {key}", transform=ax.transAxes, ha="center", va="center", color="0.4")
         return
-    for n in manifest.nodes:  # DAG edges first, under the markers
-        for p in n.parents:
-            if n.index not in y or p not in y:
-                continue
-            if p == n.index - 1:
-                ax.plot([p, n.index], [y[p], y[n.index]], color="0.6", lw=0.8, zorder=1, gid="edge")
-            else:  # a branch off an earlier node: an arc, so it is not hidden behind the chain
-                # add_artist, not add_patch: the arc must not stretch the axis limits
-                ax.add_artist(
-                    FancyArrowPatch(
-                        (p, y[p]),
-                        (n.index, y[n.index]),
-                        connectionstyle="arc3,rad=-0.25",
-                        arrowstyle="-",
-                        color="0.45",
-                        lw=0.9,
-                        ls="--",
-                        zorder=1,
-                        gid="branch",
-                    )
+    # DAG edges first, under the markers
+    edges = [(p, n.index) for n in manifest.nodes if n.index in y for p in n.parents if p in y]
+    if len(edges) > MAX_EDGES:
+        ax.text(0.01, 0.98, f"{len(edges)} DAG edges: too many to draw", transform=ax.transAxes, va="top", color="0.4")
+        edges = []
+    elif len(edges) > MAX_EDGE_ARTISTS:
+        from matplotlib.collections import LineCollection
+
+        segments = [((p, y[p]), (i, y[i])) for p, i in edges]
+        ax.add_collection(LineCollection(segments, colors="0.6", linewidths=0.5, zorder=1, gid="edges"), autolim=False)
+        edges = []
+    for p, index in edges:
+        if p == index - 1:
+            ax.plot([p, index], [y[p], y[index]], color="0.6", lw=0.8, zorder=1, gid="edge")
+        else:  # a branch off an earlier node: an arc, so it is not hidden behind the chain
+            # add_artist, not add_patch: the arc must not stretch the axis limits
+            ax.add_artist(
+                FancyArrowPatch(
+                    (p, y[p]),
+                    (index, y[index]),
+                    connectionstyle="arc3,rad=-0.25",
+                    arrowstyle="-",
+                    color="0.45",
+                    lw=0.9,
+                    ls="--",
+                    zorder=1,
+                    gid="branch",
                 )
+            )
     for ph, colour in PHASE_COLOURS.items():
         for accepted in (True, False):
             xs = [n.index for n in manifest.nodes if n.index in y and phase(n) == ph and node_accepted(n) is accepted]
