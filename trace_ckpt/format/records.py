@@ -29,9 +29,8 @@ INT_RANGE = range(-(2**63), 2**63)
 """The integers a document holds, free-form ones too: 64 bits hold every size, offset, count and index (a larger
 one broke the views that turn it into a float, and other languages' JSON parsers)."""
 
-# half of a UTF-16 pair, as a JSON escape (\ud800) or raw: json.loads joins a whole pair into one character and
-# makes a lone half a str that no UTF-8 stream can write
-_SURROGATE_IN_JSON = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+# half of a UTF-16 pair: json.loads joins an escaped whole pair into one character and makes a lone half
+# (\ud800) a str that no UTF-8 stream can write
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -94,14 +93,15 @@ def loads(text: bytes | str) -> Any:
     """Parse UTF-8 JSON; ValueError (not RecursionError, not a str no UTF-8 stream can print) when it is nested too
     deep for the parser or a string holds a lone UTF-16 surrogate (``"\\ud800"``), as pydantic's parser refused."""
     try:
-        if isinstance(text, bytes):  # json.loads would guess UTF-16 or UTF-32 and skip a BOM
-            text = text.decode("utf-8")
+        if isinstance(text, str):
+            text = text.encode("utf-8")  # a raw lone surrogate is no UTF-8 either
+        text = text.decode("utf-8")  # json.loads would guess UTF-16 or UTF-32 from bytes and skip a BOM
         doc = json.loads(text)
     except RecursionError:
         raise ValueError(f"JSON nested deeper than {MAX_DEPTH}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"JSON is not UTF-8 text ({e.reason} at byte {e.start})") from None
-    if _SURROGATE_IN_JSON.search(text):  # rare: then every string is looked at
+    except (UnicodeDecodeError, UnicodeEncodeError) as e:
+        raise ValueError(f"JSON is not UTF-8 text ({e.reason} at {e.start})") from None
+    if "\\ud" in text or "\\uD" in text:  # an escaped surrogate, or \ud000-\ud7ff (rare): every string is looked at
         _no_surrogates(doc)
     return doc
 
