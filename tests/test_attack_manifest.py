@@ -64,9 +64,12 @@ def test_a_lone_surrogate_is_refused(capsys: pytest.CaptureFixture[str], tmp_pat
     _refused_everywhere(capsys, _forged(tmp_path, edit), "surrogate")
 
 
-def test_a_surrogate_pair_is_one_character() -> None:
-    """An escaped pair is a real character (U+1F600), not a lone half: it is read and printed."""
+def test_loads_reads_a_surrogate_pair_and_refuses_a_half() -> None:
+    """An escaped pair is one character (U+1F600) and an escaped backslash before "ud800" is text: both are read.
+    Half a pair is no text."""
     assert loads(b'{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}') == {"a": "\U0001f600", "b": "\\ud800"}
+    with pytest.raises(ValueError, match="lone UTF-16 surrogate"):
+        loads(b'{"a": "\\ud83d"}')
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
@@ -106,11 +109,14 @@ def test_an_integer_beyond_64_bits_is_refused(
 
 
 def test_the_largest_64_bit_integers_are_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The bound is exact: 2**63 - 1 and -2**63 are read and shown, 2**63 is not."""
     path = _forged(tmp_path, lambda d: (d["sizes"].update(raw=2**63 - 1), d["counts"].update(roots=-(2**63))))
     m = read_manifest(path)
     assert m.sizes.raw == 2**63 - 1 and m.counts.roots == -(2**63)
     code, out, _ = run_cli(capsys, "inspect", path)
     assert code == 0 and "GB raw" in out
+    with pytest.raises(CorruptCheckpointError, match="64 bits"):
+        read_manifest(_forged(tmp_path, lambda d: d["sizes"].update(raw=2**63)))
 
 
 def test_a_key_named_extras_is_kept_like_any_unknown_key() -> None:
@@ -177,11 +183,16 @@ def test_a_plan_that_is_not_two_objects_is_refused(
 
 
 def test_a_plan_as_a_loop_writes_it_is_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A plan as rdagent/sessions.py writes it (keys added by a newer one too) is read and counted; a wrong field
+    is refused by its name."""
     plan = {"features": {"$close": "close"}, "feature_codes": {"f.py": "x = 1"}, "newer": True}
     path = _forged(tmp_path, lambda d: d.update(metadata={"plan": plan, "other": 5}))
     assert read_manifest(path).metadata == {"plan": plan, "other": 5}
     code, out, _ = run_cli(capsys, "inspect", path)
     assert code == 0 and "base features: 1, feature code files: 1" in out
+    plan["feature_codes"] = "x = 1"  # the one field that is wrong
+    with pytest.raises(CorruptCheckpointError, match=r"Manifest\.metadata\.plan\.feature_codes"):
+        read_manifest(_forged(tmp_path, lambda d: d.update(metadata={"plan": plan})))
 
 
 def test_a_wrong_hash_algorithm_is_named_in_a_short_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
