@@ -165,14 +165,15 @@ def test_nodes_must_be_the_trace() -> None:
 
 
 def test_metadata_json_cannot_hold_is_a_save_error(tmp_path: Path) -> None:
-    """A caller's metadata that is not JSON data stops the save with one line, and leaves no file."""
+    """A caller's metadata that is not JSON data stops the writer with one SaveError line (the save's atomic write
+    then leaves nothing at the target)."""
     from trace_ckpt.errors import SaveError
     from trace_ckpt.format.container import ContainerWriter
 
     with open(tmp_path / "x.tckpt", "wb") as f:
         w = ContainerWriter(f)
         w.add_bytes("graph", "graph", b"\x80\x05N.")
-        with pytest.raises(SaveError, match="metadata must be JSON data"):
+        with pytest.raises(SaveError, match=r"^the manifest would not read back \(.*metadata must be JSON data"):
             w.finish(_manifest().replace(metadata={"when": object()}))
 
 

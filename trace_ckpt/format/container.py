@@ -243,8 +243,11 @@ class ContainerWriter:
         )
         try:
             text = dumps(manifest)
-        except (TypeError, ValueError) as e:  # metadata the caller passed that JSON cannot hold
-            raise SaveError(f"the manifest cannot be written as JSON ({e}): metadata must be JSON data") from None
+        except (TypeError, ValueError) as e:  # what JSON cannot hold, or what a reader would refuse (records.dumps)
+            raise SaveError(
+                f"the manifest would not read back ({e}): metadata must be JSON data, numbers finite and integers "
+                "within 64 bits"
+            ) from None
         body = zstandard.ZstdCompressor(level=MANIFEST_LEVEL, write_content_size=True).compress(text)
         if len(text) > manifest_bound(len(body)):  # no reader would open the file
             raise SaveError(
