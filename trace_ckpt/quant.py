@@ -111,21 +111,46 @@ def sota_by_subtrace(parents: Sequence[Sequence[int]], flags: Sequence[bool]) ->
     return last
 
 
-def nearest_kept(parents: Sequence[Sequence[int]], kept: Container[int], i: int) -> tuple[int, ...]:
-    """The nearest ancestors of node ``i`` that are in ``kept``, walking up through the others (parent order kept)."""
-    found: list[int] = []
-    seen: set[int] = {i}
-    stack = list(reversed(parents[i]))
-    while stack:
-        p = stack.pop()
-        if p in seen or not 0 <= p < len(parents):
+def nearest_kept(
+    parents: Sequence[Sequence[int]], kept: Container[int], i: int, memo: dict[int, tuple[int, ...]] | None = None
+) -> tuple[int, ...]:
+    """The nearest ancestors of node ``i`` that are in ``kept``, walking up through the others (parent order kept).
+
+    ``memo``: a dict shared by calls with the same ``parents`` and ``kept``, so each node is walked through once
+    over all of them (diff asks for every node: an unmatched chain of 8,000 nodes under 8,000 matched ones took 17 s).
+    Within one call each node is walked through once too. Only a crafted file has a cycle: a node whose walk met one
+    is not remembered (its answer depends on where the walk began).
+    """
+    memo = {} if memo is None else memo
+    n = len(parents)
+    walked = {i}
+    # each frame: a node, its parents still to look at, what they gave so far (an ordered set), whether it is complete
+    stack: list[tuple[int, list[int], dict[int, None], list[bool]]] = [(i, list(reversed(parents[i])), {}, [True])]
+    while True:
+        node, todo, found, complete = stack[-1]
+        if todo:
+            p = todo.pop()
+            if not 0 <= p < n:
+                continue
+            if p in kept and p != i:
+                found[p] = None
+            elif p in memo:  # (``i`` is in it only on a cycle, where the walk never names ``i``)
+                found.update(dict.fromkeys(k for k in memo[p] if k != i))
+            elif p in walked:  # on a cycle, or after one: what it gives is already in the answer, or never will be
+                complete[0] = False
+            else:
+                walked.add(p)
+                stack.append((p, list(reversed(parents[p])), {}, [True]))
             continue
-        seen.add(p)
-        if p in kept:
-            found.append(p)
+        stack.pop()
+        result = tuple(found)
+        if not stack:
+            return result
+        if complete[0]:
+            memo[node] = result
         else:
-            stack.extend(reversed(parents[p]))
-    return tuple(found)
+            stack[-1][3][0] = False
+        stack[-1][2].update(dict.fromkeys(result))
 
 
 def metric_value(node: NodeSummary, metric: str) -> float | None:

@@ -65,7 +65,13 @@ def select_nodes(trace: Any, keep: str | Keep, action: Action | None = None) -> 
     return sorted(sota_by_subtrace([tuple(p) for p in trace.dag_parent], flags).values())
 
 
-def _remap_selection(sel: Any, new: dict[int, int], parents: Sequence[tuple[int, ...]], kept: set[int]) -> Any:
+def _remap_selection(
+    sel: Any,
+    new: dict[int, int],
+    parents: Sequence[tuple[int, ...]],
+    kept: set[int],
+    memo: dict[int, tuple[int, ...]],
+) -> Any:
     """A selection tuple in new indices: () and (-1,) ("the latest node") keep their meaning; a dropped node
     becomes its nearest kept ancestor, or () (a new root) when it has none."""
     if not isinstance(sel, tuple) or not sel or any(not isinstance(i, int) or i < 0 for i in sel):
@@ -75,7 +81,7 @@ def _remap_selection(sel: Any, new: dict[int, int], parents: Sequence[tuple[int,
         if i in kept:
             targets: tuple[int, ...] = (i,)
         else:
-            targets = nearest_kept(parents, kept, i) if i < len(parents) else ()
+            targets = nearest_kept(parents, kept, i, memo) if i < len(parents) else ()
         out.extend(new[j] for j in targets if new[j] not in out)
     return tuple(out)
 
@@ -88,13 +94,14 @@ def keep_nodes(trace: Any, indices: Sequence[int]) -> Any:
     new = {old: k for k, old in enumerate(kept_list)}
     parents = [tuple(p) for p in trace.dag_parent]
     hist = [trace.hist[i] for i in kept_list]
-    trace.dag_parent = [tuple(new[p] for p in nearest_kept(parents, kept, i)) for i in kept_list]
+    memo: dict[int, tuple[int, ...]] = {}  # each dropped node is walked through once
+    trace.dag_parent = [tuple(new[p] for p in nearest_kept(parents, kept, i, memo)) for i in kept_list]
     trace.idx2loop_id = {new[i]: trace.idx2loop_id[i] for i in kept_list if i in trace.idx2loop_id}
     if hasattr(trace, "current_selection"):
-        trace.current_selection = _remap_selection(trace.current_selection, new, parents, kept)
+        trace.current_selection = _remap_selection(trace.current_selection, new, parents, kept, memo)
     for exp in {id(e): e for e, _ in hist}.values():
         if hasattr(exp, "local_selection"):
-            exp.local_selection = _remap_selection(exp.local_selection, new, parents, kept)
+            exp.local_selection = _remap_selection(exp.local_selection, new, parents, kept, memo)
     trace.hist = hist
     return trace
 

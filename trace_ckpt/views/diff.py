@@ -270,11 +270,13 @@ def _compare(
     d.only_b = [n.index for n in mb.nodes if n.index not in to_a]
     parents_a = [n.parents for n in ma.nodes]
     parents_b = [n.parents for n in mb.nodes]
+    memo_a: dict[int, tuple[int, ...]] = {}
+    memo_b: dict[int, tuple[int, ...]] = {}
     for i, j in sorted(pairs.items()):
         na, nb = ma.nodes[i], mb.nodes[j]
         # parents through the matching: each side's nearest ancestors that the other side has too
-        pa = list(nearest_kept(parents_a, pairs, i))
-        pb = [to_a[p] for p in nearest_kept(parents_b, to_a, j)]
+        pa = list(nearest_kept(parents_a, pairs, i, memo_a))
+        pb = [to_a[p] for p in nearest_kept(parents_b, to_a, j, memo_b)]
         for what, x, y in (
             ("decision", na.decision, nb.decision),
             ("parents", pa, pb),
