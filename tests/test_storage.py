@@ -24,6 +24,7 @@ from trace_ckpt.errors import (
     MissingExtraError,
     SaveError,
     StorageAccessError,
+    UntrustedContentError,
 )
 from trace_ckpt.format.container import FOOTER, HEADER
 from trace_ckpt.rdagent.trace import iter_workspaces
@@ -222,6 +223,31 @@ def test_s3_resume_restores_from_the_bucket(s3_env, factor_ckpt: Path, tmp_path:
     # the restored workspaces landed in the new run's WORKSPACE_PATH
     ws_root = Path(env["WORKSPACE_PATH"])
     assert ws_root.is_dir() and any(p.name == "factor.py" for p in ws_root.rglob("factor.py"))
+
+
+def test_s3_resume_refuses_an_untrusted_url_before_downloading_it(
+    s3_env, trace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resume runs a checkpoint's code: an unsigned file in a bucket is refused from its manifest (ranged reads),
+    and the file is never downloaded whole (it was, before the trust check)."""
+    import trace_ckpt.ckpt as ckpt_module
+    from trace_ckpt.rdagent.resume import resume
+
+    url = "s3://research/untrusted/run.tckpt"
+    save_trace(trace, url)
+    monkeypatch.delenv("TRACE_CKPT_TRUST_RESUME", raising=False)
+    downloads: list[str] = []
+    real_copy = ckpt_module.local_copy
+
+    def recording_copy(path):
+        downloads.append(str(path))
+        return real_copy(path)
+
+    monkeypatch.setattr(ckpt_module, "local_copy", recording_copy)
+    with pytest.raises(UntrustedContentError, match="is unsigned"):
+        resume(url, only="model", loop_n=1, workspace_root=tmp_path / "ws", log_dir=tmp_path / "log")
+    assert downloads == []
+    assert not (tmp_path / "ws").exists() and not (tmp_path / "log").exists()
 
 
 def test_s3_bad_bucket_and_wrong_credentials(

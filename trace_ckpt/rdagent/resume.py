@@ -48,6 +48,7 @@ from trace_ckpt.rdagent.resume_plan import (
 )
 from trace_ckpt.rdagent.trace import experiment_kind, sota_factor_experiments
 from trace_ckpt.settings import Options, get_settings
+from trace_ckpt.storage import is_remote
 
 log = logging.getLogger("trace_ckpt")
 Phase = Literal["model", "factor"]
@@ -201,8 +202,11 @@ def resume(
         allow_modules=restore_kwargs.pop("allow_modules", ()),
         require_signature=restore_kwargs.pop("require_signature", None),
     )
-    # opened once: the trust check, the plan and the restore read one file (a URL is fetched once)
-    with Checkpoint.open(resolve_checkpoint(ckpt), options, check=False) as ck:
+    path = resolve_checkpoint(ckpt)
+    if is_remote(path):  # refuse an untrusted URL from its manifest (three ranged reads), before downloading it all
+        check_trust(path, trust, options.require_signature)
+    # opened once: the trust check, the plan and the restore read one file (a URL is fetched once and checked again)
+    with Checkpoint.open(path, options, check=False) as ck:
         plan = plan_resume(
             ck,
             only=only,
