@@ -35,8 +35,8 @@ _CHUNK = 1 << 20
 # digest, the n of its section ``blobs/<n>``, its start and length in the decompressed section
 INDEX_RECORD = struct.Struct("<32sIQQ")
 BINARY_INDEX_SINCE = 3
-# since v3 the graph names a blob by its record number in the index (as the files index does): a digest is stored
-# once, in the index; the graph of a small trace spent 40% of its bytes on digests repeated from the index
+# since v3 a file entry (docs/format.md, "files") and the graph name a blob by its record number in the index: a
+# digest is stored once, in the index (the graph of a small trace spent 40% of its bytes on digests repeated from it)
 NUMBERED_REFS_SINCE = 3
 
 

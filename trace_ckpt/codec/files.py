@@ -18,14 +18,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
-from trace_ckpt.codec.blobs import BlobPacker, BlobSource
+from trace_ckpt.codec.blobs import NUMBERED_REFS_SINCE, BlobPacker, BlobSource
 from trace_ckpt.codec.schema import EXACT_TYPES, load_json
 from trace_ckpt.errors import CorruptCheckpointError, SaveError
 from trace_ckpt.format.manifest import WorkspaceStats
 from trace_ckpt.format.reader import ContainerReader
 
-# from format v3 on, a file entry names its blob by number in the blob index (docs/format.md, "files")
-NUMBERED_FILES_SINCE = 3
 # progress(n_bytes, n_files): increments of workspace bytes and files done; a large file may report its
 # bytes in several calls (n_files 0) and then count itself (n_bytes 0, n_files 1)
 Progress = Callable[[int, int], None]
@@ -144,7 +142,7 @@ class FilesIndex:
     def read(cls, reader: ContainerReader, blobs: BlobSource) -> FilesIndex:
         """The checkpoint's ``files`` section, checked against its schema and against the blob index: a
         file whose content is not stored is a corrupt checkpoint, found before anything uses the index."""
-        numbered = blobs.numbered if reader.format_version >= NUMBERED_FILES_SINCE else None
+        numbered = blobs.numbered if reader.format_version >= NUMBERED_REFS_SINCE else None
         index = cls.from_bytes(reader.read_section(reader.section("files")), reader.source, numbered)
         for key, ws in index.workspaces.items():
             for e in ws["entries"]:
