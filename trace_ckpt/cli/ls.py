@@ -10,7 +10,7 @@ import typer
 
 from trace_ckpt.cli.app import app
 from trace_ckpt.cli.options import Json, Quiet, Verbose
-from trace_ckpt.cli.render import human_size, metric, table, timestamp
+from trace_ckpt.cli.render import human_size, metric, shown_time, table, timestamp
 from trace_ckpt.cli.show import trace_summary
 from trace_ckpt.errors import CheckpointError, CheckpointNotFoundError, NotACheckpointError
 from trace_ckpt.quant import IC
@@ -111,7 +111,7 @@ def ls_cmd(
                 (
                     r["url"],
                     human_size(r["size"]),
-                    r["created_at"].replace("T", " ").rstrip("Z"),
+                    shown_time(r["created_at"]),
                     str(r["nodes"]),
                     str(r["accepted"]),
                     str(r["factor_experiments"]),

@@ -86,6 +86,11 @@ def timestamp(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def shown_time(stamp: str) -> str:
+    """A :func:`timestamp` as text output shows it (``ls``'s column, ``inspect``'s header): ``2026-11-20 14:03:07``, UTC."""
+    return stamp.replace("T", " ").rstrip("Z")
+
+
 def _jsonable(x: Any) -> Any:
     return timestamp(x) if isinstance(x, datetime) else str(x)
 

@@ -13,7 +13,18 @@ from trace_ckpt import quant
 from trace_ckpt.cli import render
 from trace_ckpt.cli.app import app
 from trace_ckpt.cli.options import Ckpt, Json, Quiet, RequireSignature, Verbose
-from trace_ckpt.cli.render import emit_json, err, human_size, metric, out, say, table, terminal_width, timestamp
+from trace_ckpt.cli.render import (
+    emit_json,
+    err,
+    human_size,
+    metric,
+    out,
+    say,
+    shown_time,
+    table,
+    terminal_width,
+    timestamp,
+)
 from trace_ckpt.errors import CorruptCheckpointError, UnsupportedVersionError, UntrustedContentError
 from trace_ckpt.format.manifest import Manifest, NodeSummary
 from trace_ckpt.format.records import to_json
@@ -198,8 +209,7 @@ def _node_table(m: Manifest) -> str:
 
 def _print_manifest(ckpt: str, m: Manifest, size: int) -> None:
     p, c, ws = m.producer, m.counts, m.workspace_stats
-    saved = timestamp(m.created_at).replace("T", " ").rstrip("Z")  # as ls shows it
-    out.print(f"{ckpt}  format v{m.format_version}, saved {saved} UTC")
+    out.print(f"{ckpt}  format v{m.format_version}, saved {shown_time(timestamp(m.created_at))} UTC")
     out.print(f"producer: trace-ckpt {p.trace_ckpt}, rdagent {p.rdagent}, python {p.python}, pandas {p.pandas}")
     out.print(
         f"trace: {m.trace_class}"
